@@ -1,0 +1,165 @@
+//! Status conditions shared by every kind, following the Kubernetes API conventions:
+//! `lastTransitionTime` moves only when `status` flips, conditions other writers own are kept,
+//! and a status that differs from the stored one only in timestamps is not written.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+/// The summary condition every kind carries.
+pub const READY: &str = "Ready";
+
+/// A condition as a reconcile pass wants it; times are filled in by [`merge`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Desired {
+    /// Condition type, PascalCase.
+    pub type_: &'static str,
+    /// `True` or `False`.
+    pub status: bool,
+    /// Bounded PascalCase reason (see [`crate::error::Error::reason`]).
+    pub reason: &'static str,
+    /// Human-readable detail. Never includes Secret values.
+    pub message: String,
+}
+
+impl Desired {
+    /// A condition with status `True`.
+    pub fn yes(type_: &'static str, reason: &'static str, message: impl Into<String>) -> Self {
+        Self { type_, status: true, reason, message: message.into() }
+    }
+
+    /// A condition with status `False`.
+    pub fn no(type_: &'static str, reason: &'static str, message: impl Into<String>) -> Self {
+        Self { type_, status: false, reason, message: message.into() }
+    }
+
+    fn status_str(&self) -> &'static str {
+        if self.status { "True" } else { "False" }
+    }
+}
+
+/// Returns `current` with every condition in `desired` set: existing entries are updated in place
+/// (keeping `lastTransitionTime` unless `status` flips), new ones appended with `now`, and
+/// conditions of other types — other writers' — left untouched.
+pub fn merge(
+    current: &[Condition],
+    desired: &[Desired],
+    generation: Option<i64>,
+    now: &Time,
+) -> Vec<Condition> {
+    let mut merged = current.to_vec();
+    for want in desired {
+        let status = want.status_str();
+        let existing = merged.iter_mut().find(|c| c.type_ == want.type_);
+        let last_transition_time = match &existing {
+            Some(c) if c.status == status => c.last_transition_time.clone(),
+            _ => now.clone(),
+        };
+        let condition = Condition {
+            type_: want.type_.to_string(),
+            status: status.to_string(),
+            reason: want.reason.to_string(),
+            message: want.message.clone(),
+            observed_generation: generation,
+            last_transition_time,
+        };
+        match existing {
+            Some(slot) => *slot = condition,
+            None => merged.push(condition),
+        }
+    }
+    merged
+}
+
+/// The conditions of `merged` whose type is one of `types`, the types this writer owns: what it
+/// applies (server-side apply keeps the rest, which other managers own).
+pub fn owned(merged: &[Condition], types: &[&str]) -> Vec<Condition> {
+    merged.iter().filter(|c| types.contains(&c.type_.as_str())).cloned().collect()
+}
+
+/// The condition of the given type, if present.
+pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn time(s: &str) -> Time {
+        Time(s.parse().unwrap())
+    }
+
+    fn ready_false(reason: &'static str) -> Desired {
+        Desired::no(READY, reason, "waiting")
+    }
+
+    #[test]
+    fn new_condition_gets_now() {
+        let now = time("2026-01-01T00:00:00Z");
+        let merged = merge(&[], &[ready_false("Pending")], Some(3), &now);
+        assert_eq!(merged.len(), 1);
+        assert_eq!(merged[0].status, "False");
+        assert_eq!(merged[0].observed_generation, Some(3));
+        assert_eq!(merged[0].last_transition_time, now);
+    }
+
+    #[test]
+    fn transition_time_kept_while_status_unchanged() {
+        let t0 = time("2026-01-01T00:00:00Z");
+        let t1 = time("2026-01-02T00:00:00Z");
+        let first = merge(&[], &[ready_false("Pending")], Some(1), &t0);
+        // Reason and message change, status does not: the time stays.
+        let second = merge(&first, &[Desired::no(READY, "Other", "changed")], Some(2), &t1);
+        assert_eq!(second[0].last_transition_time, t0);
+        assert_eq!(second[0].reason, "Other");
+        assert_eq!(second[0].observed_generation, Some(2));
+    }
+
+    #[test]
+    fn transition_time_moves_when_status_flips() {
+        let t0 = time("2026-01-01T00:00:00Z");
+        let t1 = time("2026-01-02T00:00:00Z");
+        let first = merge(&[], &[ready_false("Pending")], Some(1), &t0);
+        let second = merge(&first, &[Desired::yes(READY, "Ready", "ok")], Some(1), &t1);
+        assert_eq!(second[0].status, "True");
+        assert_eq!(second[0].last_transition_time, t1);
+    }
+
+    #[test]
+    fn foreign_conditions_are_kept_and_not_owned() {
+        let t0 = time("2026-01-01T00:00:00Z");
+        let foreign = Condition {
+            type_: "example.com/Audited".into(),
+            status: "True".into(),
+            reason: "Audited".into(),
+            message: "by someone else".into(),
+            observed_generation: Some(1),
+            last_transition_time: t0.clone(),
+        };
+        let desired = [ready_false("Pending")];
+        let merged = merge(std::slice::from_ref(&foreign), &desired, Some(1), &t0);
+        assert_eq!(merged.len(), 2);
+        assert_eq!(merged[0], foreign);
+        let ours = owned(&merged, &[READY]);
+        assert_eq!(ours.len(), 1);
+        assert_eq!(ours[0].type_, READY);
+    }
+
+    #[test]
+    fn unchanged_pass_is_a_no_op_whatever_the_clock() {
+        let t0 = time("2026-01-01T00:00:00Z");
+        let later = time("2026-06-01T00:00:00Z");
+        let desired = [ready_false("Pending"), Desired::yes("Config", "Valid", "ok")];
+        let first = merge(&[], &desired, Some(4), &t0);
+        let again = merge(&first, &desired, Some(4), &later);
+        assert_eq!(first, again, "a pass that changes nothing but the clock must compare equal");
+    }
+
+    #[test]
+    fn new_generation_is_a_change() {
+        let t0 = time("2026-01-01T00:00:00Z");
+        let desired = [ready_false("Pending")];
+        let first = merge(&[], &desired, Some(4), &t0);
+        let next = merge(&first, &desired, Some(5), &t0);
+        assert_ne!(first, next);
+    }
+}

@@ -1,0 +1,373 @@
+//! The controller runtime: one controller per kind, all over one shared [`Context`].
+//!
+//! Each kind's module holds its `reconcile` (resolve → validate → build → apply → status). This
+//! module holds what they share: the guarded entry point that turns malformed objects and errors
+//! into Events and `Ready=False`, the error policy, and the status writer.
+
+pub mod project;
+pub mod python_environment;
+pub mod user;
+pub mod workspace;
+
+use std::{
+    collections::HashMap,
+    fmt::Debug,
+    future::Future,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use futures::{StreamExt, future::BoxFuture};
+use k8s_openapi::{
+    api::core::v1::ObjectReference,
+    apimachinery::pkg::apis::meta::v1::{Condition, Time},
+    jiff::Timestamp,
+};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams},
+    core::DeserializeGuard,
+    runtime::{
+        Controller,
+        controller::Action,
+        events::{Event, EventType, Recorder, Reporter},
+        watcher,
+    },
+};
+use serde::{Serialize, de::DeserializeOwned};
+use tracing::{debug, info, warn};
+
+use crate::{
+    conditions::{self, Desired, READY},
+    crd::{Project, PythonEnvironment, User, Workspace},
+    error::{Error, Result},
+    metrics::{FailureLabels, KindLabels, Metrics},
+    names::MANAGER,
+};
+
+/// How long an object that reconciled cleanly waits before it is looked at again without a
+/// change. Such passes write nothing when nothing changed.
+pub const RESYNC: Duration = Duration::from_secs(3600);
+
+/// State shared by every controller.
+pub struct Context {
+    /// The API client.
+    pub client: Client,
+    /// Publishes Events on the objects.
+    pub recorder: Recorder,
+    /// The operator's metrics.
+    pub metrics: Arc<Metrics>,
+    /// Consecutive transient failures per object, for the growing retry delay.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    /// A context for the given client and metrics.
+    pub fn new(client: Client, metrics: Arc<Metrics>) -> Self {
+        let reporter = Reporter { controller: MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+            failures: Mutex::default(),
+        }
+    }
+
+    fn record_failure(&self, key: &str) -> u32 {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let count = failures.entry(key.to_string()).or_default();
+        *count += 1;
+        *count
+    }
+
+    fn clear_failures(&self, key: &str) {
+        self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    }
+}
+
+/// A status with standard conditions and `observedGeneration`.
+pub trait ObservedStatus: Clone + Debug + Default + PartialEq + Serialize + Send + Sync + 'static {
+    /// The conditions.
+    fn conditions(&self) -> &[Condition];
+    /// Replaces the conditions.
+    fn set_conditions(&mut self, conditions: Vec<Condition>);
+    /// Sets `observedGeneration`.
+    fn set_observed_generation(&mut self, generation: Option<i64>);
+}
+
+macro_rules! observed_status {
+    ($($status:ty),* $(,)?) => {$(
+        impl ObservedStatus for $status {
+            fn conditions(&self) -> &[Condition] {
+                &self.conditions
+            }
+            fn set_conditions(&mut self, conditions: Vec<Condition>) {
+                self.conditions = conditions;
+            }
+            fn set_observed_generation(&mut self, generation: Option<i64>) {
+                self.observed_generation = generation;
+            }
+        }
+    )*};
+}
+
+observed_status!(
+    crate::crd::WorkspaceStatus,
+    crate::crd::UserStatus,
+    crate::crd::PythonEnvironmentStatus,
+    crate::crd::ProjectStatus,
+);
+
+/// A kind this operator reconciles.
+pub trait Managed:
+    Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Serialize + Send + Sync + 'static
+{
+    /// Its status type.
+    type Status: ObservedStatus;
+    /// The kind, as a static string for metric labels.
+    const KIND: &'static str;
+    /// The condition types this controller writes; others' conditions are left alone.
+    const CONDITION_TYPES: &'static [&'static str];
+    /// The stored status.
+    fn status(&self) -> Option<&Self::Status>;
+    /// The kind's reconcile.
+    fn reconcile(obj: Arc<Self>, ctx: Arc<Context>) -> BoxFuture<'static, Result<Action>>;
+}
+
+macro_rules! managed {
+    ($kind:ty, $status:ty, $conditions:expr, $reconcile:path) => {
+        impl Managed for $kind {
+            type Status = $status;
+            const KIND: &'static str = stringify!($kind);
+            const CONDITION_TYPES: &'static [&'static str] = $conditions;
+            fn status(&self) -> Option<&Self::Status> {
+                self.status.as_ref()
+            }
+            fn reconcile(obj: Arc<Self>, ctx: Arc<Context>) -> BoxFuture<'static, Result<Action>> {
+                Box::pin($reconcile(obj, ctx))
+            }
+        }
+    };
+}
+
+managed!(Workspace, crate::crd::WorkspaceStatus, workspace::CONDITION_TYPES, workspace::reconcile);
+managed!(User, crate::crd::UserStatus, user::CONDITION_TYPES, user::reconcile);
+managed!(
+    PythonEnvironment,
+    crate::crd::PythonEnvironmentStatus,
+    python_environment::CONDITION_TYPES,
+    python_environment::reconcile
+);
+managed!(Project, crate::crd::ProjectStatus, project::CONDITION_TYPES, project::reconcile);
+
+/// Checks that the CRD of `K` is installed and served, with an actionable message if not.
+pub async fn check_crd_installed<K: Managed>(client: &Client) -> std::result::Result<(), String> {
+    let resource = ApiResource::erase::<K>(&());
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+    match api.list_metadata(&ListParams::default().limit(1)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.is_not_found() => Err(format!(
+            "the CustomResourceDefinition {}.{} is not installed. Install the CRDs first: \
+             `kubectl apply --server-side -f crds/`, or `dataworkspace-operator crd | kubectl apply --server-side -f -`",
+            resource.plural, resource.group
+        )),
+        Err(e) => Err(format!("cannot list {}.{}: {e}", resource.plural, resource.group)),
+    }
+}
+
+/// Runs all four controllers until `shutdown` resolves, then lets running passes finish.
+pub async fn run<F>(ctx: Arc<Context>, shutdown: F)
+where
+    F: Future<Output = ()> + Clone + Send + Sync + 'static,
+{
+    tokio::join!(
+        run_controller::<Workspace, F>(ctx.clone(), shutdown.clone()),
+        run_controller::<User, F>(ctx.clone(), shutdown.clone()),
+        run_controller::<PythonEnvironment, F>(ctx.clone(), shutdown.clone()),
+        run_controller::<Project, F>(ctx, shutdown),
+    );
+}
+
+async fn run_controller<K, F>(ctx: Arc<Context>, shutdown: F)
+where
+    K: Managed,
+    F: Future<Output = ()> + Send + Sync + 'static,
+{
+    let api: Api<DeserializeGuard<K>> = Api::all(ctx.client.clone());
+    info!(kind = K::KIND, "starting controller");
+    Controller::new(api, watcher::Config::default().any_semantic())
+        .graceful_shutdown_on(shutdown)
+        .run(guarded_reconcile::<K>, error_policy::<K>, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => debug!(kind = K::KIND, object = %object, "reconciled"),
+                Err(error) => debug!(kind = K::KIND, %error, "reconcile did not succeed"),
+            }
+        })
+        .await;
+    info!(kind = K::KIND, "controller stopped");
+}
+
+fn object_key<K: Resource>(obj: &K) -> String {
+    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
+}
+
+/// Entry point of every pass: malformed objects become a Warning Event, errors become
+/// `Ready=False` with the error's reason, and every pass is measured.
+#[tracing::instrument(skip_all, fields(kind = K::KIND, namespace = guard.namespace(), name = guard.name_any()))]
+async fn guarded_reconcile<K: Managed>(guard: Arc<DeserializeGuard<K>>, ctx: Arc<Context>) -> Result<Action> {
+    let labels = KindLabels { kind: K::KIND };
+    ctx.metrics.reconciliations.get_or_create(&labels).inc();
+    let started = Instant::now();
+    let result = match &guard.0 {
+        Err(invalid) => {
+            let error = Error::MalformedObject { kind: K::KIND, message: invalid.error.clone() };
+            let reference = ObjectReference {
+                api_version: Some(K::api_version(&()).into_owned()),
+                kind: Some(K::KIND.into()),
+                name: invalid.metadata.name.clone(),
+                namespace: invalid.metadata.namespace.clone(),
+                uid: invalid.metadata.uid.clone(),
+                ..ObjectReference::default()
+            };
+            publish(&ctx, &reference, EventType::Warning, error.reason(), &error.to_string()).await;
+            Err(error)
+        }
+        Ok(obj) => {
+            let obj = Arc::new(obj.clone());
+            match K::reconcile(obj.clone(), ctx.clone()).await {
+                Ok(action) => Ok(action),
+                Err(error) => {
+                    report_failure(&ctx, &*obj, &error).await;
+                    Err(error)
+                }
+            }
+        }
+    };
+    ctx.metrics.duration.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+    match &result {
+        Ok(_) => ctx.clear_failures(&object_key(&*guard)),
+        Err(error) => {
+            ctx.metrics
+                .failures
+                .get_or_create(&FailureLabels { kind: K::KIND, reason: error.reason() })
+                .inc();
+            warn!(reason = error.reason(), %error, "reconcile failed");
+        }
+    }
+    result
+}
+
+/// Permanent errors wait for a change of the object; transient ones retry with a growing delay.
+fn error_policy<K: Managed>(guard: Arc<DeserializeGuard<K>>, error: &Error, ctx: Arc<Context>) -> Action {
+    if error.is_permanent() {
+        return Action::await_change();
+    }
+    Action::requeue(retry_delay(ctx.record_failure(&object_key(&*guard))))
+}
+
+/// Delay before retry number `failures` (1-based) of a transient error: 5 s, doubling, at most 5 min.
+pub fn retry_delay(failures: u32) -> Duration {
+    let exponent = failures.saturating_sub(1).min(6);
+    Duration::from_secs(5 * 2u64.pow(exponent)).min(Duration::from_secs(300))
+}
+
+/// Records a failed pass on the object: `Ready=False` with the error's reason, keeping the rest
+/// of the status as it was.
+async fn report_failure<K: Managed>(ctx: &Context, obj: &K, error: &Error) {
+    if matches!(error, Error::StatusUpdate { .. }) {
+        return; // writing status is what failed; the retry will try again
+    }
+    let status = obj.status().cloned().unwrap_or_default();
+    let ready = Desired::no(READY, error.reason(), error.to_string());
+    if let Err(status_error) = apply_status(ctx, obj, status, &[ready]).await {
+        warn!(%status_error, "could not record the failure in status");
+    }
+}
+
+/// The server-side apply body of a status write.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusApply<S> {
+    api_version: String,
+    kind: String,
+    status: S,
+}
+
+/// Writes `status` with the `desired` conditions merged in — unless the result equals the stored
+/// status, in which case nothing is sent. Publishes an Event when `Ready` changes.
+pub async fn apply_status<K: Managed>(
+    ctx: &Context,
+    obj: &K,
+    mut status: K::Status,
+    desired: &[Desired],
+) -> Result<()> {
+    let current = obj.status().cloned().unwrap_or_default();
+    let generation = obj.meta().generation;
+    let merged = conditions::merge(current.conditions(), desired, generation, &Time(Timestamp::now()));
+    status.set_conditions(merged.clone());
+    status.set_observed_generation(generation);
+    if status == current {
+        return Ok(());
+    }
+
+    let before = conditions::find(current.conditions(), READY);
+    if let Some(after) = conditions::find(&merged, READY)
+        && before.is_none_or(|b| b.status != after.status || b.reason != after.reason)
+    {
+        let type_ = if after.status == "True" { EventType::Normal } else { EventType::Warning };
+        publish(ctx, &obj.object_ref(&()), type_, &after.reason, &after.message).await;
+    }
+
+    // Apply only our conditions: server-side apply keeps those other managers own.
+    status.set_conditions(conditions::owned(&merged, K::CONDITION_TYPES));
+    let body = StatusApply { api_version: K::api_version(&()).into_owned(), kind: K::KIND.into(), status };
+    let resource = ApiResource::erase::<K>(&());
+    let api: Api<DynamicObject> = match obj.namespace() {
+        Some(ns) => Api::namespaced_with(ctx.client.clone(), &ns, &resource),
+        None => Api::all_with(ctx.client.clone(), &resource),
+    };
+    api.patch_status(&obj.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&body))
+        .await
+        .map_err(|source| Error::StatusUpdate { source })?;
+    ctx.metrics.status_writes.get_or_create(&KindLabels { kind: K::KIND }).inc();
+    Ok(())
+}
+
+/// `Ready=False` for what this operator version does not provision yet: honest, never Ready.
+pub fn not_yet_supported(what: &str) -> Desired {
+    Desired::no(
+        READY,
+        "NotYetSupported",
+        format!(
+            "{what} is not provisioned by this operator version yet; the object is accepted and validated, nothing runs for it"
+        ),
+    )
+}
+
+async fn publish(ctx: &Context, reference: &ObjectReference, type_: EventType, reason: &str, note: &str) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note.chars().take(1024).collect()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, reference).await {
+        warn!(%error, reason, "could not publish event");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delay_grows_and_is_capped() {
+        assert_eq!(retry_delay(1), Duration::from_secs(5));
+        assert_eq!(retry_delay(2), Duration::from_secs(10));
+        assert_eq!(retry_delay(3), Duration::from_secs(20));
+        assert_eq!(retry_delay(7), Duration::from_secs(300));
+        assert_eq!(retry_delay(1000), Duration::from_secs(300));
+    }
+}

@@ -1,0 +1,130 @@
+//! `PythonEnvironment`: a requested Python environment, approved by an admin, then built.
+
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::common::{Conditions, StorageSpec, conditions_schema};
+
+/// A Python environment a workspace member requests. An admin other than the requester must
+/// approve it, and the approval binds to the exact spec it saw: changing what is installed needs
+/// a new approval. Approved environments are built once and used by Projects that reference them.
+#[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, PartialEq, KubeSchema)]
+#[kube(
+    group = "dataworkspace.io",
+    version = "v1alpha1",
+    kind = "PythonEnvironment",
+    plural = "pythonenvironments",
+    shortname = "pyenv",
+    category = "dataworkspace",
+    namespaced,
+    status = "PythonEnvironmentStatus",
+    derive = "PartialEq",
+    derive = "Default",
+    doc = "A requested Python environment: approved by an admin, built once, used by Projects.",
+    printcolumn(name = "Python", type_ = "string", json_path = ".spec.pythonVersion"),
+    printcolumn(name = "Approval", type_ = "string", json_path = ".status.approval"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason", priority = "1"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("size(self.metadata.name) <= 48").message("PythonEnvironment names are at most 48 characters: the build Job and volume names are derived from them"),
+    validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("PythonEnvironment names must be DNS labels that start with a letter"),
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("(has(self.packages) && size(self.packages) > 0) || has(self.requirements)").message("list packages or give requirements (or both)"))]
+pub struct PythonEnvironmentSpec {
+    /// Python minor version, for example `3.12`.
+    #[serde(default = "default_python_version")]
+    #[schemars(regex(pattern = r"^3\.[0-9]{1,2}$"))]
+    pub python_version: String,
+    /// Requirement specifiers, for example `pandas==2.3.3`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 500))]
+    #[x_kube(validation = Rule::new("self.all(p, size(p) > 0 && size(p) <= 512 && !p.startsWith('-'))").message("each package is a requirement specifier such as 'pandas==2.3.3'; pip options are not allowed"))]
+    pub packages: Vec<String>,
+    /// A requirements file, as text. pip options (lines starting with `-`) are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 65536))]
+    #[x_kube(validation = Rule::new("!self.matches('(?m)^\\\\s*-')").message("requirements may not contain pip options (lines starting with '-')"))]
+    pub requirements: Option<String>,
+    /// Package index to install from instead of the default index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.startsWith('https://') || self.startsWith('http://')").message("indexUrl must be an http(s) URL"))]
+    pub index_url: Option<String>,
+    /// Further package indexes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    #[x_kube(validation = Rule::new("self.all(u, u.startsWith('https://') || u.startsWith('http://'))").message("extraIndexUrls must be http(s) URLs"))]
+    pub extra_index_urls: Vec<String>,
+    /// Image the environment is built in and run with; the operator's default for the Python
+    /// version when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_image: Option<String>,
+    /// How the environment is built.
+    #[serde(default)]
+    pub strategy: BuildStrategy,
+    /// Volume for the virtualenv (strategy `Virtualenv`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageSpec>,
+    /// The admin's approval. Set by someone allowed to `approve` pythonenvironments who is not
+    /// the requester; valid only while `specHash` equals `status.specHash`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
+}
+
+fn default_python_version() -> String {
+    "3.12".into()
+}
+
+/// How an environment is built.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
+pub enum BuildStrategy {
+    /// A virtualenv on a volume, built by a Job and mounted into the Projects that use it.
+    #[default]
+    Virtualenv,
+    /// A container image built in the cluster.
+    Image,
+}
+
+/// An approval of one exact spec.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Approval {
+    /// Username of the approving admin.
+    #[schemars(length(min = 1, max = 253))]
+    pub approved_by: String,
+    /// The `status.specHash` the admin approved.
+    #[schemars(length(min = 1, max = 128))]
+    pub spec_hash: String,
+    /// Why it was approved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+/// Observed state of a PythonEnvironment.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PythonEnvironmentStatus {
+    /// The generation the status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready` summarises; `Approved` and `Built` detail.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Conditions,
+    /// `Pending`, `Approved` or `Stale` (approved for another spec).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<String>,
+    /// `PendingApproval`, `Building`, `Ready` or `Failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// Hash of everything that decides what is installed; an approval names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec_hash: Option<String>,
+    /// Name of the ConfigMap holding the resolved lock of the last build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_config_map: Option<String>,
+    /// Projects that use this environment.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub used_by: Vec<String>,
+}

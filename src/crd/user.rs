@@ -1,0 +1,130 @@
+//! `User`: a person known to the cluster's authentication, their teams and pinned projects.
+
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::common::{Conditions, Role, conditions_schema};
+
+/// A person of the data platform: the username the API server authenticates, the teams they
+/// belong to, whether they administer the platform, and the projects they pinned.
+#[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, PartialEq, KubeSchema)]
+#[kube(
+    group = "dataworkspace.io",
+    version = "v1alpha1",
+    kind = "User",
+    plural = "users",
+    shortname = "dwuser",
+    category = "dataworkspace",
+    status = "UserStatus",
+    derive = "PartialEq",
+    derive = "Default",
+    doc = "A person of the data platform: their Kubernetes username, teams, admin flag and pinned projects.",
+    printcolumn(name = "Username", type_ = "string", json_path = ".spec.username"),
+    printcolumn(name = "Teams", type_ = "string", json_path = ".spec.teams"),
+    printcolumn(name = "Admin", type_ = "boolean", json_path = ".spec.admin"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
+        priority = "1"
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct UserSpec {
+    /// The username as the API server sees it (the `--as` value, the OIDC `sub`/`email` claim,
+    /// or `system:serviceaccount:<ns>:<name>`). RoleBindings name this user.
+    #[schemars(length(min = 1, max = 253))]
+    pub username: String,
+    /// Contact address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[^@\\\\s]+@[^@\\\\s]+$')").message("email must look like name@domain"))]
+    pub email: Option<String>,
+    /// Name shown in tools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// Teams the user belongs to. Workspace members may name a team instead of a user.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    #[x_kube(validation = Rule::new("self.all(t, t.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && size(t) <= 63)").message("team names must be DNS labels: lowercase letters, digits and '-', at most 63 characters"))]
+    pub teams: Vec<String>,
+    /// Platform administrator: full access to every workspace and to the platform's own kinds.
+    #[serde(default)]
+    pub admin: bool,
+    /// A disabled user keeps the object but loses every binding.
+    #[serde(default)]
+    pub disabled: bool,
+    /// Projects pinned to the top of the user's list.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50))]
+    pub pinned: Vec<ProjectRef>,
+}
+
+/// A reference to a Project.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectRef {
+    /// Namespace of the Project (a workspace namespace).
+    #[schemars(length(min = 1, max = 63))]
+    pub namespace: String,
+    /// Name of the Project.
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+}
+
+/// Observed state of a User.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserStatus {
+    /// The generation the status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready` summarises whether the user's bindings are in place.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Conditions,
+    /// The workspaces the user can reach, with their effective role.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workspaces: Vec<WorkspaceAccess>,
+    /// The pinned projects with their current phase.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pinned: Vec<ProjectSummary>,
+    /// The most recently started or changed projects in the user's workspaces, newest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent: Vec<ProjectSummary>,
+}
+
+/// A workspace a user can reach and the role they hold there.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkspaceAccess {
+    /// Name of the Workspace.
+    pub workspace: String,
+    /// Its namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// The strongest role the user holds there, directly or through a team.
+    pub role: Role,
+}
+
+/// A project as shown in a user's lists.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectSummary {
+    /// Namespace of the Project.
+    pub namespace: String,
+    /// Name of the Project.
+    pub name: String,
+    /// Its runtime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
+    /// Its phase; `NotFound` when a pinned project does not exist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+}

@@ -1,0 +1,12 @@
+//! Data Workspace Operator: Workspaces, Users, PythonEnvironments and Projects on Kubernetes.
+//!
+//! `crd` holds the types, `controller` the reconcilers, and the rest the parts they share.
+
+pub mod conditions;
+pub mod controller;
+pub mod crd;
+pub mod error;
+pub mod metrics;
+pub mod names;
+pub mod server;
+pub mod telemetry;

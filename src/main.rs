@@ -1,0 +1,133 @@
+//! The `dataworkspace-operator` binary: `run` starts the controllers, `crd` prints the CRDs.
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    process::ExitCode,
+    sync::{Arc, atomic::Ordering},
+};
+
+use clap::{Parser, Subcommand};
+use dataworkspace_operator::{
+    controller::{self, Context, Managed, check_crd_installed},
+    crd::{self, Project, PythonEnvironment, User, Workspace},
+    metrics::Metrics,
+    server::{self, Health},
+    telemetry::{self, LogFormat},
+};
+use futures::FutureExt;
+use tracing::{error, info};
+
+#[derive(Parser)]
+#[command(version, about = "Kubernetes operator for Workspaces, Users, PythonEnvironments and Projects")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the controllers against the cluster of the kubeconfig (or in-cluster configuration).
+    Run {
+        /// Address of the HTTP endpoint serving /metrics, /healthz and /readyz.
+        #[arg(long, env = "DWO_LISTEN_ADDRESS", default_value = "0.0.0.0:8080")]
+        listen_address: SocketAddr,
+        /// Log format; the level comes from RUST_LOG (default `info`).
+        #[arg(long, env = "DWO_LOG_FORMAT", value_enum, default_value = "text")]
+        log_format: LogFormat,
+    },
+    /// Print all CustomResourceDefinitions as one YAML stream, or write one file per kind.
+    Crd {
+        /// Write `<plural>.<group>.yaml` files into this directory instead of printing.
+        #[arg(long)]
+        output_dir: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Crd { output_dir } => match write_crds(output_dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run { listen_address, log_format } => {
+            telemetry::init(log_format);
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    error!("cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(run(listen_address)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    error!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn write_crds(output_dir: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>> {
+    match output_dir {
+        None => print!("{}", crd::all_yaml()?),
+        Some(dir) => {
+            std::fs::create_dir_all(&dir)?;
+            for definition in crd::all() {
+                std::fs::write(dir.join(crd::file_name(&definition)), crd::to_yaml(&definition)?)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn run(listen_address: SocketAddr) -> Result<(), String> {
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| format!("cannot configure the Kubernetes client (kubeconfig or in-cluster): {e}"))?;
+    check_crd_installed::<Workspace>(&client).await?;
+    check_crd_installed::<User>(&client).await?;
+    check_crd_installed::<PythonEnvironment>(&client).await?;
+    check_crd_installed::<Project>(&client).await?;
+    info!(kinds = ?[Workspace::KIND, User::KIND, PythonEnvironment::KIND, Project::KIND], "CRDs installed");
+
+    let shutdown = shutdown_signal().shared();
+    let metrics = Arc::new(Metrics::default());
+    let health = Health { metrics: metrics.clone(), ready: Arc::default() };
+    let server = tokio::spawn(server::serve(listen_address, health.clone(), shutdown.clone()));
+
+    let ctx = Arc::new(Context::new(client, metrics));
+    health.ready.store(true, Ordering::Relaxed);
+    controller::run(ctx, shutdown).await;
+    health.ready.store(false, Ordering::Relaxed);
+
+    match server.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("the HTTP endpoint on {listen_address} failed: {e}")),
+        Err(e) => Err(format!("the HTTP endpoint task failed: {e}")),
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                error!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = terminate => info!("SIGTERM received, shutting down"),
+        _ = tokio::signal::ctrl_c() => info!("SIGINT received, shutting down"),
+    }
+}

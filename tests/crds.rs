@@ -1,0 +1,99 @@
+//! The generated CRDs: committed files are current, and each CRD has the shape users rely on.
+
+use std::{fs, path::Path, process::Command};
+
+use dataworkspace_operator::crd;
+
+fn committed(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds").join(name);
+    fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}; run `make crds`", path.display()))
+}
+
+#[test]
+fn committed_crds_match_the_code() {
+    let mut expected_files = Vec::new();
+    for definition in crd::all() {
+        let name = crd::file_name(&definition);
+        assert_eq!(
+            committed(&name),
+            crd::to_yaml(&definition).unwrap(),
+            "crds/{name} is stale; run `make crds` and commit the result"
+        );
+        expected_files.push(name);
+    }
+    let mut present: Vec<String> = fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("crds"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    present.sort();
+    expected_files.sort();
+    assert_eq!(present, expected_files, "crds/ holds files the code does not generate");
+}
+
+#[test]
+fn crd_subcommand_prints_the_committed_crds() {
+    let output = Command::new(env!("CARGO_BIN_EXE_dataworkspace-operator")).arg("crd").output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let printed = String::from_utf8(output.stdout).unwrap();
+    let expected: String =
+        crd::all().iter().map(|d| format!("---\n{}", committed(&crd::file_name(d)))).collect();
+    assert_eq!(printed, expected);
+}
+
+#[test]
+fn crds_have_the_shape_users_rely_on() {
+    for definition in crd::all() {
+        let name = definition.metadata.name.clone().unwrap();
+        let names = &definition.spec.names;
+        assert_eq!(definition.spec.group, crd::GROUP);
+        assert_eq!(names.categories.as_deref(), Some(&[crd::CATEGORY.to_string()][..]), "{name}");
+        let short = names.short_names.clone().unwrap_or_default();
+        assert!(!short.is_empty(), "{name} has no short name");
+        assert!(!short.iter().any(|s| s == "ws"), "{name}: 'ws' is Kubeflow's Workspace short name");
+
+        let version = &definition.spec.versions[0];
+        assert_eq!(version.name, crd::VERSION);
+        assert!(
+            version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some(),
+            "{name}: no status subresource"
+        );
+        let columns = version.additional_printer_columns.clone().unwrap_or_default();
+        let column =
+            |n: &str| columns.iter().find(|c| c.name == n).unwrap_or_else(|| panic!("{name}: no {n} column"));
+        assert_eq!(column("Ready").json_path, r#".status.conditions[?(@.type=="Ready")].status"#);
+        assert_eq!(column("Reason").priority, Some(1));
+        assert_eq!(column("Age").json_path, ".metadata.creationTimestamp");
+
+        let schema = serde_json::to_value(version.schema.as_ref().unwrap()).unwrap();
+        let conditions = &schema["openAPIV3Schema"]["properties"]["status"]["properties"]["conditions"];
+        assert_eq!(conditions["x-kubernetes-list-type"], "map", "{name}");
+        assert_eq!(conditions["x-kubernetes-list-map-keys"], serde_json::json!(["type"]), "{name}");
+        let observed = &schema["openAPIV3Schema"]["properties"]["status"]["properties"]["observedGeneration"];
+        assert_eq!(observed["type"], "integer", "{name}");
+    }
+}
+
+#[test]
+fn crds_contain_no_empty_lists() {
+    // An empty list in a CRD shows as a permanent diff in GitOps tools.
+    for definition in crd::all() {
+        let yaml = crd::to_yaml(&definition).unwrap();
+        for (number, line) in yaml.lines().enumerate() {
+            assert!(
+                !line.trim_end().ends_with("[]"),
+                "{}:{}: {line}",
+                crd::file_name(&definition),
+                number + 1
+            );
+        }
+    }
+}
+
+#[test]
+fn name_length_rules_match_the_name_helpers() {
+    use dataworkspace_operator::crd::{Project, project::MAX_NAME_LENGTH};
+    use kube::CustomResourceExt;
+    let crd = serde_json::to_string(&Project::crd()).unwrap();
+    assert!(crd.contains(&format!("size(self.metadata.name) <= {MAX_NAME_LENGTH}")));
+    assert!(crd.contains(&format!("Project names are at most {MAX_NAME_LENGTH} characters")));
+}
