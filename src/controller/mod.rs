@@ -91,6 +91,8 @@ pub trait ObservedStatus: Clone + Debug + Default + PartialEq + Serialize + Send
     fn conditions(&self) -> &[Condition];
     /// Replaces the conditions.
     fn set_conditions(&mut self, conditions: Vec<Condition>);
+    /// `observedGeneration`.
+    fn observed_generation(&self) -> Option<i64>;
     /// Sets `observedGeneration`.
     fn set_observed_generation(&mut self, generation: Option<i64>);
 }
@@ -103,6 +105,9 @@ macro_rules! observed_status {
             }
             fn set_conditions(&mut self, conditions: Vec<Condition>) {
                 self.conditions = conditions;
+            }
+            fn observed_generation(&self) -> Option<i64> {
+                self.observed_generation
             }
             fn set_observed_generation(&mut self, generation: Option<i64>) {
                 self.observed_generation = generation;

@@ -1,0 +1,44 @@
+# Build, lint, test and run the operator. `make help` lists the targets.
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+CARGO ?= cargo
+
+.PHONY: help build lint crds test test-unit test-e2e tools cluster-up cluster-down cluster-env sandbox sandbox-down
+
+help: ## List the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
+
+build: ## Build the operator binary.
+	$(CARGO) build --locked
+
+lint: ## rustfmt check and clippy with warnings denied.
+	$(CARGO) fmt --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+crds: ## Regenerate crds/ from the Rust types.
+	$(CARGO) run --locked -q -- crd --output-dir crds
+
+test: lint test-unit test-e2e ## Lint, unit tests, then the e2e suite on a fresh local control plane.
+
+test-unit: ## Unit tests, CRD drift and example checks (no cluster needed).
+	$(CARGO) test --locked --lib --bins --test crds --test examples
+
+test-e2e: ## The e2e suite on a freshly started local control plane, stopped afterwards.
+	hack/e2e.sh
+
+tools: ## Build the pinned control-plane tools into the cache (once per machine).
+	hack/build-tools.sh
+
+cluster-up: ## Start the local control plane (builds the tools on first use).
+	hack/cluster.sh up
+
+cluster-down: ## Stop the sandbox operator and the local control plane.
+	hack/sandbox.sh down
+
+cluster-env: ## Print the export lines for the local control plane: eval "$(make -s cluster-env)".
+	@hack/cluster.sh env
+
+sandbox: ## Control plane, CRDs, operator and examples/, then wait and show the result.
+	hack/sandbox.sh up
+
+sandbox-down: cluster-down ## Same as cluster-down.

@@ -1,0 +1,113 @@
+//! End-to-end tests against a real control plane (see `hack/cluster.sh`). One operator process
+//! runs for the whole suite; each test gets its own namespace and unique cluster-scoped names.
+
+mod cluster;
+mod harness;
+mod manifests;
+mod operator;
+
+use std::{
+    process::ExitCode,
+    sync::{Arc, Mutex},
+};
+
+use futures::future::BoxFuture;
+use harness::{Env, TestResult};
+use libtest_mimic::{Arguments, Failed, Trial};
+
+/// What one test gets: the shared environment and a record of the namespaces it made.
+#[derive(Clone)]
+pub struct Scope {
+    /// The shared environment.
+    pub env: Arc<Env>,
+    namespaces: Arc<Mutex<Vec<String>>>,
+}
+
+impl Scope {
+    /// A fresh namespace, removed after the test and included in its dump on failure.
+    pub async fn namespace(&self, prefix: &str) -> Result<String, String> {
+        let name = self.env.namespace(prefix).await?;
+        self.namespaces.lock().unwrap().push(name.clone());
+        Ok(name)
+    }
+
+    /// Records a namespace the test did not create but should be dumped on failure.
+    pub fn involve(&self, namespace: &str) {
+        self.namespaces.lock().unwrap().push(namespace.to_string());
+    }
+}
+
+type TestFn = fn(Scope) -> BoxFuture<'static, TestResult>;
+
+macro_rules! tests {
+    ($($module:ident :: $test:ident),* $(,)?) => {
+        vec![$((concat!(stringify!($module), "::", stringify!($test)), (|scope| Box::pin($module::$test(scope))) as TestFn)),*]
+    };
+}
+
+fn all_tests() -> Vec<(&'static str, TestFn)> {
+    tests![
+        cluster::nodes_are_ready,
+        cluster::deployment_becomes_ready,
+        cluster::job_completes,
+        cluster::deleting_an_owner_collects_its_dependents,
+        cluster::strangers_cannot_create_pods,
+        cluster::restricted_namespace_rejects_privileged_pods,
+        manifests::crds_are_established,
+        manifests::examples_apply,
+        manifests::invalid_examples_are_rejected_with_their_message,
+        operator::sets_status_on_every_kind,
+        operator::status_follows_a_new_generation,
+        operator::serves_metrics_and_health,
+        operator::survives_a_restart_without_writing,
+    ]
+}
+
+fn main() -> ExitCode {
+    let mut args = Arguments::from_args();
+    // One at a time: tests restart the shared operator and read its write counters.
+    args.test_threads = Some(1);
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let runtime = Arc::new(runtime);
+
+    // Listing tests needs no cluster.
+    if args.list {
+        let trials = all_tests().into_iter().map(|(name, _)| Trial::test(name, || Ok(()))).collect();
+        return libtest_mimic::run(&args, trials).exit_code();
+    }
+
+    let env = match runtime.block_on(Env::setup()) {
+        Ok(env) => env,
+        Err(message) => {
+            eprintln!("e2e setup failed: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+
+    let trials = all_tests()
+        .into_iter()
+        .map(|(name, test)| {
+            let env = env.clone();
+            let runtime = runtime.clone();
+            Trial::test(name, move || {
+                let scope = Scope { env: env.clone(), namespaces: Arc::default() };
+                let result = runtime.block_on(test(scope.clone()));
+                let namespaces = scope.namespaces.lock().unwrap().clone();
+                let outcome = result
+                    .map_err(|message| Failed::from(format!("{message}\n{}", env.dump(name, &namespaces))));
+                runtime.block_on(async {
+                    for ns in namespaces.iter().filter(|ns| ns.starts_with("e2e-")) {
+                        env.drop_namespace(ns).await;
+                    }
+                });
+                outcome
+            })
+        })
+        .collect();
+    let conclusion = libtest_mimic::run(&args, trials);
+    if let Err(message) = env.stop_operator() {
+        eprintln!("stopping the operator: {message}");
+        return ExitCode::FAILURE;
+    }
+    conclusion.exit_code()
+}

@@ -1,0 +1,244 @@
+//! The operator binary against the cluster: honest status on every kind, generations followed,
+//! metrics and health served, and a restart that writes nothing.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{
+    Api,
+    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
+};
+use serde::de::DeserializeOwned;
+
+use dataworkspace_operator::controller::{Managed, ObservedStatus};
+
+use dataworkspace_operator::crd::{
+    Project, PythonEnvironment, User, Workspace, project::Phase, workspace::Member,
+};
+
+use crate::{
+    Scope, ensure,
+    harness::{Context, TestResult, WAIT, http_get, wait_for, wait_until},
+};
+
+fn from_yaml<K: DeserializeOwned>(yaml: &str) -> Result<K, String> {
+    serde_yaml::from_str(yaml).context("parsing a test manifest")
+}
+
+/// The Ready condition, once the status describes the object's current generation.
+fn observed_ready<K: Managed>(obj: Option<&K>) -> Option<Condition> {
+    let obj = obj?;
+    let status = obj.status()?;
+    (status.observed_generation() == obj.meta().generation).then_some(())?;
+    status.conditions().iter().find(|c| c.type_ == "Ready").cloned()
+}
+
+/// Waits until the status describes the current generation; returns the object and its Ready.
+async fn wait_observed<K: Managed>(api: &Api<K>, name: &str) -> Result<(K, Condition), String> {
+    let what = "status.observedGeneration == metadata.generation with a Ready condition";
+    let object = wait_for(api, name, what, |o: Option<&K>| observed_ready(o).is_some()).await?;
+    let ready = observed_ready(Some(&object)).ok_or("no Ready condition")?;
+    Ok((object, ready))
+}
+
+pub async fn sets_status_on_every_kind(scope: Scope) -> TestResult {
+    let ns = scope.namespace("status").await?;
+    let client = scope.env.client.clone();
+    let ws_name = scope.env.unique("status");
+    let workspaces: Api<Workspace> = Api::all(client.clone());
+    let users: Api<User> = Api::all(client.clone());
+    let envs: Api<PythonEnvironment> = Api::namespaced(client.clone(), &ns);
+    let projects: Api<Project> = Api::namespaced(client.clone(), &ns);
+
+    let workspace: Workspace = from_yaml(&format!(
+        "metadata: {{name: {ws_name}}}\nspec: {{members: [{{user: {ws_name}, role: admin}}, {{team: t1, role: viewer}}]}}"
+    ))?;
+    workspaces.create(&PostParams::default(), &workspace).await.context("creating a Workspace")?;
+    let user: User = from_yaml(&format!(
+        "metadata: {{name: {ws_name}}}\nspec: {{username: {ws_name}@example.com, teams: [t1]}}"
+    ))?;
+    users.create(&PostParams::default(), &user).await.context("creating a User")?;
+    let env: PythonEnvironment = from_yaml("metadata: {name: py}\nspec: {packages: [pandas==2.3.3]}")?;
+    envs.create(&PostParams::default(), &env).await.context("creating a PythonEnvironment")?;
+    let project: Project = from_yaml("metadata: {name: nb}\nspec: {runtime: Notebook, notebook: {}}")?;
+    projects.create(&PostParams::default(), &project).await.context("creating a Project")?;
+
+    let (ws, ready) = wait_observed(&workspaces, &ws_name).await?;
+    ensure!(ready.status == "False" && ready.reason == "NotYetSupported", "Workspace Ready: {ready:?}");
+    ensure!(ws.status.as_ref().and_then(|s| s.member_count) == Some(2), "memberCount: {:?}", ws.status);
+    let (_, ready) = wait_observed(&users, &ws_name).await?;
+    ensure!(ready.status == "False" && ready.reason == "NotYetSupported", "User Ready: {ready:?}");
+    let (_, ready) = wait_observed(&envs, "py").await?;
+    ensure!(
+        ready.status == "False" && ready.reason == "NotYetSupported",
+        "PythonEnvironment Ready: {ready:?}"
+    );
+    let (project, ready) = wait_observed(&projects, "nb").await?;
+    ensure!(ready.status == "False" && ready.reason == "NotYetSupported", "Project Ready: {ready:?}");
+    ensure!(
+        project.status.as_ref().and_then(|s| s.phase) == Some(Phase::Pending),
+        "phase: {:?}",
+        project.status
+    );
+
+    // The transition to Ready=False is announced once, as a Warning Event on the object.
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
+    wait_until(WAIT, "a NotYetSupported Warning Event on the Project", || {
+        let events = events.clone();
+        async move {
+            let list = events.list(&ListParams::default()).await.context("listing events")?;
+            Ok(list.items.iter().any(|e| {
+                e.reason.as_deref() == Some("NotYetSupported")
+                    && e.type_.as_deref() == Some("Warning")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("nb")
+            }))
+        }
+    })
+    .await?;
+
+    workspaces.delete(&ws_name, &DeleteParams::default()).await.context("deleting the Workspace")?;
+    users.delete(&ws_name, &DeleteParams::default()).await.context("deleting the User")?;
+    Ok(())
+}
+
+pub async fn status_follows_a_new_generation(scope: Scope) -> TestResult {
+    let client = scope.env.client.clone();
+    let name = scope.env.unique("generation");
+    let workspaces: Api<Workspace> = Api::all(client);
+    let workspace: Workspace = from_yaml(&format!("metadata: {{name: {name}}}\nspec: {{}}"))?;
+    workspaces.create(&PostParams::default(), &workspace).await.context("creating a Workspace")?;
+    let (first, ready_before) = wait_observed(&workspaces, &name).await?;
+    ensure!(first.status.as_ref().and_then(|s| s.member_count) == Some(0), "memberCount: {:?}", first.status);
+
+    let mut changed = first.clone();
+    changed.spec.members.push(Member {
+        user: Some("someone".into()),
+        team: None,
+        role: dataworkspace_operator::crd::common::Role::Viewer,
+    });
+    changed.metadata.managed_fields = None;
+    changed.status = None;
+    workspaces
+        .patch(&name, &PatchParams::apply("e2e-test").force(), &Patch::Apply(&changed))
+        .await
+        .context("changing the members")?;
+    let (second, ready_after) = wait_observed(&workspaces, &name).await?;
+    ensure!(second.metadata.generation > first.metadata.generation, "generation did not move");
+    ensure!(
+        second.status.as_ref().and_then(|s| s.member_count) == Some(1),
+        "memberCount: {:?}",
+        second.status
+    );
+    ensure!(
+        ready_after.last_transition_time == ready_before.last_transition_time,
+        "lastTransitionTime moved although Ready stayed False: {ready_before:?} -> {ready_after:?}"
+    );
+    ensure!(
+        ready_after.observed_generation == second.metadata.generation,
+        "condition observedGeneration: {ready_after:?}"
+    );
+    workspaces.delete(&name, &DeleteParams::default()).await.context("deleting the Workspace")?;
+    Ok(())
+}
+
+pub async fn serves_metrics_and_health(scope: Scope) -> TestResult {
+    let address = scope.env.operator_address().ok_or("the operator is not running")?;
+    for path in ["/healthz", "/readyz"] {
+        let (code, _) = http_get(address, path)?;
+        ensure!(code == 200, "{path} answered {code}");
+    }
+    let (code, body) = http_get(address, "/metrics")?;
+    ensure!(code == 200, "/metrics answered {code}");
+    ensure!(
+        body.contains("dataworkspace_reconciliations_total{kind=\"Workspace\"}"),
+        "no reconcile counter:\n{body}"
+    );
+    ensure!(
+        body.contains("dataworkspace_reconcile_duration_seconds_bucket"),
+        "no duration histogram:\n{body}"
+    );
+    Ok(())
+}
+
+/// The value of a counter sample, 0 when absent.
+fn counter(metrics: &str, sample: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(sample).and_then(|rest| rest.trim().parse::<f64>().ok()))
+        .map_or(0, |v| v as u64)
+}
+
+pub async fn survives_a_restart_without_writing(scope: Scope) -> TestResult {
+    // Something to converge first.
+    let name = scope.env.unique("restart");
+    let workspaces: Api<Workspace> = Api::all(scope.env.client.clone());
+    let workspace: Workspace =
+        from_yaml(&format!("metadata: {{name: {name}}}\nspec: {{members: [{{team: a, role: admin}}]}}"))?;
+    workspaces.create(&PostParams::default(), &workspace).await.context("creating a Workspace")?;
+    wait_observed(&workspaces, &name).await?;
+
+    // SIGTERM must end the operator cleanly (exit code 0) ...
+    scope.env.stop_operator()?;
+    scope.env.start_operator().await?;
+    let address = scope.env.operator_address().ok_or("the operator is not running")?;
+
+    // ... and a fresh process re-reconciles every object it finds, writing nothing.
+    let client = scope.env.client.clone();
+    let counts = [
+        (
+            "Workspace",
+            Api::<Workspace>::all(client.clone())
+                .list_metadata(&ListParams::default())
+                .await
+                .context("list")?
+                .items
+                .len(),
+        ),
+        (
+            "User",
+            Api::<User>::all(client.clone())
+                .list_metadata(&ListParams::default())
+                .await
+                .context("list")?
+                .items
+                .len(),
+        ),
+        (
+            "PythonEnvironment",
+            Api::<PythonEnvironment>::all(client.clone())
+                .list_metadata(&ListParams::default())
+                .await
+                .context("list")?
+                .items
+                .len(),
+        ),
+        (
+            "Project",
+            Api::<Project>::all(client.clone())
+                .list_metadata(&ListParams::default())
+                .await
+                .context("list")?
+                .items
+                .len(),
+        ),
+    ];
+    wait_until(WAIT, "the restarted operator to reconcile every object", || async move {
+        let (_, metrics) = http_get(address, "/metrics")?;
+        Ok(counts.iter().all(|(kind, n)| {
+            counter(&metrics, &format!("dataworkspace_reconciliations_total{{kind=\"{kind}\"}}")) >= *n as u64
+        }))
+    })
+    .await?;
+    let (_, metrics) = http_get(address, "/metrics")?;
+    let writes: Vec<(&str, u64)> = counts
+        .iter()
+        .map(|(kind, _)| {
+            (*kind, counter(&metrics, &format!("dataworkspace_status_writes_total{{kind=\"{kind}\"}}")))
+        })
+        .collect();
+    ensure!(
+        writes.iter().all(|(_, w)| *w == 0),
+        "an idle restart wrote status: {writes:?} (objects: {counts:?})"
+    );
+    eprintln!("idle restart: reconciled {counts:?}, status writes {writes:?}");
+    workspaces.delete(&name, &DeleteParams::default()).await.context("deleting the Workspace")?;
+    Ok(())
+}
