@@ -38,10 +38,12 @@ pub enum Role {
 pub struct AccessList {
     /// Names of User objects.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 200), inner(length(max = 253)))]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub users: Vec<String>,
     /// Team names, as listed in `User.spec.teams`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100), inner(length(max = 63)))]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub teams: Vec<String>,
 }
@@ -70,6 +72,7 @@ pub struct GitSource {
     pub r#ref: Option<String>,
     /// Path inside the repository, for example `dags/` or `apps/sales/app.py`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
     #[x_kube(validation = Rule::new("!self.startsWith('/') && !self.contains('..')").message("path must be relative to the repository root and must not contain '..'"))]
     pub path: Option<String>,
 }

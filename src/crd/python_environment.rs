@@ -39,8 +39,8 @@ pub struct PythonEnvironmentSpec {
     pub python_version: String,
     /// Requirement specifiers, for example `pandas==2.3.3`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 500))]
-    #[x_kube(validation = Rule::new("self.all(p, size(p) > 0 && size(p) <= 512 && !p.startsWith('-'))").message("each package is a requirement specifier such as 'pandas==2.3.3'; pip options are not allowed"))]
+    #[schemars(length(max = 500), inner(length(min = 1, max = 512)))]
+    #[x_kube(validation = Rule::new("self.all(p, !p.startsWith('-'))").message("each package is a requirement specifier such as 'pandas==2.3.3'; pip options are not allowed"))]
     pub packages: Vec<String>,
     /// A requirements file, as text. pip options (lines starting with `-`) are refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -49,11 +49,12 @@ pub struct PythonEnvironmentSpec {
     pub requirements: Option<String>,
     /// Package index to install from instead of the default index.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
     #[x_kube(validation = Rule::new("self.startsWith('https://') || self.startsWith('http://')").message("indexUrl must be an http(s) URL"))]
     pub index_url: Option<String>,
     /// Further package indexes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 10))]
+    #[schemars(length(max = 10), inner(length(max = 2048)))]
     #[x_kube(validation = Rule::new("self.all(u, u.startsWith('https://') || u.startsWith('http://'))").message("extraIndexUrls must be http(s) URLs"))]
     pub extra_index_urls: Vec<String>,
     /// Image the environment is built in and run with; the operator's default for the Python

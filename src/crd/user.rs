@@ -43,6 +43,7 @@ pub struct UserSpec {
     pub username: String,
     /// Contact address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 254))]
     #[x_kube(validation = Rule::new("self.matches('^[^@\\\\s]+@[^@\\\\s]+$')").message("email must look like name@domain"))]
     pub email: Option<String>,
     /// Name shown in tools.
@@ -50,9 +51,9 @@ pub struct UserSpec {
     pub display_name: Option<String>,
     /// Teams the user belongs to. Workspace members may name a team instead of a user.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 100))]
+    #[schemars(length(max = 100), inner(length(max = 63)))]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
-    #[x_kube(validation = Rule::new("self.all(t, t.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && size(t) <= 63)").message("team names must be DNS labels: lowercase letters, digits and '-', at most 63 characters"))]
+    #[x_kube(validation = Rule::new("self.all(t, t.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'))").message("team names must be DNS labels: lowercase letters, digits and '-', at most 63 characters"))]
     pub teams: Vec<String>,
     /// Platform administrator: full access to every workspace and to the platform's own kinds.
     #[serde(default)]

@@ -56,6 +56,7 @@ pub struct WorkspaceSpec {
     /// Plain configuration shared by every runtime, as environment variables. Keys are
     /// environment variable names. Never put credentials here; use `connections` or `secrets`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 500))]
     #[x_kube(validation = Rule::new("self.all(k, k.matches('^[A-Za-z_][A-Za-z0-9_]*$'))").message("variable names must be environment variable names: letters, digits and '_', not starting with a digit"))]
     pub variables: BTreeMap<String, String>,
     /// Connections to external systems (for Airflow: `AIRFLOW_CONN_<NAME>`), each a reference to

@@ -178,18 +178,21 @@ impl Env {
 
     /// What a failed test leaves behind for debugging: the objects it touched and the operator log.
     pub fn dump(&self, test: &str, namespaces: &[String]) -> String {
-        let mut out = format!("==== dump for {test} ====\n");
-        out += &kubectl(&["get", "dataworkspace", "-A", "-o", "yaml"]).unwrap_or_else(|e| e);
+        let get = |args: &[&str]| kubectl(args).unwrap_or_else(|e| e);
+        let mut summary = format!("==== dump for {test} ====\n");
+        summary += &get(&["get", "dataworkspace", "-A", "-o", "wide"]);
         for ns in namespaces {
-            out += &kubectl(&["get", "all,events", "-n", ns, "-o", "wide"]).unwrap_or_else(|e| e);
+            summary += &get(&["get", "all,events", "-n", ns, "-o", "wide"]);
         }
         let log = fs::read_to_string(self.operator_log()).unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(80).collect();
-        out += "---- operator log (last 80 lines) ----\n";
-        out += &tail.into_iter().rev().collect::<Vec<_>>().join("\n");
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        summary += "---- operator log (last 40 lines) ----\n";
+        summary += &tail.into_iter().rev().collect::<Vec<_>>().join("\n");
         let path = self.out_dir.join(format!("{}.dump.txt", test.replace("::", "-")));
-        let _ = fs::write(&path, &out);
-        format!("{out}\n(saved in {})", path.display())
+        let full =
+            format!("{summary}\n---- objects ----\n{}", get(&["get", "dataworkspace", "-A", "-o", "yaml"]));
+        let _ = fs::write(&path, full);
+        format!("{summary}\n(objects as YAML in {})", path.display())
     }
 
     /// Path of a file in the repository.
@@ -205,9 +208,10 @@ pub fn kubectl(args: &[&str]) -> Result<String, String> {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     } else {
         Err(format!(
-            "kubectl {} failed ({}): {}",
+            "kubectl {} failed ({}): {} {}",
             args.join(" "),
             output.status,
+            String::from_utf8_lossy(&output.stdout).trim(),
             String::from_utf8_lossy(&output.stderr).trim()
         ))
     }
