@@ -38,6 +38,9 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// The operator's caches have not received their initial lists yet.
+    #[error("the operator's caches are not filled yet")]
+    CacheNotReady,
     /// Writing the status subresource failed.
     #[error("updating status: {source}")]
     StatusUpdate {
@@ -55,6 +58,7 @@ impl Error {
             Error::InvalidSpec { reason, .. } => reason,
             Error::Read { .. } => "ReadFailed",
             Error::Apply { .. } => "ApplyFailed",
+            Error::CacheNotReady => "CacheNotReady",
             Error::StatusUpdate { .. } => "StatusUpdateFailed",
         }
     }
@@ -85,6 +89,7 @@ mod tests {
             (Error::Read { what: "Secret a/b".into(), source: api_error(500) }, "ReadFailed", false),
             (Error::Apply { what: "Namespace a".into(), source: api_error(409) }, "ApplyFailed", false),
             (Error::StatusUpdate { source: api_error(503) }, "StatusUpdateFailed", false),
+            (Error::CacheNotReady, "CacheNotReady", false),
         ];
         let pattern = |r: &str| {
             let mut chars = r.chars();

@@ -2,7 +2,9 @@
 //!
 //! `crd` holds the types, `controller` the reconcilers, and the rest the parts they share.
 
+pub mod build;
 pub mod conditions;
+pub mod config;
 pub mod controller;
 pub mod crd;
 pub mod error;

@@ -9,7 +9,8 @@ use std::{
 
 use clap::{Parser, Subcommand};
 use dataworkspace_operator::{
-    controller::{self, Context, Managed, check_crd_installed},
+    config::Config,
+    controller::{self, Managed, check_crd_installed},
     crd::{self, Project, PythonEnvironment, User, Workspace},
     metrics::Metrics,
     server::{self, Health},
@@ -35,6 +36,13 @@ enum Command {
         /// Log format; the level comes from RUST_LOG (default `info`).
         #[arg(long, env = "DWO_LOG_FORMAT", value_enum, default_value = "text")]
         log_format: LogFormat,
+        /// Namespace of the ingress controller, whose pods may reach every workspace.
+        #[arg(long, env = "DWO_INGRESS_NAMESPACE")]
+        ingress_namespace: Option<String>,
+        /// Also bind each team as the group `<prefix><team>`, for clusters whose authentication
+        /// supplies team groups (for example `oidc:`).
+        #[arg(long, env = "DWO_TEAM_GROUP_PREFIX")]
+        team_group_prefix: Option<String>,
     },
     /// Print all CustomResourceDefinitions as one YAML stream, or write one file per kind.
     Crd {
@@ -53,7 +61,8 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Run { listen_address, log_format } => {
+        Command::Run { listen_address, log_format, ingress_namespace, team_group_prefix } => {
+            let config = Config { ingress_namespace, team_group_prefix };
             telemetry::init(log_format);
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(runtime) => runtime,
@@ -62,7 +71,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(run(listen_address)) {
+            match runtime.block_on(run(listen_address, config)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     error!("{e}");
@@ -86,7 +95,7 @@ fn write_crds(output_dir: Option<PathBuf>) -> Result<(), Box<dyn std::error::Err
     Ok(())
 }
 
-async fn run(listen_address: SocketAddr) -> Result<(), String> {
+async fn run(listen_address: SocketAddr, config: Config) -> Result<(), String> {
     let client = kube::Client::try_default()
         .await
         .map_err(|e| format!("cannot configure the Kubernetes client (kubeconfig or in-cluster): {e}"))?;
@@ -101,9 +110,8 @@ async fn run(listen_address: SocketAddr) -> Result<(), String> {
     let health = Health { metrics: metrics.clone(), ready: Arc::default() };
     let server = tokio::spawn(server::serve(listen_address, health.clone(), shutdown.clone()));
 
-    let ctx = Arc::new(Context::new(client, metrics));
     health.ready.store(true, Ordering::Relaxed);
-    controller::run(ctx, shutdown).await;
+    controller::run(client, metrics, config, shutdown).await;
     health.ready.store(false, Ordering::Relaxed);
 
     match server.await {

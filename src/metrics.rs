@@ -22,6 +22,13 @@ pub struct FailureLabels {
     pub reason: &'static str,
 }
 
+/// Labels of the write counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WriteLabels {
+    /// Kind written, `<Kind>/status` for status, `Event` for Events.
+    pub resource: String,
+}
+
 /// The operator's metrics.
 pub struct Metrics {
     /// Reconcile passes started.
@@ -32,6 +39,8 @@ pub struct Metrics {
     pub duration: Family<KindLabels, Histogram>,
     /// Status writes sent to the API server (zero while nothing changes).
     pub status_writes: Family<KindLabels, Counter>,
+    /// Every write request sent to the API server (apply, delete, status, Event).
+    pub api_writes: Family<WriteLabels, Counter>,
     registry: Registry,
 }
 
@@ -48,7 +57,13 @@ impl Default for Metrics {
         registry.register("reconcile_failures", "Reconcile passes that failed, by reason", failures.clone());
         registry.register("reconcile_duration_seconds", "Duration of reconcile passes", duration.clone());
         registry.register("status_writes", "Status writes sent to the API server", status_writes.clone());
-        Self { reconciliations, failures, duration, status_writes, registry }
+        let api_writes = Family::<WriteLabels, Counter>::default();
+        registry.register(
+            "api_writes",
+            "Write requests sent to the API server, by resource",
+            api_writes.clone(),
+        );
+        Self { reconciliations, failures, duration, status_writes, api_writes, registry }
     }
 }
 

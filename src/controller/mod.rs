@@ -26,11 +26,12 @@ use k8s_openapi::{
 use kube::{
     Api, Client, Resource, ResourceExt,
     api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams},
-    core::DeserializeGuard,
+    core::{ClusterResourceScope, DeserializeGuard, NamespaceResourceScope},
     runtime::{
         Controller,
         controller::Action,
         events::{Event, EventType, Recorder, Reporter},
+        reflector::Store,
         watcher,
     },
 };
@@ -39,9 +40,10 @@ use tracing::{debug, info, warn};
 
 use crate::{
     conditions::{self, Desired, READY},
+    config::Config,
     crd::{Project, PythonEnvironment, User, Workspace},
     error::{Error, Result},
-    metrics::{FailureLabels, KindLabels, Metrics},
+    metrics::{FailureLabels, KindLabels, Metrics, WriteLabels},
     names::MANAGER,
 };
 
@@ -57,18 +59,76 @@ pub struct Context {
     pub recorder: Recorder,
     /// The operator's metrics.
     pub metrics: Arc<Metrics>,
+    /// Operator-wide settings.
+    pub config: Config,
+    /// The controllers' caches of the root kinds, for relations between them.
+    pub stores: Stores,
     /// Consecutive transient failures per object, for the growing retry delay.
     failures: Mutex<HashMap<String, u32>>,
 }
 
+/// The caches the controllers keep of their root kinds.
+#[derive(Clone)]
+pub struct Stores {
+    /// Workspaces.
+    pub workspaces: Store<DeserializeGuard<Workspace>>,
+    /// Users.
+    pub users: Store<DeserializeGuard<User>>,
+    /// Projects.
+    pub projects: Store<DeserializeGuard<Project>>,
+}
+
+/// The well-formed objects of a store.
+pub fn valid<K: Clone>(store: &Store<DeserializeGuard<K>>) -> Vec<K>
+where
+    DeserializeGuard<K>: Resource,
+    <DeserializeGuard<K> as Resource>::DynamicType: std::hash::Hash + Eq + Clone,
+{
+    store.state().iter().filter_map(|g| g.0.as_ref().ok().cloned()).collect()
+}
+
+impl Stores {
+    /// Waits until every cache has its initial list, so a pass never acts on a partial view
+    /// (for example, bindings computed before the Users are known). Bounded, so a pass never
+    /// hangs on a cache: past the bound it fails as a transient error and is retried.
+    pub async fn ready(&self) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + CACHE_WAIT;
+        while !(is_ready(&self.workspaces).await
+            && is_ready(&self.users).await
+            && is_ready(&self.projects).await)
+        {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::CacheNotReady);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether a store has its initial list, waiting briefly. A store's readiness future keeps
+/// only the waker of its latest waiter, so concurrent passes waiting on it can miss the wake-up;
+/// short, repeated waits never depend on being woken.
+async fn is_ready<K>(store: &Store<K>) -> bool
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: std::hash::Hash + Eq + Clone,
+{
+    tokio::time::timeout(Duration::from_millis(100), store.wait_until_ready()).await.is_ok()
+}
+
+/// How long a pass waits for the caches to fill.
+const CACHE_WAIT: Duration = Duration::from_secs(10);
+
 impl Context {
-    /// A context for the given client and metrics.
-    pub fn new(client: Client, metrics: Arc<Metrics>) -> Self {
+    /// A context for the given client, metrics, settings and caches.
+    pub fn new(client: Client, metrics: Arc<Metrics>, config: Config, stores: Stores) -> Self {
         let reporter = Reporter { controller: MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             metrics,
+            config,
+            stores,
             failures: Mutex::default(),
         }
     }
@@ -78,6 +138,11 @@ impl Context {
         let count = failures.entry(key.to_string()).or_default();
         *count += 1;
         *count
+    }
+
+    /// Counts a write request sent to the API server.
+    pub fn count_write(&self, resource: &str) {
+        self.metrics.api_writes.get_or_create(&WriteLabels { resource: resource.to_string() }).inc();
     }
 
     fn clear_failures(&self, key: &str) {
@@ -181,26 +246,38 @@ pub async fn check_crd_installed<K: Managed>(client: &Client) -> std::result::Re
 }
 
 /// Runs all four controllers until `shutdown` resolves, then lets running passes finish.
-pub async fn run<F>(ctx: Arc<Context>, shutdown: F)
+pub async fn run<F>(client: Client, metrics: Arc<Metrics>, config: Config, shutdown: F)
 where
     F: Future<Output = ()> + Clone + Send + Sync + 'static,
 {
+    let workspaces = controller_for::<Workspace>(&client);
+    let users = controller_for::<User>(&client);
+    let environments = controller_for::<PythonEnvironment>(&client);
+    let projects = controller_for::<Project>(&client);
+    let stores = Stores { workspaces: workspaces.store(), users: users.store(), projects: projects.store() };
+    let ctx = Arc::new(Context::new(client, metrics, config, stores));
     tokio::join!(
-        run_controller::<Workspace, F>(ctx.clone(), shutdown.clone()),
-        run_controller::<User, F>(ctx.clone(), shutdown.clone()),
-        run_controller::<PythonEnvironment, F>(ctx.clone(), shutdown.clone()),
-        run_controller::<Project, F>(ctx, shutdown),
+        drive(workspace::relations(workspaces, &ctx), ctx.clone(), shutdown.clone()),
+        drive(user::relations(users, &ctx), ctx.clone(), shutdown.clone()),
+        drive(environments, ctx.clone(), shutdown.clone()),
+        drive(projects, ctx, shutdown),
     );
 }
 
-async fn run_controller<K, F>(ctx: Arc<Context>, shutdown: F)
+fn controller_for<K: Managed>(client: &Client) -> Controller<DeserializeGuard<K>> {
+    Controller::new(
+        Api::<DeserializeGuard<K>>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+}
+
+async fn drive<K, F>(controller: Controller<DeserializeGuard<K>>, ctx: Arc<Context>, shutdown: F)
 where
     K: Managed,
     F: Future<Output = ()> + Send + Sync + 'static,
 {
-    let api: Api<DeserializeGuard<K>> = Api::all(ctx.client.clone());
     info!(kind = K::KIND, "starting controller");
-    Controller::new(api, watcher::Config::default().any_semantic())
+    controller
         .graceful_shutdown_on(shutdown)
         .run(guarded_reconcile::<K>, error_policy::<K>, ctx)
         .for_each(|result| async move {
@@ -211,6 +288,107 @@ where
         })
         .await;
     info!(kind = K::KIND, "controller stopped");
+}
+
+/// Watch configuration for children the operator labelled.
+pub fn managed_children() -> watcher::Config {
+    watcher::Config::default().labels(&format!("{}={MANAGER}", crate::names::LABEL_MANAGED_BY)).any_semantic()
+}
+
+/// Server-side applies a namespaced object with the operator's field manager.
+pub async fn apply_namespaced<K>(ctx: &Context, object: &K) -> Result<K>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Debug
+        + Serialize
+        + DeserializeOwned,
+{
+    let namespace = object.meta().namespace.clone().unwrap_or_default();
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+    patch(ctx, &api, object).await
+}
+
+/// Server-side applies a cluster-scoped object with the operator's field manager.
+pub async fn apply_cluster<K>(ctx: &Context, object: &K) -> Result<K>
+where
+    K: Resource<Scope = ClusterResourceScope, DynamicType = ()>
+        + Clone
+        + Debug
+        + Serialize
+        + DeserializeOwned,
+{
+    patch(ctx, &Api::<K>::all(ctx.client.clone()), object).await
+}
+
+async fn patch<K>(ctx: &Context, api: &Api<K>, object: &K) -> Result<K>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned,
+{
+    let name = object.meta().name.clone().unwrap_or_default();
+    let what = || format!("{} {name}", K::kind(&()));
+    let mut desired = serde_json::to_value(object)
+        .map_err(|e| Error::Apply { what: what(), source: kube::Error::SerdeError(e) })?;
+    // Idle passes write nothing: skip the apply when the live object already holds every
+    // field we would set (fields others set, and server defaults, are extra and fine).
+    if let Some(live) = api.get_opt(&name).await.map_err(|source| Error::Read { what: what(), source })?
+        && let Ok(live_json) = serde_json::to_value(&live)
+        && is_subset(&desired, &live_json)
+    {
+        return Ok(live);
+    }
+    // Server-side apply needs apiVersion and kind, which typed k8s-openapi structs omit.
+    desired["apiVersion"] = K::api_version(&()).into();
+    desired["kind"] = K::kind(&()).into();
+    let applied = api
+        .patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&desired))
+        .await
+        .map_err(|source| Error::Apply { what: what(), source })?;
+    ctx.count_write(&K::kind(&()));
+    Ok(applied)
+}
+
+/// Whether every field of `desired` is present with the same value in `live`. Lists must have
+/// the same length and match element by element.
+pub fn is_subset(desired: &serde_json::Value, live: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (desired, live) {
+        (Value::Object(d), Value::Object(l)) => {
+            d.iter().all(|(k, v)| v.is_null() || l.get(k).is_some_and(|lv| is_subset(v, lv)))
+        }
+        (Value::Array(d), Value::Array(l)) => {
+            d.len() == l.len() && d.iter().zip(l).all(|(a, b)| is_subset(a, b))
+        }
+        _ => desired == live,
+    }
+}
+
+/// Deletes a namespaced object if it exists and carries the operator's label.
+pub async fn delete_if_managed<K>(ctx: &Context, namespace: &str, name: &str) -> Result<()>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + Debug + DeserializeOwned,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    let what = || format!("{} {namespace}/{name}", K::kind(&()));
+    let Some(existing) =
+        api.get_metadata_opt(name).await.map_err(|source| Error::Read { what: what(), source })?
+    else {
+        return Ok(());
+    };
+    let managed = existing
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(crate::names::LABEL_MANAGED_BY))
+        .map(String::as_str)
+        == Some(MANAGER);
+    if managed {
+        api.delete(name, &Default::default())
+            .await
+            .map_err(|source| Error::Apply { what: what(), source })?;
+        ctx.count_write(&K::kind(&()));
+    }
+    Ok(())
 }
 
 fn object_key<K: Resource>(obj: &K) -> String {
@@ -336,6 +514,7 @@ pub async fn apply_status<K: Managed>(
         .await
         .map_err(|source| Error::StatusUpdate { source })?;
     ctx.metrics.status_writes.get_or_create(&KindLabels { kind: K::KIND }).inc();
+    ctx.count_write(&format!("{}/status", K::KIND));
     Ok(())
 }
 
@@ -358,6 +537,7 @@ async fn publish(ctx: &Context, reference: &ObjectReference, type_: EventType, r
         action: "Reconcile".into(),
         secondary: None,
     };
+    ctx.count_write("Event");
     if let Err(error) = ctx.recorder.publish(&event, reference).await {
         warn!(%error, reason, "could not publish event");
     }

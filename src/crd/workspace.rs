@@ -45,6 +45,7 @@ pub struct WorkspaceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("spec.namespace is immutable"))]
+    #[x_kube(validation = Rule::new("self != 'default' && !self.startsWith('kube-')").message("spec.namespace cannot be 'default' or a 'kube-' system namespace"))]
     pub namespace: Option<String>,
     /// Members and the role each holds. A member is a User (by object name) or a team.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -228,7 +229,30 @@ pub struct WorkspaceStatus {
     /// Number of Projects in the namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub project_count: Option<i32>,
+    /// Projects per runtime.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub projects_by_runtime: BTreeMap<String, i32>,
+    /// Projects per phase.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub projects_by_phase: BTreeMap<String, i32>,
+    /// Resource usage against the quota (requests of running pods, storage of claims).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub usage: BTreeMap<String, ResourceUsage>,
+    /// Referenced Secrets that do not exist in the namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_secrets: Vec<String>,
     /// Where the Studio server is reachable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub studio_endpoint: Option<String>,
+}
+
+/// Use of one quota resource.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceUsage {
+    /// Currently used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used: Option<Quantity>,
+    /// The quota.
+    pub hard: Quantity,
 }

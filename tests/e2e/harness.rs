@@ -92,7 +92,15 @@ impl Env {
             .map_err(|_| unreachable("no answer within 15 s".into()))?
             .map_err(|e| unreachable(e.to_string()))?;
 
+        // What an installation provides: CRDs and roles; and what the cluster lacks: volumes.
         kubectl(&["apply", "--server-side", "-f", &repo.join("crds").to_string_lossy()])?;
+        kubectl(&["apply", "--server-side", "-f", &repo.join("deploy/roles.yaml").to_string_lossy()])?;
+        kubectl(&[
+            "apply",
+            "--server-side",
+            "-f",
+            &repo.join("hack/cluster-storage.yaml").to_string_lossy(),
+        ])?;
         kubectl(&[
             "wait",
             "--for=condition=Established",

@@ -1,0 +1,587 @@
+//! The objects a Workspace consists of, built from a [`ValidatedWorkspace`] by pure functions.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::{
+    api::{
+        apps::v1::{StatefulSet, StatefulSetSpec},
+        core::v1::{
+            ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EnvFromSource, EnvVar, EnvVarSource,
+            HTTPGetAction, LimitRange, LimitRangeItem, LimitRangeSpec, Namespace, PersistentVolumeClaim,
+            PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe, ResourceQuota, ResourceQuotaSpec,
+            SecretKeySelector, Service, ServicePort, ServiceSpec, VolumeMount, VolumeResourceRequirements,
+        },
+        networking::v1::{NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicySpec},
+        rbac::v1::{RoleBinding, RoleRef, Subject},
+    },
+    apimachinery::pkg::{
+        api::resource::Quantity,
+        apis::meta::v1::{LabelSelector, ObjectMeta},
+        util::intstr::IntOrString,
+    },
+};
+
+use super::validate::{Studio, ValidatedWorkspace};
+use crate::{
+    build::{child_meta, git, pod, workspace_labels},
+    config::Config,
+    crd::{common::Role, workspace::DeletionPolicy},
+    names::{LABEL_MANAGED_BY, LABEL_WORKSPACE, MANAGER},
+};
+
+/// Name of the ResourceQuota.
+pub const QUOTA: &str = "workspace-quota";
+/// Name of the LimitRange.
+pub const LIMIT_RANGE: &str = "workspace-defaults";
+/// Name of the NetworkPolicy.
+pub const NETWORK_POLICY: &str = "workspace-isolation";
+/// Name of the variables ConfigMap.
+pub const VARIABLES: &str = "workspace-variables";
+/// Name of the Studio StatefulSet and Service.
+pub const STUDIO: &str = "studio";
+/// Name of the Studio home volume claim template (the PVC is `home-studio-0`).
+pub const STUDIO_HOME: &str = "home";
+/// Annotation on the namespace saying what deleting the Workspace leaves.
+pub const ANNOTATION_DELETION_POLICY: &str = "dataworkspace.io/deletion-policy";
+/// JupyterLab port.
+pub const LAB_PORT: i32 = 8888;
+/// code-server port.
+pub const IDE_PORT: i32 = 8080;
+/// The code-server image.
+pub const IDE_IMAGE: &str = "docker.io/codercom/code-server:4.133.0";
+/// UID and GID of the jovyan user in the Jupyter images.
+const JOVYAN_UID: i64 = 1000;
+const USERS_GID: i64 = 100;
+const HOME: &str = "/home/jovyan";
+
+/// The ClusterRole a role binds.
+pub fn cluster_role(role: Role) -> &'static str {
+    match role {
+        Role::Admin => "dataworkspace-admin",
+        Role::Developer => "dataworkspace-developer",
+        Role::Viewer => "dataworkspace-viewer",
+    }
+}
+
+/// The objects of a workspace, in apply order.
+#[derive(Clone, Debug)]
+pub struct WorkspaceObjects {
+    /// The tenant namespace.
+    pub namespace: Namespace,
+    /// Quota.
+    pub quota: ResourceQuota,
+    /// Container defaults.
+    pub limit_range: LimitRange,
+    /// Isolation from other workspaces.
+    pub network_policy: NetworkPolicy,
+    /// One binding per role.
+    pub role_bindings: Vec<RoleBinding>,
+    /// The variables.
+    pub variables: ConfigMap,
+    /// The Studio server, if enabled.
+    pub studio: Option<(Service, StatefulSet)>,
+}
+
+/// Builds every object of the workspace.
+pub fn build(ws: &ValidatedWorkspace, config: &Config) -> WorkspaceObjects {
+    WorkspaceObjects {
+        namespace: namespace(ws),
+        quota: quota(ws),
+        limit_range: limit_range(ws),
+        network_policy: network_policy(ws, config),
+        role_bindings: [Role::Admin, Role::Developer, Role::Viewer]
+            .into_iter()
+            .map(|r| role_binding(ws, r, config))
+            .collect(),
+        variables: variables(ws),
+        studio: ws.studio.as_ref().map(|s| (studio_service(ws), studio_statefulset(ws, s))),
+    }
+}
+
+fn meta(ws: &ValidatedWorkspace, name: &str, component: &str) -> ObjectMeta {
+    child_meta(
+        name,
+        Some(&ws.namespace),
+        workspace_labels(&ws.name, component),
+        &ws.name,
+        Some(ws.owner.clone()),
+    )
+}
+
+/// The namespace: Pod Security `restricted` enforced, labelled for our selectors. Only with
+/// deletion policy `Delete` does it carry an owner reference (so deleting the Workspace deletes it).
+pub fn namespace(ws: &ValidatedWorkspace) -> Namespace {
+    let mut labels = workspace_labels(&ws.name, "namespace");
+    labels.insert(LABEL_WORKSPACE.into(), ws.name.clone());
+    for mode in ["enforce", "audit", "warn"] {
+        labels.insert(format!("pod-security.kubernetes.io/{mode}"), "restricted".into());
+        labels.insert(format!("pod-security.kubernetes.io/{mode}-version"), "latest".into());
+    }
+    let policy = match ws.deletion_policy {
+        DeletionPolicy::Retain => "Retain",
+        DeletionPolicy::Delete => "Delete",
+    };
+    Namespace {
+        metadata: ObjectMeta {
+            name: Some(ws.namespace.clone()),
+            labels: Some(labels),
+            annotations: Some(BTreeMap::from([(ANNOTATION_DELETION_POLICY.into(), policy.into())])),
+            owner_references: (ws.deletion_policy == DeletionPolicy::Delete).then(|| vec![ws.owner.clone()]),
+            ..ObjectMeta::default()
+        },
+        ..Namespace::default()
+    }
+}
+
+fn quota(ws: &ValidatedWorkspace) -> ResourceQuota {
+    let q = &ws.quota;
+    let hard = BTreeMap::from([
+        ("requests.cpu".to_string(), q.cpu.clone()),
+        ("limits.cpu".to_string(), q.cpu.clone()),
+        ("requests.memory".to_string(), q.memory.clone()),
+        ("limits.memory".to_string(), q.memory.clone()),
+        ("requests.storage".to_string(), q.storage.clone()),
+        ("pods".to_string(), Quantity(q.pods.to_string())),
+    ]);
+    ResourceQuota {
+        metadata: meta(ws, QUOTA, "quota"),
+        spec: Some(ResourceQuotaSpec { hard: Some(hard), ..ResourceQuotaSpec::default() }),
+        ..ResourceQuota::default()
+    }
+}
+
+fn limit_range(ws: &ValidatedWorkspace) -> LimitRange {
+    let defaults = &ws.quota.container_defaults;
+    LimitRange {
+        metadata: meta(ws, LIMIT_RANGE, "limit-range"),
+        spec: Some(LimitRangeSpec {
+            limits: vec![LimitRangeItem {
+                type_: "Container".into(),
+                default: defaults.limits.clone(),
+                default_request: defaults.requests.clone(),
+                ..LimitRangeItem::default()
+            }],
+        }),
+    }
+}
+
+/// Ingress only from pods of the same namespace and from the ingress controller's namespace;
+/// other workspaces are denied. Egress (DNS included) is not restricted.
+pub fn network_policy(ws: &ValidatedWorkspace, config: &Config) -> NetworkPolicy {
+    let same_namespace =
+        NetworkPolicyPeer { pod_selector: Some(LabelSelector::default()), ..NetworkPolicyPeer::default() };
+    let mut from = vec![same_namespace];
+    if let Some(ingress) = &config.ingress_namespace {
+        from.push(NetworkPolicyPeer {
+            namespace_selector: Some(LabelSelector {
+                match_labels: Some(BTreeMap::from([("kubernetes.io/metadata.name".into(), ingress.clone())])),
+                ..LabelSelector::default()
+            }),
+            ..NetworkPolicyPeer::default()
+        });
+    }
+    NetworkPolicy {
+        metadata: meta(ws, NETWORK_POLICY, "network-policy"),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector::default()),
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(vec![NetworkPolicyIngressRule {
+                from: Some(from),
+                ..NetworkPolicyIngressRule::default()
+            }]),
+            ..NetworkPolicySpec::default()
+        }),
+    }
+}
+
+/// The binding of one role: the usernames of the people holding it and, when the cluster
+/// supplies team groups, the teams.
+pub fn role_binding(ws: &ValidatedWorkspace, role: Role, config: &Config) -> RoleBinding {
+    let mut subjects: Vec<Subject> = ws
+        .people
+        .get(&role)
+        .into_iter()
+        .flatten()
+        .map(|p| Subject {
+            kind: "User".into(),
+            name: p.username.clone(),
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            namespace: None,
+        })
+        .collect();
+    if let Some(prefix) = &config.team_group_prefix {
+        subjects.extend(ws.teams.get(&role).into_iter().flatten().map(|t| Subject {
+            kind: "Group".into(),
+            name: format!("{prefix}{t}"),
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            namespace: None,
+        }));
+    }
+    RoleBinding {
+        metadata: meta(ws, cluster_role(role), "access"),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: cluster_role(role).into(),
+        },
+        subjects: (!subjects.is_empty()).then_some(subjects),
+    }
+}
+
+fn variables(ws: &ValidatedWorkspace) -> ConfigMap {
+    ConfigMap {
+        metadata: meta(ws, VARIABLES, "config"),
+        data: (!ws.variables.is_empty()).then(|| ws.variables.clone()),
+        ..ConfigMap::default()
+    }
+}
+
+/// Environment every runtime of the workspace gets: the variables ConfigMap and Secret
+/// references (values stay in the Secrets).
+pub fn workspace_env(ws: &ValidatedWorkspace) -> (Vec<EnvFromSource>, Vec<EnvVar>) {
+    let env_from = vec![EnvFromSource {
+        config_map_ref: Some(ConfigMapEnvSource { name: VARIABLES.into(), optional: Some(true) }),
+        ..EnvFromSource::default()
+    }];
+    let env = ws
+        .secret_env
+        .iter()
+        .map(|(name, r)| EnvVar {
+            name: name.clone(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: r.name.clone(),
+                    key: r.key.clone(),
+                    optional: None,
+                }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        })
+        .collect();
+    (env_from, env)
+}
+
+fn studio_labels(ws: &ValidatedWorkspace) -> BTreeMap<String, String> {
+    crate::names::labels("studio", &ws.name, "server")
+}
+
+fn studio_service(ws: &ValidatedWorkspace) -> Service {
+    let port = |name: &str, port: i32| ServicePort {
+        name: Some(name.into()),
+        port,
+        target_port: Some(IntOrString::String(name.into())),
+        ..ServicePort::default()
+    };
+    Service {
+        metadata: child_meta(
+            STUDIO,
+            Some(&ws.namespace),
+            studio_labels(ws),
+            &ws.name,
+            Some(ws.owner.clone()),
+        ),
+        spec: Some(ServiceSpec {
+            selector: Some(studio_labels(ws)),
+            ports: Some(vec![port("lab", LAB_PORT), port("ide", IDE_PORT)]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+/// The Studio server: JupyterLab and code-server sharing a persistent home, the workspace's
+/// repositories cloned into `~/repos` before start.
+pub fn studio_statefulset(ws: &ValidatedWorkspace, studio: &Studio) -> StatefulSet {
+    let (env_from, env) = workspace_env(ws);
+    let home = VolumeMount { name: STUDIO_HOME.into(), mount_path: HOME.into(), ..VolumeMount::default() };
+    let mut lab_args = vec!["start-notebook.py".to_string()];
+    if studio.idle_timeout_seconds > 0 {
+        lab_args.push(format!("--MappingKernelManager.cull_idle_timeout={}", studio.idle_timeout_seconds));
+        lab_args.push("--MappingKernelManager.cull_interval=60".into());
+        lab_args.push(format!("--TerminalManager.cull_inactive_timeout={}", studio.idle_timeout_seconds));
+    }
+    let lab = Container {
+        name: "jupyterlab".into(),
+        image: Some(studio.image.clone()),
+        args: Some(lab_args),
+        ports: Some(vec![ContainerPort {
+            name: Some("lab".into()),
+            container_port: LAB_PORT,
+            ..ContainerPort::default()
+        }]),
+        env_from: Some(env_from.clone()),
+        env: (!env.is_empty()).then(|| env.clone()),
+        resources: studio.resources.clone(),
+        volume_mounts: Some(vec![home.clone()]),
+        readiness_probe: Some(http_probe("/api", "lab")),
+        security_context: Some(pod::container_security(JOVYAN_UID, false)),
+        ..Container::default()
+    };
+    let ide = Container {
+        name: "ide".into(),
+        image: Some(IDE_IMAGE.into()),
+        // Skip the image's entrypoint: it runs a setuid helper that restricted pods cannot use.
+        command: Some(vec!["/usr/bin/code-server".into()]),
+        args: Some(vec![
+            "--bind-addr".into(),
+            format!("0.0.0.0:{IDE_PORT}"),
+            "--disable-telemetry".into(),
+            "--disable-update-check".into(),
+            format!("--user-data-dir={HOME}/.local/share/code-server"),
+            format!("{HOME}/repos"),
+        ]),
+        ports: Some(vec![ContainerPort {
+            name: Some("ide".into()),
+            container_port: IDE_PORT,
+            ..ContainerPort::default()
+        }]),
+        env: Some(
+            [vec![EnvVar { name: "HOME".into(), value: Some(HOME.into()), ..EnvVar::default() }], env]
+                .concat(),
+        ),
+        env_from: Some(env_from),
+        volume_mounts: Some(vec![home.clone()]),
+        readiness_probe: Some(http_probe("/healthz", "ide")),
+        security_context: Some(pod::container_security(JOVYAN_UID, false)),
+        ..Container::default()
+    };
+    let clones: Vec<Container> = ws
+        .repos
+        .iter()
+        .map(|r| git::container(r, STUDIO_HOME, &format!("{HOME}/repos"), git::Mode::Once))
+        .collect();
+    let pod_spec = PodSpec {
+        automount_service_account_token: Some(false),
+        security_context: Some(pod::pod_security(JOVYAN_UID, USERS_GID, Some(USERS_GID))),
+        init_containers: (!clones.is_empty()).then_some(clones),
+        containers: vec![lab, ide],
+        volumes: Some(git::volumes(&ws.repos)),
+        ..PodSpec::default()
+    };
+    StatefulSet {
+        metadata: child_meta(
+            STUDIO,
+            Some(&ws.namespace),
+            studio_labels(ws),
+            &ws.name,
+            Some(ws.owner.clone()),
+        ),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(if studio.stopped { 0 } else { 1 }),
+            service_name: Some(STUDIO.into()),
+            selector: LabelSelector { match_labels: Some(studio_labels(ws)), ..LabelSelector::default() },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta { labels: Some(studio_labels(ws)), ..ObjectMeta::default() }),
+                spec: Some(pod_spec),
+            },
+            volume_claim_templates: Some(vec![PersistentVolumeClaim {
+                metadata: ObjectMeta { name: Some(STUDIO_HOME.into()), ..ObjectMeta::default() },
+                spec: Some(PersistentVolumeClaimSpec {
+                    access_modes: Some(vec!["ReadWriteOnce".into()]),
+                    storage_class_name: studio.storage_class.clone(),
+                    resources: Some(VolumeResourceRequirements {
+                        requests: Some(BTreeMap::from([("storage".into(), studio.storage_size.clone())])),
+                        ..VolumeResourceRequirements::default()
+                    }),
+                    ..PersistentVolumeClaimSpec::default()
+                }),
+                ..PersistentVolumeClaim::default()
+            }]),
+            ..StatefulSetSpec::default()
+        }),
+        ..StatefulSet::default()
+    }
+}
+
+fn http_probe(path: &str, port: &str) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String(port.into()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(10),
+        failure_threshold: Some(3),
+        ..Probe::default()
+    }
+}
+
+/// The label selector of everything the operator created for a workspace.
+pub fn selector(workspace: &str) -> String {
+    format!("{LABEL_WORKSPACE}={workspace},{LABEL_MANAGED_BY}={MANAGER}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        build::pod::tests::assert_restricted,
+        controller::workspace::validate::{Observed, validate},
+        crd::{User, Workspace},
+    };
+
+    fn example<K: serde::de::DeserializeOwned>(file: &str) -> Vec<K> {
+        let text =
+            std::fs::read_to_string(format!("{}/examples/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        serde_yaml::Deserializer::from_str(&text)
+            .map(|d| serde::Deserialize::deserialize(d).unwrap())
+            .collect()
+    }
+
+    fn example_workspace() -> (Workspace, Vec<User>) {
+        let mut ws: Workspace = example("02-workspace.yaml").remove(0);
+        ws.metadata.uid = Some("uid-1".into());
+        (ws, example("01-users.yaml"))
+    }
+
+    fn objects(config: &Config) -> WorkspaceObjects {
+        let (ws, users) = example_workspace();
+        let validated = validate(&ws, &Observed { users, ..Observed::default() }).unwrap();
+        build(&validated, config)
+    }
+
+    #[test]
+    fn namespace_enforces_restricted_and_is_retained_by_default() {
+        let ns = objects(&Config::default()).namespace;
+        let labels = ns.metadata.labels.unwrap();
+        assert_eq!(ns.metadata.name.as_deref(), Some("dw-analytics"));
+        assert_eq!(labels["pod-security.kubernetes.io/enforce"], "restricted");
+        assert_eq!(labels[LABEL_WORKSPACE], "analytics");
+        assert_eq!(
+            ns.metadata.owner_references, None,
+            "Retain: deleting the Workspace must not delete the namespace"
+        );
+        assert_eq!(ns.metadata.annotations.unwrap()[ANNOTATION_DELETION_POLICY], "Retain");
+    }
+
+    #[test]
+    fn delete_policy_makes_the_workspace_own_the_namespace() {
+        let (mut ws, users) = example_workspace();
+        ws.spec.deletion_policy = DeletionPolicy::Delete;
+        let validated = validate(&ws, &Observed { users, ..Observed::default() }).unwrap();
+        let owners = namespace(&validated).metadata.owner_references.unwrap();
+        assert_eq!(owners[0].kind, "Workspace");
+        assert_eq!(owners[0].uid, "uid-1");
+    }
+
+    #[test]
+    fn bindings_give_each_person_their_strongest_role() {
+        let bindings = objects(&Config::default()).role_bindings;
+        let subjects = |role: &str| -> Vec<String> {
+            let b = bindings.iter().find(|b| b.role_ref.name == role).unwrap();
+            b.subjects.iter().flatten().map(|s| s.name.clone()).collect()
+        };
+        // alice is admin by name and developer through data-engineering: admin wins.
+        assert_eq!(subjects("dataworkspace-admin"), vec!["alice@example.com"]);
+        assert_eq!(subjects("dataworkspace-developer"), vec!["bob@example.com"]);
+        assert!(subjects("dataworkspace-viewer").is_empty());
+        let viewer = bindings.iter().find(|b| b.role_ref.name == "dataworkspace-viewer").unwrap();
+        assert_eq!(viewer.subjects, None, "no empty subject lists");
+    }
+
+    #[test]
+    fn team_groups_are_bound_when_configured() {
+        let config = Config { team_group_prefix: Some("oidc:".into()), ..Config::default() };
+        let developer = objects(&config)
+            .role_bindings
+            .into_iter()
+            .find(|b| b.role_ref.name == "dataworkspace-developer")
+            .unwrap();
+        let groups: Vec<String> =
+            developer.subjects.unwrap().into_iter().filter(|s| s.kind == "Group").map(|s| s.name).collect();
+        assert_eq!(groups, vec!["oidc:data-engineering", "oidc:data-science"]);
+    }
+
+    #[test]
+    fn disabled_users_are_not_bound() {
+        let (ws, mut users) = example_workspace();
+        users.iter_mut().for_each(|u| u.spec.disabled = true);
+        let validated = validate(&ws, &Observed { users, ..Observed::default() }).unwrap();
+        assert!(validated.people.is_empty());
+    }
+
+    #[test]
+    fn network_policy_admits_same_namespace_and_ingress_only() {
+        let config = Config { ingress_namespace: Some("ingress-nginx".into()), ..Config::default() };
+        let spec = objects(&config).network_policy.spec.unwrap();
+        assert_eq!(spec.policy_types, Some(vec!["Ingress".to_string()]));
+        let from = spec.ingress.unwrap()[0].from.clone().unwrap();
+        assert_eq!(from.len(), 2);
+        assert_eq!(from[0].pod_selector, Some(LabelSelector::default()));
+        let ns = from[1].namespace_selector.as_ref().unwrap().match_labels.as_ref().unwrap();
+        assert_eq!(ns["kubernetes.io/metadata.name"], "ingress-nginx");
+    }
+
+    #[test]
+    fn quota_comes_from_the_spec() {
+        let hard = objects(&Config::default()).quota.spec.unwrap().hard.unwrap();
+        assert_eq!(hard["requests.cpu"], Quantity("16".into()));
+        assert_eq!(hard["limits.memory"], Quantity("64Gi".into()));
+        assert_eq!(hard["pods"], Quantity("100".into()));
+    }
+
+    #[test]
+    fn variables_are_published_and_secrets_only_referenced() {
+        let objs = objects(&Config::default());
+        let data = objs.variables.data.clone().unwrap();
+        assert_eq!(data["ENVIRONMENT"], "production");
+        let yaml = serde_yaml::to_string(&objs.variables).unwrap();
+        assert!(!yaml.contains("change-me"), "no Secret value in the ConfigMap");
+        let (_, sts) = objs.studio.unwrap();
+        let lab = &sts.spec.unwrap().template.spec.unwrap().containers[0];
+        let conn = lab.env.iter().flatten().find(|e| e.name == "CONN_WAREHOUSE").unwrap();
+        assert_eq!(conn.value, None);
+        assert_eq!(
+            conn.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap().name,
+            "warehouse-connection"
+        );
+    }
+
+    #[test]
+    fn studio_passes_restricted_and_clones_the_repositories() {
+        let (service, sts) = objects(&Config::default()).studio.unwrap();
+        let spec = sts.spec.unwrap();
+        assert_eq!(spec.replicas, Some(1));
+        let pod = spec.template.spec.unwrap();
+        assert_restricted(&pod);
+        let clone = &pod.init_containers.as_ref().unwrap()[0];
+        assert_eq!(clone.name, "git-clone-pipelines");
+        let claim = &spec.volume_claim_templates.unwrap()[0];
+        assert_eq!(
+            claim.spec.as_ref().unwrap().resources.as_ref().unwrap().requests.as_ref().unwrap()["storage"],
+            Quantity("20Gi".into())
+        );
+        let ports: Vec<i32> = service.spec.unwrap().ports.unwrap().iter().map(|p| p.port).collect();
+        assert_eq!(ports, vec![LAB_PORT, IDE_PORT]);
+    }
+
+    #[test]
+    fn every_child_is_labelled_and_owned() {
+        let objs = objects(&Config::default());
+        let (service, sts) = objs.studio.clone().unwrap();
+        let metas = [
+            objs.quota.metadata,
+            objs.limit_range.metadata,
+            objs.network_policy.metadata,
+            objs.variables.metadata,
+            service.metadata,
+            sts.metadata,
+        ]
+        .into_iter()
+        .chain(objs.role_bindings.into_iter().map(|b| b.metadata));
+        for meta in metas {
+            let labels = meta.labels.clone().unwrap();
+            assert_eq!(labels[LABEL_MANAGED_BY], MANAGER, "{:?}", meta.name);
+            assert_eq!(labels[LABEL_WORKSPACE], "analytics", "{:?}", meta.name);
+            assert_eq!(meta.owner_references.unwrap()[0].kind, "Workspace", "{:?}", meta.name);
+        }
+    }
+
+    #[test]
+    fn idle_timeout_culls_kernels() {
+        let (_, sts) = objects(&Config::default()).studio.unwrap();
+        let args = sts.spec.unwrap().template.spec.unwrap().containers[0].args.clone().unwrap();
+        assert!(args.contains(&"--MappingKernelManager.cull_idle_timeout=7200".to_string()), "{args:?}");
+    }
+}
