@@ -329,9 +329,13 @@ where
     let what = || format!("{} {name}", K::kind(&()));
     let mut desired = serde_json::to_value(object)
         .map_err(|e| Error::Apply { what: what(), source: kube::Error::SerdeError(e) })?;
-    // Idle passes write nothing: skip the apply when the live object already holds every
-    // field we would set (fields others set, and server defaults, are extra and fine).
+    // Idle passes write nothing. The hash of what we apply, kept as an annotation, tells
+    // whether our desired state changed (including fields we stopped setting); the subset
+    // check tells whether someone changed a field we set. Only then is the object applied.
+    let hash = applied_hash(&desired);
+    desired["metadata"]["annotations"][ANNOTATION_APPLIED_HASH] = hash.clone().into();
     if let Some(live) = api.get_opt(&name).await.map_err(|source| Error::Read { what: what(), source })?
+        && live.meta().annotations.as_ref().and_then(|a| a.get(ANNOTATION_APPLIED_HASH)) == Some(&hash)
         && let Ok(live_json) = serde_json::to_value(&live)
         && is_subset(&desired, &live_json)
     {
@@ -346,6 +350,18 @@ where
         .map_err(|source| Error::Apply { what: what(), source })?;
     ctx.count_write(&K::kind(&()));
     Ok(applied)
+}
+
+/// Annotation holding the hash of the last applied desired state.
+pub const ANNOTATION_APPLIED_HASH: &str = "dataworkspace.io/applied-hash";
+
+/// A hash of a desired object. Serialisation of the typed objects is deterministic (struct
+/// field order, sorted maps); a new toolchain may change the hasher, which costs one re-apply.
+pub fn applied_hash(desired: &serde_json::Value) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    desired.to_string().hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
 }
 
 /// Whether every field of `desired` is present with the same value in `live`. Lists must have
@@ -546,6 +562,27 @@ async fn publish(ctx: &Context, reference: &ObjectReference, type_: EventType, r
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subset_ignores_extra_live_fields_but_not_changed_values() {
+        let desired =
+            serde_json::json!({"metadata": {"labels": {"a": "1"}}, "spec": {"ports": [{"port": 80}]}});
+        let live = serde_json::json!({"metadata": {"labels": {"a": "1", "b": "2"}, "uid": "x"}, "spec": {"ports": [{"port": 80, "protocol": "TCP"}]}});
+        assert!(is_subset(&desired, &live));
+        let changed =
+            serde_json::json!({"metadata": {"labels": {"a": "2"}}, "spec": {"ports": [{"port": 80}]}});
+        assert!(!is_subset(&changed, &live));
+        let more_ports = serde_json::json!({"spec": {"ports": [{"port": 80}, {"port": 81}]}});
+        assert!(!is_subset(&more_ports, &live));
+    }
+
+    #[test]
+    fn applied_hash_changes_when_a_field_is_dropped() {
+        let with = serde_json::json!({"subjects": [{"name": "a"}], "roleRef": {"name": "r"}});
+        let without = serde_json::json!({"roleRef": {"name": "r"}});
+        assert_ne!(applied_hash(&with), applied_hash(&without));
+        assert_eq!(applied_hash(&with), applied_hash(&with.clone()));
+    }
 
     #[test]
     fn retry_delay_grows_and_is_capped() {

@@ -90,6 +90,11 @@ pub fn admin_binding(user: &User) -> ClusterRoleBinding {
 
 /// One pass over a User.
 pub async fn reconcile(user: Arc<User>, ctx: Arc<Context>) -> Result<Action> {
+    if user.metadata.deletion_timestamp.is_some() {
+        // Being deleted: owner references remove the children; applying them again would fight
+        // the garbage collector.
+        return Ok(Action::await_change());
+    }
     ctx.stores.ready().await?;
     if user.spec.admin && !user.spec.disabled {
         apply_cluster(&ctx, &admin_binding(&user)).await?;

@@ -5,6 +5,7 @@ mod cluster;
 mod harness;
 mod manifests;
 mod operator;
+mod workspaces;
 
 use std::{
     process::ExitCode,
@@ -59,6 +60,11 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         operator::sets_status_on_every_kind,
         operator::status_follows_a_new_generation,
         operator::serves_metrics_and_health,
+        workspaces::example_workspace_is_provisioned,
+        workspaces::permissions_follow_membership,
+        workspaces::missing_secret_is_reported_until_created,
+        workspaces::deletion_policies_keep_or_remove_data,
+        // Last: it restarts the operator and checks that nothing is written for all of the above.
         operator::survives_a_restart_without_writing,
     ]
 }

@@ -114,6 +114,11 @@ pub fn workspaces_in_namespace(
 
 /// One pass over a Workspace.
 pub async fn reconcile(workspace: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action> {
+    if workspace.metadata.deletion_timestamp.is_some() {
+        // Being deleted: owner references remove the children; applying them again would fight
+        // the garbage collector.
+        return Ok(Action::await_change());
+    }
     ctx.stores.ready().await?;
     let observed = observe(&workspace, &ctx).await?;
     let validated = validate::validate(&workspace, &observed)?;
