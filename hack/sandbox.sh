@@ -53,6 +53,7 @@ up() {
 	cargo build --locked
 	kubectl apply --server-side -f crds/ -f deploy/roles.yaml -f hack/cluster-storage.yaml
 	kubectl wait --for=condition=Established --timeout=60s -f crds/
+	kubectl api-resources --api-group=dataworkspace.io >/dev/null # refresh kubectl's discovery cache
 	if [[ -f "${PID_FILE}" ]] && kill -0 "$(cat "${PID_FILE}")" 2>/dev/null; then
 		log "the operator is already running (pid $(cat "${PID_FILE}"))"
 	else

@@ -9,7 +9,7 @@ use std::{
 
 use clap::{Parser, Subcommand};
 use dataworkspace_operator::{
-    config::Config,
+    config::{Config, StudioAuth},
     controller::{self, Managed, check_crd_installed},
     crd::{self, Project, PythonEnvironment, User, Workspace},
     metrics::Metrics,
@@ -43,6 +43,17 @@ enum Command {
         /// supplies team groups (for example `oidc:`).
         #[arg(long, env = "DWO_TEAM_GROUP_PREFIX")]
         team_group_prefix: Option<String>,
+        /// Check endpoint of the shared authenticating proxy (oauth2-proxy `/oauth2/auth`).
+        /// With it, Studio servers that set `spec.studio.host` get an Ingress that admits only
+        /// the users allowed to open them; without it they stay reachable in-cluster only.
+        #[arg(long, env = "DWO_STUDIO_AUTH_URL", requires = "studio_auth_signin_url")]
+        studio_auth_url: Option<String>,
+        /// Sign-in URL of the shared authenticating proxy (oauth2-proxy `/oauth2/start?rd=...`).
+        #[arg(long, env = "DWO_STUDIO_AUTH_SIGNIN_URL", requires = "studio_auth_url")]
+        studio_auth_signin_url: Option<String>,
+        /// IngressClass for Studio Ingresses (the cluster default when unset).
+        #[arg(long, env = "DWO_INGRESS_CLASS")]
+        ingress_class: Option<String>,
     },
     /// Print all CustomResourceDefinitions as one YAML stream, or write one file per kind.
     Crd {
@@ -61,8 +72,19 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Run { listen_address, log_format, ingress_namespace, team_group_prefix } => {
-            let config = Config { ingress_namespace, team_group_prefix };
+        Command::Run {
+            listen_address,
+            log_format,
+            ingress_namespace,
+            team_group_prefix,
+            studio_auth_url,
+            studio_auth_signin_url,
+            ingress_class,
+        } => {
+            let studio_auth = studio_auth_url
+                .zip(studio_auth_signin_url)
+                .map(|(auth_url, signin_url)| StudioAuth { auth_url, signin_url, ingress_class });
+            let config = Config { ingress_namespace, team_group_prefix, studio_auth };
             telemetry::init(log_format);
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(runtime) => runtime,

@@ -189,9 +189,14 @@ pub struct StudioSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^([0-9]+(s|m|h))+$"))]
     pub idle_timeout: Option<String>,
-    /// Host name for an Ingress; without it the server is reachable only inside the cluster.
+    /// Host name for an Ingress: JupyterLab at `https://<host>/`, the IDE at `https://ide.<host>/`.
+    /// Created only when the operator is configured with an authenticating proxy, which then
+    /// admits only the users allowed to open the server; otherwise the server stays in-cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(
+        length(min = 1, max = 249),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub host: Option<String>,
 }
 

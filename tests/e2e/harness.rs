@@ -108,6 +108,8 @@ impl Env {
             "-f",
             &repo.join("crds").to_string_lossy(),
         ])?;
+        // Refresh kubectl's discovery cache, which may predate the CRDs (their category included).
+        kubectl(&["api-resources", "--api-group=dataworkspace.io"])?;
 
         let env =
             Arc::new(Env { client, repo, out_dir, operator: Mutex::new(None), counter: AtomicU32::new(0) });
@@ -117,6 +119,11 @@ impl Env {
 
     /// Starts the operator binary and waits until it reports ready.
     pub async fn start_operator(&self) -> TestResult {
+        self.start_operator_with(&[]).await
+    }
+
+    /// Starts the operator binary with extra `run` flags and waits until it reports ready.
+    pub async fn start_operator_with(&self, flags: &[&str]) -> TestResult {
         let address = free_address()?;
         let log_path = self.operator_log();
         let log = fs::OpenOptions::new()
@@ -126,6 +133,7 @@ impl Env {
             .context("opening the operator log")?;
         let child = Command::new(env!("CARGO_BIN_EXE_dataworkspace-operator"))
             .args(["run", "--listen-address", &address.to_string()])
+            .args(flags)
             .env("RUST_LOG", "info,dataworkspace_operator=debug")
             .stdin(Stdio::null())
             .stdout(log.try_clone().context("log file")?)

@@ -64,6 +64,7 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         workspaces::permissions_follow_membership,
         workspaces::missing_secret_is_reported_until_created,
         workspaces::deletion_policies_keep_or_remove_data,
+        workspaces::studio_is_exposed_only_behind_the_proxy,
         // Last: it restarts the operator and checks that nothing is written for all of the above.
         operator::survives_a_restart_without_writing,
     ]

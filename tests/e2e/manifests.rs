@@ -8,7 +8,7 @@ use kube::Api;
 
 use crate::{
     Scope, ensure,
-    harness::{Context, TestResult, expected_error, kubectl},
+    harness::{Context, TestResult, WAIT, expected_error, kubectl, wait_until},
 };
 
 pub async fn crds_are_established(scope: Scope) -> TestResult {
@@ -25,7 +25,10 @@ pub async fn crds_are_established(scope: Scope) -> TestResult {
         ensure!(established, "CRD {name} is not Established");
     }
     // The shared category works with the real client.
-    kubectl(&["get", "dataworkspace", "-A"])?;
+    wait_until(WAIT, "`kubectl get dataworkspace -A` to know the category", || async {
+        Ok(kubectl(&["get", "dataworkspace", "-A"]).is_ok())
+    })
+    .await?;
     Ok(())
 }
 

@@ -301,3 +301,77 @@ pub async fn deletion_policies_keep_or_remove_data(scope: Scope) -> TestResult {
     }
     Ok(())
 }
+
+pub async fn studio_is_exposed_only_behind_the_proxy(scope: Scope) -> TestResult {
+    let client = scope.env.client.clone();
+    let name = scope.env.unique("expose");
+    let ns = format!("dw-{name}");
+    scope.involve(&ns);
+    let email = format!("{name}@example.com");
+    let user: User =
+        from_yaml(&format!("metadata: {{name: {name}}}\nspec: {{username: {email}, email: {email}}}"))?;
+    Api::<User>::all(client.clone())
+        .create(&PostParams::default(), &user)
+        .await
+        .context("creating a User")?;
+    let ws: Workspace = from_yaml(&format!(
+        "metadata: {{name: {name}}}\nspec: {{members: [{{user: {name}, role: developer}}], studio: {{host: {name}.example.com, storage: {{size: 1Gi}}}}}}"
+    ))?;
+    let workspaces: Api<Workspace> = Api::all(client.clone());
+    workspaces.create(&PostParams::default(), &ws).await.context("creating a Workspace")?;
+    let studio_reason = |w: &Workspace| {
+        w.status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Studio"))
+            .map(|c| c.reason.clone())
+    };
+    let in_cluster =
+        wait_for(&workspaces, &name, "Ready=True", |w: Option<&Workspace>| ready(w, "True")).await?;
+    ensure!(
+        studio_reason(&in_cluster).as_deref() == Some("InClusterOnly"),
+        "{:?}",
+        studio_reason(&in_cluster)
+    );
+    let ingresses: Api<k8s_openapi::api::networking::v1::Ingress> = Api::namespaced(client.clone(), &ns);
+    ensure!(
+        ingresses.get_opt("studio").await.context("get")?.is_none(),
+        "an Ingress without an authenticating proxy"
+    );
+
+    // The same operator, now told about the platform's authenticating proxy.
+    scope.env.stop_operator()?;
+    let configured = scope
+        .env
+        .start_operator_with(&[
+            "--studio-auth-url=https://auth.example.com/oauth2/auth",
+            "--studio-auth-signin-url=https://auth.example.com/oauth2/start?rd=$escaped_request_uri",
+        ])
+        .await;
+    let result = async {
+        configured?;
+        let exposed =
+            wait_for(&workspaces, &name, "the Studio condition Authenticated", |w: Option<&Workspace>| {
+                w.and_then(|w| w.status.as_ref()).is_some_and(|s| {
+                    s.conditions.iter().any(|c| c.type_ == "Studio" && c.reason == "Authenticated")
+                })
+            })
+            .await?;
+        let endpoint = exposed.status.and_then(|s| s.studio_endpoint);
+        ensure!(endpoint == Some(format!("https://{name}.example.com/")), "endpoint {endpoint:?}");
+        let ingress = ingresses.get("studio").await.context("the Studio Ingress")?;
+        let auth =
+            ingress.metadata.annotations.unwrap_or_default().remove("nginx.ingress.kubernetes.io/auth-url");
+        ensure!(
+            auth.as_deref() == Some(&*format!("https://auth.example.com/oauth2/auth?allowed_emails={email}")),
+            "auth-url {auth:?}"
+        );
+        Ok(())
+    }
+    .await;
+    scope.env.stop_operator()?;
+    scope.env.start_operator().await?;
+    result?;
+    workspaces.delete(&name, &DeleteParams::default()).await.context("delete")?;
+    Api::<User>::all(client).delete(&name, &DeleteParams::default()).await.context("delete")?;
+    Ok(())
+}

@@ -11,7 +11,11 @@ use k8s_openapi::{
             PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe, ResourceQuota, ResourceQuotaSpec,
             SecretKeySelector, Service, ServicePort, ServiceSpec, VolumeMount, VolumeResourceRequirements,
         },
-        networking::v1::{NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicySpec},
+        networking::v1::{
+            HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
+            IngressServiceBackend, IngressSpec, IngressTLS, NetworkPolicy, NetworkPolicyIngressRule,
+            NetworkPolicyPeer, NetworkPolicySpec, ServiceBackendPort,
+        },
         rbac::v1::{RoleBinding, RoleRef, Subject},
     },
     apimachinery::pkg::{
@@ -24,7 +28,7 @@ use k8s_openapi::{
 use super::validate::{Studio, ValidatedWorkspace};
 use crate::{
     build::{child_meta, git, pod, workspace_labels},
-    config::Config,
+    config::{Config, StudioAuth},
     crd::{common::Role, workspace::DeletionPolicy},
     names::{LABEL_MANAGED_BY, LABEL_WORKSPACE, MANAGER},
 };
@@ -79,7 +83,18 @@ pub struct WorkspaceObjects {
     /// The variables.
     pub variables: ConfigMap,
     /// The Studio server, if enabled.
-    pub studio: Option<(Service, StatefulSet)>,
+    pub studio: Option<StudioObjects>,
+}
+
+/// The objects of the Studio server.
+#[derive(Clone, Debug)]
+pub struct StudioObjects {
+    /// Its Service.
+    pub service: Service,
+    /// The server.
+    pub statefulset: StatefulSet,
+    /// The authenticated Ingress, when a host is set and an authenticating proxy configured.
+    pub ingress: Option<Ingress>,
 }
 
 /// Builds every object of the workspace.
@@ -94,7 +109,11 @@ pub fn build(ws: &ValidatedWorkspace, config: &Config) -> WorkspaceObjects {
             .map(|r| role_binding(ws, r, config))
             .collect(),
         variables: variables(ws),
-        studio: ws.studio.as_ref().map(|s| (studio_service(ws), studio_statefulset(ws, s))),
+        studio: ws.studio.as_ref().map(|s| StudioObjects {
+            service: studio_service(ws),
+            statefulset: studio_statefulset(ws, s, config.studio_auth.is_some() && s.host.is_some()),
+            ingress: config.studio_auth.as_ref().and_then(|auth| studio_ingress(ws, s, auth)),
+        }),
     }
 }
 
@@ -291,11 +310,16 @@ fn studio_service(ws: &ValidatedWorkspace) -> Service {
 }
 
 /// The Studio server: JupyterLab and code-server sharing a persistent home, the workspace's
-/// repositories cloned into `~/repos` before start.
-pub fn studio_statefulset(ws: &ValidatedWorkspace, studio: &Studio) -> StatefulSet {
+/// repositories cloned into `~/repos` before start. Behind the authenticating proxy
+/// (`proxied`) the proxy is the gate; otherwise JupyterLab keeps its token and code-server its
+/// password.
+pub fn studio_statefulset(ws: &ValidatedWorkspace, studio: &Studio, proxied: bool) -> StatefulSet {
     let (env_from, env) = workspace_env(ws);
     let home = VolumeMount { name: STUDIO_HOME.into(), mount_path: HOME.into(), ..VolumeMount::default() };
     let mut lab_args = vec!["start-notebook.py".to_string()];
+    if proxied {
+        lab_args.push("--IdentityProvider.token=".into());
+    }
     if studio.idle_timeout_seconds > 0 {
         lab_args.push(format!("--MappingKernelManager.cull_idle_timeout={}", studio.idle_timeout_seconds));
         lab_args.push("--MappingKernelManager.cull_interval=60".into());
@@ -328,6 +352,7 @@ pub fn studio_statefulset(ws: &ValidatedWorkspace, studio: &Studio) -> StatefulS
             format!("0.0.0.0:{IDE_PORT}"),
             "--disable-telemetry".into(),
             "--disable-update-check".into(),
+            format!("--auth={}", if proxied { "none" } else { "password" }),
             format!("--user-data-dir={HOME}/.local/share/code-server"),
             format!("{HOME}/repos"),
         ]),
@@ -392,6 +417,65 @@ pub fn studio_statefulset(ws: &ValidatedWorkspace, studio: &Studio) -> StatefulS
         }),
         ..StatefulSet::default()
     }
+}
+
+/// The Ingress of the Studio server: JupyterLab at the host, the IDE at `ide.<host>`, each
+/// request checked by the shared authenticating proxy against the allowed users' e-mails. No
+/// Ingress without a host, or when nobody allowed has an e-mail (an empty list would admit all).
+pub fn studio_ingress(ws: &ValidatedWorkspace, studio: &Studio, auth: &StudioAuth) -> Option<Ingress> {
+    let host = studio.host.as_ref()?;
+    let mut emails: Vec<String> =
+        studio.allowed.iter().filter_map(|p| p.email.clone()).map(|e| e.to_lowercase()).collect();
+    emails.sort();
+    emails.dedup();
+    if emails.is_empty() {
+        return None;
+    }
+    let separator = if auth.auth_url.contains('?') { '&' } else { '?' };
+    let annotations = BTreeMap::from([
+        (
+            "nginx.ingress.kubernetes.io/auth-url".to_string(),
+            format!("{}{separator}allowed_emails={}", auth.auth_url, emails.join(",")),
+        ),
+        ("nginx.ingress.kubernetes.io/auth-signin".to_string(), auth.signin_url.clone()),
+        (
+            "nginx.ingress.kubernetes.io/auth-response-headers".to_string(),
+            "X-Auth-Request-Email,X-Auth-Request-User".to_string(),
+        ),
+        ("nginx.ingress.kubernetes.io/proxy-body-size".to_string(), "0".to_string()),
+    ]);
+    let rule = |host: String, port: &str| IngressRule {
+        host: Some(host),
+        http: Some(HTTPIngressRuleValue {
+            paths: vec![HTTPIngressPath {
+                path: Some("/".into()),
+                path_type: "Prefix".into(),
+                backend: IngressBackend {
+                    service: Some(IngressServiceBackend {
+                        name: STUDIO.into(),
+                        port: Some(ServiceBackendPort { name: Some(port.into()), number: None }),
+                    }),
+                    ..IngressBackend::default()
+                },
+            }],
+        }),
+    };
+    let mut metadata =
+        child_meta(STUDIO, Some(&ws.namespace), studio_labels(ws), &ws.name, Some(ws.owner.clone()));
+    metadata.annotations = Some(annotations);
+    Some(Ingress {
+        metadata,
+        spec: Some(IngressSpec {
+            ingress_class_name: auth.ingress_class.clone(),
+            rules: Some(vec![rule(host.clone(), "lab"), rule(format!("ide.{host}"), "ide")]),
+            tls: Some(vec![IngressTLS {
+                hosts: Some(vec![host.clone(), format!("ide.{host}")]),
+                secret_name: Some(format!("{STUDIO}-tls")),
+            }]),
+            ..IngressSpec::default()
+        }),
+        ..Ingress::default()
+    })
 }
 
 fn http_probe(path: &str, port: &str) -> Probe {
@@ -528,7 +612,7 @@ mod tests {
         assert_eq!(data["ENVIRONMENT"], "production");
         let yaml = serde_yaml::to_string(&objs.variables).unwrap();
         assert!(!yaml.contains("change-me"), "no Secret value in the ConfigMap");
-        let (_, sts) = objs.studio.unwrap();
+        let sts = objs.studio.unwrap().statefulset;
         let lab = &sts.spec.unwrap().template.spec.unwrap().containers[0];
         let conn = lab.env.iter().flatten().find(|e| e.name == "CONN_WAREHOUSE").unwrap();
         assert_eq!(conn.value, None);
@@ -540,7 +624,9 @@ mod tests {
 
     #[test]
     fn studio_passes_restricted_and_clones_the_repositories() {
-        let (service, sts) = objects(&Config::default()).studio.unwrap();
+        let studio = objects(&Config::default()).studio.unwrap();
+        assert!(studio.ingress.is_none(), "no Ingress without an authenticating proxy");
+        let (service, sts) = (studio.service, studio.statefulset);
         let spec = sts.spec.unwrap();
         assert_eq!(spec.replicas, Some(1));
         let pod = spec.template.spec.unwrap();
@@ -559,7 +645,8 @@ mod tests {
     #[test]
     fn every_child_is_labelled_and_owned() {
         let objs = objects(&Config::default());
-        let (service, sts) = objs.studio.clone().unwrap();
+        let studio = objs.studio.clone().unwrap();
+        let (service, sts) = (studio.service, studio.statefulset);
         let metas = [
             objs.quota.metadata,
             objs.limit_range.metadata,
@@ -578,9 +665,60 @@ mod tests {
         }
     }
 
+    fn auth() -> Config {
+        Config {
+            studio_auth: Some(StudioAuth {
+                auth_url: "https://auth.example.com/oauth2/auth".into(),
+                signin_url: "https://auth.example.com/oauth2/start?rd=$escaped_request_uri".into(),
+                ingress_class: Some("nginx".into()),
+            }),
+            ..Config::default()
+        }
+    }
+
+    fn with_host(host: Option<&str>) -> ValidatedWorkspace {
+        let (mut ws, users) = example_workspace();
+        ws.spec.studio.as_mut().unwrap().host = host.map(str::to_string);
+        validate(&ws, &Observed { users, ..Observed::default() }).unwrap()
+    }
+
+    #[test]
+    fn ingress_admits_only_the_allowed_emails() {
+        let studio = build(&with_host(Some("analytics.data.example.com")), &auth()).studio.unwrap();
+        let ingress = studio.ingress.unwrap();
+        let url = &ingress.metadata.annotations.as_ref().unwrap()["nginx.ingress.kubernetes.io/auth-url"];
+        // The access list names both teams: alice (data-engineering) and bob (data-science).
+        assert_eq!(
+            url,
+            "https://auth.example.com/oauth2/auth?allowed_emails=alice@example.com,bob@example.com"
+        );
+        let hosts: Vec<String> =
+            ingress.spec.unwrap().rules.unwrap().into_iter().filter_map(|r| r.host).collect();
+        assert_eq!(hosts, vec!["analytics.data.example.com", "ide.analytics.data.example.com"]);
+        // Behind the proxy, the proxy is the gate.
+        let containers = studio.statefulset.spec.unwrap().template.spec.unwrap().containers;
+        assert!(containers[0].args.as_ref().unwrap().contains(&"--IdentityProvider.token=".to_string()));
+        assert!(containers[1].args.as_ref().unwrap().contains(&"--auth=none".to_string()));
+    }
+
+    #[test]
+    fn no_ingress_without_host_proxy_or_anyone_allowed() {
+        assert!(build(&with_host(None), &auth()).studio.unwrap().ingress.is_none());
+        let in_cluster = build(&with_host(Some("a.example.com")), &Config::default()).studio.unwrap();
+        assert!(in_cluster.ingress.is_none());
+        let ide = &in_cluster.statefulset.spec.unwrap().template.spec.unwrap().containers[1];
+        assert!(ide.args.as_ref().unwrap().contains(&"--auth=password".to_string()));
+        let mut nobody = with_host(Some("a.example.com"));
+        nobody.studio.as_mut().unwrap().allowed.iter_mut().for_each(|p| p.email = None);
+        assert!(
+            build(&nobody, &auth()).studio.unwrap().ingress.is_none(),
+            "an empty allow list would admit everyone"
+        );
+    }
+
     #[test]
     fn idle_timeout_culls_kernels() {
-        let (_, sts) = objects(&Config::default()).studio.unwrap();
+        let sts = objects(&Config::default()).studio.unwrap().statefulset;
         let args = sts.spec.unwrap().template.spec.unwrap().containers[0].args.clone().unwrap();
         assert!(args.contains(&"--MappingKernelManager.cull_idle_timeout=7200".to_string()), "{args:?}");
     }

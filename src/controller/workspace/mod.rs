@@ -8,7 +8,7 @@ use std::{collections::BTreeMap, sync::Arc};
 use k8s_openapi::api::{
     apps::v1::StatefulSet,
     core::v1::{ConfigMap, LimitRange, Namespace, ResourceQuota, Secret, Service},
-    networking::v1::NetworkPolicy,
+    networking::v1::{Ingress, NetworkPolicy},
     rbac::v1::RoleBinding,
 };
 use kube::{
@@ -54,6 +54,7 @@ pub fn relations(
         .watches(Api::<ConfigMap>::all(client.clone()), managed_children(), owning_workspace)
         .watches(Api::<Service>::all(client.clone()), managed_children(), owning_workspace)
         .watches(Api::<StatefulSet>::all(client.clone()), managed_children(), owning_workspace)
+        .watches(Api::<Ingress>::all(client.clone()), managed_children(), owning_workspace)
         .watches(
             Api::<Namespace>::all(client.clone()),
             watcher::Config::default().labels(LABEL_WORKSPACE),
@@ -166,6 +167,8 @@ struct Applied {
     namespace: Namespace,
     quota: ResourceQuota,
     studio: Option<StatefulSet>,
+    /// Whether the Studio server has an authenticated Ingress.
+    exposed: bool,
 }
 
 /// Applies in dependency order (namespace first), then removes what this pass no longer produces.
@@ -179,18 +182,27 @@ async fn apply(ctx: &Context, ws: &ValidatedWorkspace, objects: WorkspaceObjects
     }
     apply_namespaced(ctx, &objects.variables).await?;
     let studio = match &objects.studio {
-        Some((service, statefulset)) => {
-            apply_namespaced(ctx, service).await?;
-            Some(apply_namespaced(ctx, statefulset).await?)
+        Some(studio) => {
+            apply_namespaced(ctx, &studio.service).await?;
+            let statefulset = apply_namespaced(ctx, &studio.statefulset).await?;
+            match &studio.ingress {
+                Some(ingress) => {
+                    apply_namespaced(ctx, ingress).await?;
+                }
+                None => delete_if_managed::<Ingress>(ctx, &ws.namespace, build::STUDIO).await?,
+            }
+            Some(statefulset)
         }
         None => {
             // The home volume (a PVC of the StatefulSet's template) is kept: it holds user data.
+            delete_if_managed::<Ingress>(ctx, &ws.namespace, build::STUDIO).await?;
             delete_if_managed::<StatefulSet>(ctx, &ws.namespace, build::STUDIO).await?;
             delete_if_managed::<Service>(ctx, &ws.namespace, build::STUDIO).await?;
             None
         }
     };
-    Ok(Applied { namespace, quota, studio })
+    let exposed = objects.studio.as_ref().and_then(|s| s.ingress.as_ref()).is_some();
+    Ok(Applied { namespace, quota, studio, exposed })
 }
 
 /// Status computed from what was applied and observed.
@@ -233,12 +245,27 @@ fn status(
         (Some(s), _) if s.stopped => {
             Desired::yes("Studio", "Stopped", "the Studio server is stopped; its home volume is kept")
         }
-        (Some(_), Some(sts)) if sts.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0) >= 1 => {
-            Desired::yes(
-                "Studio",
-                "InClusterOnly",
-                "running; reachable inside the cluster only (no OIDC is configured for an authenticating proxy)",
-            )
+        (Some(s), Some(sts)) if sts.status.as_ref().and_then(|st| st.ready_replicas).unwrap_or(0) >= 1 => {
+            match (&s.host, applied.exposed) {
+                (Some(host), true) => Desired::yes(
+                    "Studio",
+                    "Authenticated",
+                    format!(
+                        "running at https://{host}/ (IDE: https://ide.{host}/) for {} allowed user(s)",
+                        s.allowed.len()
+                    ),
+                ),
+                (Some(_), false) => Desired::yes(
+                    "Studio",
+                    "InClusterOnly",
+                    "running; not exposed at spec.studio.host: no authenticating proxy is configured, or no allowed user has an e-mail",
+                ),
+                (None, _) => Desired::yes(
+                    "Studio",
+                    "InClusterOnly",
+                    "running; reachable inside the cluster only (no spec.studio.host)",
+                ),
+            }
         }
         _ => Desired::no("Studio", "Starting", "the Studio server is not ready yet"),
     };

@@ -116,6 +116,8 @@ pub struct Studio {
     pub idle_timeout_seconds: u64,
     /// People allowed to open it.
     pub allowed: Vec<Person>,
+    /// Host name for the Ingress.
+    pub host: Option<String>,
 }
 
 /// The JupyterLab image of the Studio server.
@@ -180,6 +182,7 @@ pub fn validate(workspace: &Workspace, observed: &Observed) -> Result<ValidatedW
         storage_class: s.storage.as_ref().and_then(|st| st.storage_class_name.clone()),
         idle_timeout_seconds: s.idle_timeout.as_deref().map(parse_duration_seconds).unwrap_or(0),
         allowed: studio_access(s.access.as_ref(), &people, &observed.users),
+        host: s.host.clone(),
     });
 
     Ok(ValidatedWorkspace {
