@@ -368,10 +368,12 @@ pub async fn studio_is_exposed_only_behind_the_proxy(scope: Scope) -> TestResult
         Ok(())
     }
     .await;
+    // Clean up whatever happened: the restart test after this one counts writes.
+    let deleted = workspaces.delete(&name, &DeleteParams::default()).await.context("delete");
     scope.env.stop_operator()?;
     scope.env.start_operator().await?;
     result?;
-    workspaces.delete(&name, &DeleteParams::default()).await.context("delete")?;
+    deleted?;
     Api::<User>::all(client).delete(&name, &DeleteParams::default()).await.context("delete")?;
     Ok(())
 }

@@ -307,10 +307,10 @@ fn status(
         projects_by_phase: by_phase,
         usage,
         missing_secrets: observed.missing_secrets.iter().cloned().collect(),
-        studio_endpoint: ws
-            .studio
-            .as_ref()
-            .map(|_| format!("http://{}.{}.svc:{}", build::STUDIO, ws.namespace, build::LAB_PORT)),
+        studio_endpoint: ws.studio.as_ref().map(|s| match (&s.host, applied.exposed) {
+            (Some(host), true) => format!("https://{host}/"),
+            _ => format!("http://{}.{}.svc:{}", build::STUDIO, ws.namespace, build::LAB_PORT),
+        }),
         ..WorkspaceStatus::default()
     };
     (status, conditions)
