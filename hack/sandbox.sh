@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A local playground: control plane, CRDs, the operator (as a host process) and examples/.
+# A local playground: control plane, CRDs and roles, the operator (as a host process) and examples/.
 #
 # Usage: hack/sandbox.sh up     start everything, wait until the examples are reconciled, show them
 #        hack/sandbox.sh down   stop the operator and the control plane
@@ -32,7 +32,7 @@ stop_operator() {
 
 http_ok() { # host:port path -> exit 0 on a 200 answer
 	local host="${1%:*}" port="${1##*:}"
-	exec 3<>"/dev/tcp/${host}/${port}" 2>/dev/null || return 1
+	{ exec 3<>"/dev/tcp/${host}/${port}"; } 2>/dev/null || return 1
 	printf 'GET %s HTTP/1.0\r\n\r\n' "$2" >&3
 	head -n1 <&3 | grep -q ' 200 '
 	local ok=$?
@@ -67,6 +67,9 @@ up() {
 	log "waiting until every example is reconciled"
 	for _ in $(seq 1 "${TIMEOUT}"); do all_observed && break; sleep 1; done
 	all_observed || { kubectl get dataworkspace -A >&2; log "not every object was reconciled in ${TIMEOUT}s"; exit 1; }
+	# What this version provisions must be Ready; the rest reports NotYetSupported.
+	kubectl wait --for=condition=Ready --timeout="${TIMEOUT}s" workspaces.dataworkspace.io --all
+	kubectl wait --for=condition=Ready --timeout="${TIMEOUT}s" users.dataworkspace.io --all
 	echo
 	kubectl get dataworkspace -A
 	echo
