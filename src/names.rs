@@ -19,8 +19,6 @@ pub const LABEL_WORKSPACE: &str = "dataworkspace.io/workspace";
 
 /// Longest DNS label (namespaces, Services, label values).
 pub const DNS_LABEL_MAX: usize = 63;
-/// Longest DNS subdomain (most object names).
-pub const DNS_SUBDOMAIN_MAX: usize = 253;
 
 /// Prefix of a Workspace's default namespace.
 pub const WORKSPACE_NAMESPACE_PREFIX: &str = "dw-";

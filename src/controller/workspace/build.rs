@@ -30,7 +30,7 @@ use crate::{
     build::{child_meta, git, pod, workspace_labels},
     config::{Config, StudioAuth},
     crd::{common::Role, workspace::DeletionPolicy},
-    names::{LABEL_MANAGED_BY, LABEL_WORKSPACE, MANAGER},
+    names::LABEL_WORKSPACE,
 };
 
 /// Name of the ResourceQuota.
@@ -285,6 +285,10 @@ fn studio_labels(ws: &ValidatedWorkspace) -> BTreeMap<String, String> {
     crate::names::labels("studio", &ws.name, "server")
 }
 
+fn studio_meta(ws: &ValidatedWorkspace) -> ObjectMeta {
+    child_meta(STUDIO, Some(&ws.namespace), studio_labels(ws), &ws.name, Some(ws.owner.clone()))
+}
+
 fn studio_service(ws: &ValidatedWorkspace) -> Service {
     let port = |name: &str, port: i32| ServicePort {
         name: Some(name.into()),
@@ -293,13 +297,7 @@ fn studio_service(ws: &ValidatedWorkspace) -> Service {
         ..ServicePort::default()
     };
     Service {
-        metadata: child_meta(
-            STUDIO,
-            Some(&ws.namespace),
-            studio_labels(ws),
-            &ws.name,
-            Some(ws.owner.clone()),
-        ),
+        metadata: studio_meta(ws),
         spec: Some(ServiceSpec {
             selector: Some(studio_labels(ws)),
             ports: Some(vec![port("lab", LAB_PORT), port("ide", IDE_PORT)]),
@@ -385,13 +383,7 @@ pub fn studio_statefulset(ws: &ValidatedWorkspace, studio: &Studio, proxied: boo
         ..PodSpec::default()
     };
     StatefulSet {
-        metadata: child_meta(
-            STUDIO,
-            Some(&ws.namespace),
-            studio_labels(ws),
-            &ws.name,
-            Some(ws.owner.clone()),
-        ),
+        metadata: studio_meta(ws),
         spec: Some(StatefulSetSpec {
             replicas: Some(if studio.stopped { 0 } else { 1 }),
             service_name: Some(STUDIO.into()),
@@ -460,8 +452,7 @@ pub fn studio_ingress(ws: &ValidatedWorkspace, studio: &Studio, auth: &StudioAut
             }],
         }),
     };
-    let mut metadata =
-        child_meta(STUDIO, Some(&ws.namespace), studio_labels(ws), &ws.name, Some(ws.owner.clone()));
+    let mut metadata = studio_meta(ws);
     metadata.annotations = Some(annotations);
     Some(Ingress {
         metadata,
@@ -491,11 +482,6 @@ fn http_probe(path: &str, port: &str) -> Probe {
     }
 }
 
-/// The label selector of everything the operator created for a workspace.
-pub fn selector(workspace: &str) -> String {
-    format!("{LABEL_WORKSPACE}={workspace},{LABEL_MANAGED_BY}={MANAGER}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -503,6 +489,7 @@ mod tests {
         build::pod::tests::assert_restricted,
         controller::workspace::validate::{Observed, validate},
         crd::{User, Workspace},
+        names::{LABEL_MANAGED_BY, MANAGER},
     };
 
     fn example<K: serde::de::DeserializeOwned>(file: &str) -> Vec<K> {
