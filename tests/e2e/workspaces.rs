@@ -190,6 +190,40 @@ pub async fn permissions_follow_membership(scope: Scope) -> TestResult {
         async move { Ok(!can_i(&viewer, "get", project, Some(&ns_a))?) }
     })
     .await?;
+    // Joining the team through the User gives access; disabling the User takes it away.
+    let late = create_user(&scope, &format!("{id}-late"), &[]).await?;
+    let users: Api<User> = Api::all(client.clone());
+    let join = serde_json::json!({"spec": {"teams": [format!("{id}-team")]}});
+    // The team was removed from workspace a above; add it back so that joining it matters.
+    kubectl(&[
+        "patch",
+        "workspace",
+        &format!("{id}-a"),
+        "--type=merge",
+        "-p",
+        &format!(r#"{{"spec":{{"members":[{{"team":"{id}-team","role":"developer"}}]}}}}"#),
+    ])?;
+    users
+        .patch(&format!("{id}-late"), &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&join))
+        .await
+        .context("adding a team to the User")?;
+    wait_until(WAIT, "the user who joined the team to gain access", || {
+        let (late, ns_a) = (late.clone(), ns_a.clone());
+        async move { can_i(&late, "create", project, Some(&ns_a)) }
+    })
+    .await?;
+    let disable = serde_json::json!({"spec": {"disabled": true}});
+    users
+        .patch(&format!("{id}-late"), &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&disable))
+        .await
+        .context("disabling the User")?;
+    wait_until(WAIT, "the disabled user to lose access", || {
+        let (late, ns_a) = (late.clone(), ns_a.clone());
+        async move { Ok(!can_i(&late, "create", project, Some(&ns_a))?) }
+    })
+    .await?;
+    users.delete(&format!("{id}-late"), &DeleteParams::default()).await.context("delete")?;
+
     // A platform admin may create Workspaces.
     let admin: User = from_yaml(&format!(
         "metadata: {{name: {id}-root}}\nspec: {{username: {id}-root@example.com, admin: true}}"
