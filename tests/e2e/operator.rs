@@ -174,7 +174,28 @@ pub async fn survives_a_restart_without_writing(scope: Scope) -> TestResult {
     let workspace: Workspace =
         from_yaml(&format!("metadata: {{name: {name}}}\nspec: {{members: [{{team: a, role: admin}}]}}"))?;
     workspaces.create(&PostParams::default(), &workspace).await.context("creating a Workspace")?;
-    wait_observed(&workspaces, &name).await?;
+    // Converged means Ready and the quota usage reported: the quota controller fills in usage
+    // after the first pass, which legitimately changes the status once more.
+    let converged = |w: Option<&Workspace>| {
+        w.and_then(|w| w.status.as_ref().map(|s| (w, s))).is_some_and(|(w, s)| {
+            s.observed_generation == w.metadata.generation
+                && s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                && !s.usage.is_empty()
+                && s.usage.values().all(|u| u.used.is_some())
+        })
+    };
+    for existing in workspaces.list_metadata(&ListParams::default()).await.context("list")?.items {
+        if existing.metadata.deletion_timestamp.is_some() {
+            continue; // on its way out; not part of the idle state
+        }
+        let existing = existing.metadata.name.unwrap_or_default();
+        match wait_for(&workspaces, &existing, "Ready with quota usage", converged).await {
+            Err(e) if e.contains("was deleted") => {}
+            other => {
+                other?;
+            }
+        }
+    }
 
     // SIGTERM must end the operator cleanly (exit code 0) ...
     scope.env.stop_operator()?;
