@@ -28,9 +28,9 @@ pub const VERSION: &str = "v1alpha1";
 /// The category all kinds share: `kubectl get dataworkspace` lists them all.
 pub const CATEGORY: &str = "dataworkspace";
 
-/// All CustomResourceDefinitions, in the order they are written to `crds/`.
+/// All CustomResourceDefinitions, ordered by name (as `crds/` lists them).
 pub fn all() -> Vec<CustomResourceDefinition> {
-    vec![Workspace::crd(), User::crd(), PythonEnvironment::crd(), Project::crd()]
+    vec![Project::crd(), PythonEnvironment::crd(), User::crd(), Workspace::crd()]
 }
 
 /// The file name under `crds/` for a CRD: `<plural>.<group>.yaml`.
