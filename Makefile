@@ -3,7 +3,7 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: help build lint crds test test-unit test-e2e tools cluster-up cluster-down cluster-env sandbox sandbox-down
+.PHONY: help build lint crds test test-unit test-e2e bench tools cluster-up cluster-down cluster-env sandbox sandbox-down
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -25,6 +25,9 @@ test-unit: ## Unit tests, CRD drift and example checks (no cluster needed).
 
 test-e2e: ## The e2e suite on a freshly started local control plane, stopped afterwards.
 	hack/e2e.sh
+
+bench: ## Scale benchmark: convergence time, write requests and memory for N=50 Workspaces and Users.
+	hack/bench.sh 50
 
 tools: ## Build the pinned control-plane tools into the cache (once per machine).
 	hack/build-tools.sh
