@@ -97,3 +97,47 @@ fn name_length_rules_match_the_name_helpers() {
     assert!(crd.contains(&format!("size(self.metadata.name) <= {MAX_NAME_LENGTH}")));
     assert!(crd.contains(&format!("Project names are at most {MAX_NAME_LENGTH} characters")));
 }
+
+/// Every field a CEL rule reads is bounded (maxLength, maxItems, maxProperties): the API server
+/// refuses a CRD whose rules' estimated cost has no bound, and `make crds` cannot tell.
+#[test]
+fn cel_rules_read_bounded_values() {
+    fn walk(schema: &serde_json::Value, at: &str, problems: &mut Vec<String>) {
+        let has = |key: &str| schema.get(key).is_some();
+        if has("x-kubernetes-validations") {
+            let string_like = schema["type"] == "string" || schema["x-kubernetes-int-or-string"] == true;
+            if string_like && !has("maxLength") && !has("enum") {
+                problems.push(format!("{at}: string without maxLength"));
+            }
+            if schema["type"] == "array" {
+                let items = &schema["items"];
+                if !has("maxItems") || (items["type"] == "string" && items.get("maxLength").is_none()) {
+                    problems.push(format!("{at}: list without maxItems or items without maxLength"));
+                }
+            }
+            if let Some(values) = schema.get("additionalProperties") {
+                let string_values =
+                    values["type"] == "string" || values["x-kubernetes-int-or-string"] == true;
+                if !has("maxProperties") || (string_values && values.get("maxLength").is_none()) {
+                    problems.push(format!("{at}: map without maxProperties or values without maxLength"));
+                }
+            }
+        }
+        if let Some(properties) = schema.get("properties").and_then(|p| p.as_object()) {
+            for (name, property) in properties {
+                walk(property, &format!("{at}.{name}"), problems);
+            }
+        }
+        for key in ["items", "additionalProperties"] {
+            if let Some(inner) = schema.get(key).filter(|v| v.is_object()) {
+                walk(inner, &format!("{at}[]"), problems);
+            }
+        }
+    }
+    let mut problems = Vec::new();
+    for definition in crd::all() {
+        let schema = serde_json::to_value(definition.spec.versions[0].schema.as_ref().unwrap()).unwrap();
+        walk(&schema["openAPIV3Schema"], &crd::file_name(&definition), &mut problems);
+    }
+    assert!(problems.is_empty(), "unbounded values under CEL rules:\n{}", problems.join("\n"));
+}

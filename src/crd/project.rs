@@ -5,7 +5,9 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    AccessList, Conditions, GitSource, SecretKeyRef, StorageSpec, conditions_schema, free_form_object_schema,
+    AccessList, Conditions, DNS_LABEL_RULE, DNS_SUBDOMAIN_RULE, DURATION_MESSAGE, DURATION_RULE, GitSource,
+    IMAGE_MESSAGE, IMAGE_RULE, RELATIVE_PATH_RULE, SecretKeyRef, StorageSpec, conditions_schema,
+    free_form_object_schema, resources_schema,
 };
 
 /// Longest Project name: every derived object name (`<project>-<component>`, plus the suffixes
@@ -47,19 +49,23 @@ pub struct ProjectSpec {
     pub runtime: Runtime,
     /// Human-readable name shown in tools.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
     pub display_name: Option<String>,
     /// What the project is for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
     pub description: Option<String>,
     /// Name of a PythonEnvironment in the same namespace. The project waits until it is Ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63))]
+    #[x_kube(validation = Rule::new(DNS_LABEL_RULE).message("pythonEnvironment must be the name of a PythonEnvironment (a DNS label)"))]
     pub python_environment: Option<String>,
     /// Where the project's code comes from (DAGs, the app, notebooks, the Spark application).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<GitSource>,
     /// Resources of the project's main containers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "resources_schema")]
     pub resources: Option<ResourceRequirements>,
     /// Who may open the project's UI or app. Defaults to every workspace member.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -182,6 +188,8 @@ pub struct SparkSpec {
     pub version: Option<String>,
     /// Image for driver and executors; `apache/spark:<version>` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    #[x_kube(validation = Rule::new(IMAGE_RULE).message(IMAGE_MESSAGE))]
     pub image: Option<String>,
     /// Resources of the driver (the Connect server in `Connect` mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -210,6 +218,7 @@ pub enum SparkMode {
 pub struct SparkRole {
     /// Resources of the container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "resources_schema")]
     pub resources: Option<ResourceRequirements>,
 }
 
@@ -223,6 +232,7 @@ pub struct SparkExecutors {
     pub instances: i32,
     /// Resources of each executor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "resources_schema")]
     pub resources: Option<ResourceRequirements>,
 }
 
@@ -236,15 +246,21 @@ fn default_executor_instances() -> i32 {
 pub struct SparkApplication {
     /// The file to run, relative to the project's source (a `.py` file or a jar), or a `local://` path in the image.
     #[schemars(length(min = 1, max = 1024))]
+    #[x_kube(validation = Rule::new(RELATIVE_PATH_RULE).message("mainApplicationFile must be a path relative to the source (not starting with '/' or '-', no '..' segment, no backslash or control character) or a local:// path"))]
     pub main_application_file: String,
-    /// Main class, for JVM applications.
+    /// Main class, for JVM applications, for example `org.example.Main`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    #[x_kube(validation = Rule::new(r"self.matches(r'^[A-Za-z_$][A-Za-z0-9_$]*(\.[A-Za-z_$][A-Za-z0-9_$]*)*$')").message("mainClass must be a Java class name such as 'org.example.Main'"))]
     pub main_class: Option<String>,
     /// Arguments passed to the application.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100), inner(length(max = 4096)))]
     pub args: Vec<String>,
-    /// Spark configuration (`--conf key=value`).
+    /// Spark configuration (`--conf key=value`); keys are Spark property names.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 100, "additionalProperties" = {"type": "string", "maxLength": 4096}))]
+    #[x_kube(validation = Rule::new(r"self.all(k, size(k) <= 256 && k.matches(r'^[A-Za-z0-9][-A-Za-z0-9._]*$'))").message("conf keys must be Spark property names such as 'spark.sql.shuffle.partitions': letters, digits, '.', '_' and '-', at most 256 characters"))]
     pub conf: std::collections::BTreeMap<String, String>,
     /// Whether a failed run is retried.
     #[serde(default)]
@@ -276,6 +292,8 @@ pub struct StreamlitSpec {
     /// An image that contains the app; otherwise the script at `spec.source.path` runs in the
     /// operator's Streamlit image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    #[x_kube(validation = Rule::new(IMAGE_RULE).message(IMAGE_MESSAGE))]
     pub image: Option<String>,
     /// Number of app replicas.
     #[serde(default = "default_replicas")]
@@ -284,6 +302,7 @@ pub struct StreamlitSpec {
     /// Host name for an Ingress; without it the app is reachable only inside the cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new(DNS_SUBDOMAIN_RULE).message("host must be a DNS name in lowercase, such as 'app.example.com'"))]
     pub host: Option<String>,
 }
 
@@ -297,13 +316,16 @@ fn default_replicas() -> i32 {
 pub struct NotebookSpec {
     /// JupyterLab image; the operator's pinned default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    #[x_kube(validation = Rule::new(IMAGE_RULE).message(IMAGE_MESSAGE))]
     pub image: Option<String>,
     /// The persistent volume for the notebook's work.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<StorageSpec>,
-    /// Stop the server after this much inactivity, for example `1h`.
+    /// Stop the server after this much inactivity, for example `1h` or `1h30m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(s|m|h))+$"))]
+    #[schemars(length(max = 16))]
+    #[x_kube(validation = Rule::new(DURATION_RULE).message(DURATION_MESSAGE))]
     pub idle_timeout: Option<String>,
 }
 

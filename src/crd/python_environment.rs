@@ -3,7 +3,7 @@
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::common::{Conditions, StorageSpec, conditions_schema};
+use super::common::{Conditions, IMAGE_MESSAGE, IMAGE_RULE, StorageSpec, conditions_schema};
 
 /// A Python environment a workspace member requests. An admin other than the requester must
 /// approve it, and the approval binds to the exact spec it saw: changing what is installed needs
@@ -37,29 +37,40 @@ pub struct PythonEnvironmentSpec {
     #[serde(default = "default_python_version")]
     #[schemars(regex(pattern = r"^3\.[0-9]{1,2}$"))]
     pub python_version: String,
-    /// Requirement specifiers, for example `pandas==2.3.3`.
+    /// Requirement specifiers (PEP 508 without direct references), for example
+    /// `pandas==2.3.3` or `psycopg[binary]>=3.2; python_version >= "3.11"`. pip options, URLs,
+    /// paths, archives and `name @ url` references are refused.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 500), inner(length(min = 1, max = 512)))]
     #[x_kube(validation = Rule::new("self.all(p, !p.startsWith('-'))").message("each package is a requirement specifier such as 'pandas==2.3.3'; pip options are not allowed"))]
+    #[x_kube(validation = Rule::new(PACKAGES_RULE).message("each package is a name with optional extras, version and markers, such as 'pandas==2.3.3'; URLs, paths, archives, direct references ('name @ url') and options are not allowed"))]
     pub packages: Vec<String>,
-    /// A requirements file, as text. pip options (lines starting with `-`) are refused.
+    /// A requirements file, as text: one requirement specifier per line (as in `packages`),
+    /// blank lines and `#` comments. pip options (lines starting with `-`), URLs, paths and
+    /// direct references are refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 65536))]
     #[x_kube(validation = Rule::new("!self.matches('(?m)^\\\\s*-')").message("requirements may not contain pip options (lines starting with '-')"))]
+    #[x_kube(validation = Rule::new(REQUIREMENTS_RULE).message("requirements lines must be requirement specifiers such as 'pandas==2.3.3', blank or '#' comments; URLs, paths, archives, direct references ('name @ url'), options and line continuations are not allowed"))]
     pub requirements: Option<String>,
-    /// Package index to install from instead of the default index.
+    /// Package index to install from instead of the default index: `https://host[:port]/path`,
+    /// without credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 2048))]
-    #[x_kube(validation = Rule::new("self.startsWith('https://') || self.startsWith('http://')").message("indexUrl must be an http(s) URL"))]
+    #[schemars(length(min = 1, max = 2048))]
+    #[x_kube(validation = Rule::new(INDEX_URL_RULE).message("indexUrl must be an https://host[:port]/path URL without whitespace"))]
+    #[x_kube(validation = Rule::new(INDEX_URL_CREDENTIALS_RULE).message("indexUrl must not carry credentials (user:password@ or token@)"))]
     pub index_url: Option<String>,
-    /// Further package indexes.
+    /// Further package indexes, each as `indexUrl`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 10), inner(length(max = 2048)))]
-    #[x_kube(validation = Rule::new("self.all(u, u.startsWith('https://') || u.startsWith('http://'))").message("extraIndexUrls must be http(s) URLs"))]
+    #[schemars(length(max = 10), inner(length(min = 1, max = 2048)))]
+    #[x_kube(validation = Rule::new(EXTRA_INDEX_URLS_RULE).message("extraIndexUrls must be https://host[:port]/path URLs without whitespace"))]
+    #[x_kube(validation = Rule::new(EXTRA_INDEX_URLS_CREDENTIALS_RULE).message("extraIndexUrls must not carry credentials (user:password@ or token@)"))]
     pub extra_index_urls: Vec<String>,
     /// Image the environment is built in and run with; the operator's default for the Python
     /// version when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    #[x_kube(validation = Rule::new(IMAGE_RULE).message(IMAGE_MESSAGE))]
     pub base_image: Option<String>,
     /// How the environment is built.
     #[serde(default)]
@@ -72,6 +83,24 @@ pub struct PythonEnvironmentSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<Approval>,
 }
+
+/// One requirement specifier: a name starting with a letter or digit, then only what extras,
+/// version specifiers and environment markers use. No `@`, `/`, `\`, `:`, `$`, `#` or control
+/// character (so no URL, path, direct reference or variable), no ` -` (no per-requirement
+/// option) and no archive file name.
+const PACKAGES_RULE: &str = r#"self.all(p, p.matches(r'''^[A-Za-z0-9][-A-Za-z0-9._\[\],<>=!~*+;'"() ]*$''') && !p.contains(' -') && !p.matches(r'\.(whl|zip|tar|gz|tgz|bz2|xz)\s*$'))"#;
+/// Every line of a requirements text is blank, a `#` comment, or a requirement specifier as in
+/// [`PACKAGES_RULE`] with an optional trailing comment (preceded by whitespace, as pip requires).
+const REQUIREMENTS_RULE: &str = r#"self.matches(r'''^(([ \t]*|[ \t]*#[^\n]*|[ \t]*[A-Za-z0-9][-A-Za-z0-9._\[\],<>=!~*+;'"() \t]*([ \t]#[^\n]*)?)\r?(\n|$))*$''') && !self.matches(r'(?m)^[^#\n]*[ \t]-') && !self.matches(r'(?m)^[^#\n]*\.(whl|zip|tar|gz|tgz|bz2|xz)[ \t\r]*(#|$)')"#;
+/// An https URL with a host, optionally user info (refused by the credentials rule, for a
+/// clearer message), and no whitespace or control characters.
+const INDEX_URL_RULE: &str = r"self.matches(r'^https://([^/@]*@)?[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?(:[0-9]{1,5})?(/[^\s\p{Cc}]*)?$')";
+/// No user info in an https URL.
+const INDEX_URL_CREDENTIALS_RULE: &str = r"!self.matches(r'^https://[^/]*@')";
+/// [`INDEX_URL_RULE`] for every item.
+const EXTRA_INDEX_URLS_RULE: &str = r"self.all(u, u.matches(r'^https://([^/@]*@)?[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?(:[0-9]{1,5})?(/[^\s\p{Cc}]*)?$'))";
+/// [`INDEX_URL_CREDENTIALS_RULE`] for every item.
+const EXTRA_INDEX_URLS_CREDENTIALS_RULE: &str = r"self.all(u, !u.matches(r'^https://[^/]*@'))";
 
 fn default_python_version() -> String {
     "3.12".into()
@@ -99,6 +128,7 @@ pub struct Approval {
     pub spec_hash: String,
     /// Why it was approved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
     pub comment: Option<String>,
 }
 

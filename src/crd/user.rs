@@ -3,7 +3,7 @@
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::common::{Conditions, Role, conditions_schema};
+use super::common::{Conditions, DNS_LABEL_RULE, Role, conditions_schema};
 
 /// A person of the data platform: the username the API server authenticates, the teams they
 /// belong to, whether they administer the platform, and the projects they pinned.
@@ -33,21 +33,29 @@ use super::common::{Conditions, Role, conditions_schema};
         json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
         priority = "1"
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("size(self.metadata.name) <= 63").message("User names are at most 63 characters: they become label values and part of binding names"),
+    validation = Rule::new(r"self.metadata.name.matches(r'^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')").message("User names must be DNS subdomains: lowercase letters, digits, '-' and '.'"),
+    validation = Rule::new("!(self.spec.admin && self.spec.username.startsWith('system:serviceaccount:'))").message("a ServiceAccount cannot be a platform admin: anyone who can run pods in its namespace could act as it"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct UserSpec {
     /// The username as the API server sees it (the `--as` value, the OIDC `sub`/`email` claim,
-    /// or `system:serviceaccount:<ns>:<name>`). RoleBindings name this user.
+    /// or `system:serviceaccount:<ns>:<name>`). RoleBindings name this user. Other `system:`
+    /// names are reserved for Kubernetes and refused.
     #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new("self == self.trim()").message("username must not be blank or start or end with whitespace"))]
+    #[x_kube(validation = Rule::new(r"!self.matches(r'\p{Cc}')").message("username must not contain control characters"))]
+    #[x_kube(validation = Rule::new(r"!self.startsWith('system:') || self.matches(r'^system:serviceaccount:[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?:[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')").message("usernames starting with 'system:' are reserved for Kubernetes; only a ServiceAccount, 'system:serviceaccount:<namespace>:<name>', may be named"))]
     pub username: String,
-    /// Contact address.
+    /// Contact address, for example `alice@example.com`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 254))]
-    #[x_kube(validation = Rule::new("self.matches('^[^@\\\\s]+@[^@\\\\s]+$')").message("email must look like name@domain"))]
+    #[schemars(length(min = 3, max = 254))]
+    #[x_kube(validation = Rule::new(r"self.matches(r'^[A-Za-z0-9._+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$')").message("email must be an address such as name@example.com: letters, digits and . _ + - before the '@', a domain with a dot after it"))]
     pub email: Option<String>,
     /// Name shown in tools.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
     pub display_name: Option<String>,
     /// Teams the user belongs to. Workspace members may name a team instead of a user.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -73,9 +81,11 @@ pub struct UserSpec {
 pub struct ProjectRef {
     /// Namespace of the Project (a workspace namespace).
     #[schemars(length(min = 1, max = 63))]
+    #[x_kube(validation = Rule::new(DNS_LABEL_RULE).message("namespace must be a DNS label: lowercase letters, digits and '-'"))]
     pub namespace: String,
     /// Name of the Project.
     #[schemars(length(min = 1, max = 63))]
+    #[x_kube(validation = Rule::new(DNS_LABEL_RULE).message("name must be a Project name: a DNS label"))]
     pub name: String,
 }
 

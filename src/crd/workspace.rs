@@ -7,7 +7,11 @@ use k8s_openapi::{api::core::v1::ResourceRequirements, apimachinery::pkg::api::r
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::common::{AccessList, Conditions, Role, SecretKeyRef, StorageSpec, conditions_schema};
+use super::common::{
+    AccessList, Conditions, DNS_SUBDOMAIN_RULE, DURATION_MESSAGE, DURATION_RULE, GIT_REF_MESSAGE,
+    GIT_REF_RULE, IMAGE_MESSAGE, IMAGE_RULE, POSITIVE_QUANTITY_RULE, Role, SecretKeyRef, StorageSpec,
+    conditions_schema, resources_schema,
+};
 
 /// A tenant of the data platform: one namespace with members, roles, quota, isolation, shared
 /// variables, connections and secrets, Git repositories and a Studio server.
@@ -33,19 +37,23 @@ use super::common::{AccessList, Conditions, Role, SecretKeyRef, StorageSpec, con
     validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("Workspace names must be DNS labels that start with a letter: lowercase letters, digits and '-'"),
 )]
 #[serde(rename_all = "camelCase")]
+// `namespace` is a CEL reserved word: the API server exposes the field as `__namespace__`.
+#[x_kube(validation = Rule::new("has(oldSelf.__namespace__) == has(self.__namespace__) && (!has(self.__namespace__) || self.__namespace__ == oldSelf.__namespace__)").message("spec.namespace is immutable: it cannot be set, changed or removed after creation").field_path(".namespace"))]
+#[x_kube(validation = Rule::new("!has(self.quota) || !has(self.quota.pods) || self.quota.pods > 0 || !has(self.studio) || !self.studio.enabled || self.studio.stopped").message("quota.pods is 0, so the Studio server could never start: allow pods, or disable or stop the Studio server").field_path(".quota.pods"))]
 pub struct WorkspaceSpec {
     /// Human-readable name shown in tools.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
     pub display_name: Option<String>,
     /// What the workspace is for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
     pub description: Option<String>,
     /// Name of the namespace the workspace owns. Defaults to `dw-<workspace name>`. Cannot be
-    /// changed once set.
+    /// set, changed or removed after creation. `default`, `kube-*` and `openshift-*` are refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
-    #[x_kube(validation = Rule::new("self == oldSelf").message("spec.namespace is immutable"))]
-    #[x_kube(validation = Rule::new("self != 'default' && !self.startsWith('kube-')").message("spec.namespace cannot be 'default' or a 'kube-' system namespace"))]
+    #[x_kube(validation = Rule::new("self != 'default' && !self.startsWith('kube-') && !self.startsWith('openshift-')").message("spec.namespace cannot be 'default' or a system namespace ('kube-*', 'openshift-*')"))]
     pub namespace: Option<String>,
     /// Members and the role each holds. A member is a User (by object name) or a team.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -56,9 +64,12 @@ pub struct WorkspaceSpec {
     pub quota: Option<QuotaSpec>,
     /// Plain configuration shared by every runtime, as environment variables. Keys are
     /// environment variable names. Never put credentials here; use `connections` or `secrets`.
+    /// At most 200 entries, names of at most 253 and values of at most 1024 characters: even at
+    /// 4 bytes a character the ConfigMap they become stays under its 1 MiB limit.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("maxProperties" = 500))]
+    #[schemars(extend("maxProperties" = 200, "additionalProperties" = {"type": "string", "maxLength": 1024}))]
     #[x_kube(validation = Rule::new("self.all(k, k.matches('^[A-Za-z_][A-Za-z0-9_]*$'))").message("variable names must be environment variable names: letters, digits and '_', not starting with a digit"))]
+    #[x_kube(validation = Rule::new("self.all(k, size(k) <= 253)").message("variable names are at most 253 characters"))]
     pub variables: BTreeMap<String, String>,
     /// Connections to external systems (for Airflow: `AIRFLOW_CONN_<NAME>`), each a reference to
     /// a Secret key holding the connection URI or JSON.
@@ -82,6 +93,40 @@ pub struct WorkspaceSpec {
     /// What happens to the namespace and its data when the Workspace is deleted.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// Network access beyond the defaults. Only platform admins may change it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkSpec>,
+}
+
+/// Network access of the workspace. By default its pods reach DNS, each other, and addresses
+/// outside the ranges the platform denies (always the cloud metadata range); nothing else.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkSpec {
+    /// Further destinations the workspace's pods may reach, even inside a denied range.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub egress: Vec<EgressRule>,
+}
+
+/// One allowed destination: exactly one of `cidr` or `namespace`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.cidr) != has(self.namespace)").message("an egress rule names exactly one of 'cidr' or 'namespace'"))]
+pub struct EgressRule {
+    /// An address range, for example `10.20.0.0/16`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    #[x_kube(validation = Rule::new("isCIDR(self)").message("cidr must be an IPv4 or IPv6 range such as 10.20.0.0/16"))]
+    pub cidr: Option<String>,
+    /// The pods of another namespace, by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    pub namespace: Option<String>,
+    /// TCP ports; every port when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(range(min = 1, max = 65535)))]
+    pub ports: Vec<i32>,
 }
 
 /// One member of a workspace: exactly one of `user` or `team`, and a role.
@@ -91,7 +136,8 @@ pub struct WorkspaceSpec {
 pub struct Member {
     /// Name of a User object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(min = 1, max = 63))]
+    #[x_kube(validation = Rule::new(DNS_SUBDOMAIN_RULE).message("user must be the name of a User object: a DNS subdomain of at most 63 characters"))]
     pub user: Option<String>,
     /// Name of a team (see `User.spec.teams`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -105,21 +151,29 @@ pub struct Member {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct QuotaSpec {
-    /// Total CPU requests and limits of all pods.
+    /// Total CPU requests and limits of all pods; greater than zero.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("maxLength" = 64))]
+    #[x_kube(validation = Rule::new(POSITIVE_QUANTITY_RULE).message("quota.cpu must be a quantity greater than zero, for example '8' or '500m'"))]
     pub cpu: Option<Quantity>,
-    /// Total memory requests and limits of all pods.
+    /// Total memory requests and limits of all pods; greater than zero.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("maxLength" = 64))]
+    #[x_kube(validation = Rule::new(POSITIVE_QUANTITY_RULE).message("quota.memory must be a quantity greater than zero, for example '32Gi'"))]
     pub memory: Option<Quantity>,
-    /// Total storage requested by PersistentVolumeClaims.
+    /// Total storage requested by PersistentVolumeClaims; greater than zero.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("maxLength" = 64))]
+    #[x_kube(validation = Rule::new(POSITIVE_QUANTITY_RULE).message("quota.storage must be a quantity greater than zero, for example '100Gi'"))]
     pub storage: Option<Quantity>,
-    /// Maximum number of pods.
+    /// Maximum number of pods, 0 to 10000. 0 runs nothing, so it needs the Studio server
+    /// disabled or stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 10000))]
     pub pods: Option<i32>,
     /// Requests and limits given to containers that declare none (LimitRange defaults).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "resources_schema")]
     pub container_defaults: Option<ResourceRequirements>,
 }
 
@@ -132,6 +186,7 @@ pub struct SecretEntry {
     pub name: String,
     /// What it is for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
     pub description: Option<String>,
     /// The Secret key holding the value.
     pub secret_ref: SecretKeyRef,
@@ -144,20 +199,30 @@ pub struct GitRepository {
     /// Short name, used as the checkout directory and by Projects' `source.repository`.
     #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
     pub name: String,
-    /// Clone URL: `https://…` or SSH (`ssh://…` or `git@host:path`).
+    /// Clone URL: `https://host[:port]/path`, `ssh://[user@]host[:port]/path` or
+    /// `user@host:path`. Credentials never go in the URL; use `credentialsSecret`.
     #[schemars(length(min = 1, max = 2048))]
-    #[x_kube(validation = Rule::new("self.startsWith('https://') || self.startsWith('ssh://') || self.matches('^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:.+$')").message("url must be https://…, ssh://… or user@host:path"))]
+    #[x_kube(validation = Rule::new(GIT_URL_RULE).message("url must be https://host[:port]/path, ssh://[user@]host[:port]/path or user@host:path"))]
+    #[x_kube(validation = Rule::new(r"!self.matches(r'[\s\p{Cc}]')").message("url must not contain whitespace or control characters"))]
+    #[x_kube(validation = Rule::new(r"!self.matches(r'^https://[^/]*@') && !self.matches(r'^ssh://[^/@]*:[^/@]*@')").message("url must not carry credentials (user:password@ or token@): put them in credentialsSecret"))]
     pub url: String,
     /// Branch, tag or commit to check out.
     #[serde(default = "default_git_ref")]
     #[schemars(length(min = 1, max = 255))]
+    #[x_kube(validation = Rule::new(GIT_REF_RULE).message(GIT_REF_MESSAGE))]
     pub r#ref: String,
     /// Name of a Secret with the credentials: keys `username` and `password` (a token) for
     /// https, or `ssh-privatekey` and `known_hosts` for SSH.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new(DNS_SUBDOMAIN_RULE).message("credentialsSecret must be a Secret name: a DNS subdomain"))]
     pub credentials_secret: Option<String>,
 }
+
+/// A Git clone URL: https (user info is matched here and refused by the credentials rule, for a
+/// clearer message), ssh with an optional user, or the scp-like `user@host:path`. Hosts and users
+/// start with a letter or digit, so nothing reaches git or ssh as an option.
+const GIT_URL_RULE: &str = r"self.matches(r'^(https://([^/@]*@)?[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?(:[0-9]{1,5})?/.+|ssh://([A-Za-z0-9][^/@]*@)?[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?(:[0-9]{1,5})?/.+|[A-Za-z0-9][-A-Za-z0-9._]*@[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?:[^-].*)$')";
 
 fn default_git_ref() -> String {
     "main".into()
@@ -175,9 +240,12 @@ pub struct StudioSpec {
     pub stopped: bool,
     /// Container image; the operator's pinned default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    #[x_kube(validation = Rule::new(IMAGE_RULE).message(IMAGE_MESSAGE))]
     pub image: Option<String>,
     /// Resources of the server container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "resources_schema")]
     pub resources: Option<ResourceRequirements>,
     /// The persistent home volume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -185,9 +253,10 @@ pub struct StudioSpec {
     /// Who may open the Studio server. Defaults to all members with role developer or admin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access: Option<AccessList>,
-    /// Shut kernels and terminals down after this much inactivity, for example `2h`.
+    /// Shut kernels and terminals down after this much inactivity, for example `2h` or `1h30m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(s|m|h))+$"))]
+    #[schemars(length(max = 16))]
+    #[x_kube(validation = Rule::new(DURATION_RULE).message(DURATION_MESSAGE))]
     pub idle_timeout: Option<String>,
     /// Host name for an Ingress: JupyterLab at `https://<host>/`, the IDE at `https://ide.<host>/`.
     /// Created only when the operator is configured with an authenticating proxy, which then
@@ -249,6 +318,10 @@ pub struct WorkspaceStatus {
     /// Where the Studio server is reachable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub studio_endpoint: Option<String>,
+    /// RoleBindings in the namespace that the operator did not make (at most 20 named): access
+    /// is granted through the Workspace only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub foreign_role_bindings: Vec<String>,
 }
 
 /// Use of one quota resource.
