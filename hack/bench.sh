@@ -17,7 +17,7 @@ hack/cluster.sh down >/dev/null 2>&1 || true
 trap 'kill "${operator:-0}" 2>/dev/null || true; hack/cluster.sh down >/dev/null 2>&1' EXIT
 hack/cluster.sh up >/dev/null 2>&1
 eval "$(hack/cluster.sh env)"
-kubectl apply --server-side -f crds/ -f deploy/roles.yaml >/dev/null
+kubectl apply --server-side -f crds/ -f deploy/ >/dev/null
 kubectl wait --for=condition=Established --timeout=60s -f crds/ >/dev/null
 
 metric() { curl -s "http://${LISTEN}/metrics" | awk -v m="$1" 'index($0, m) == 1 { s += $NF } END { print s + 0 }'; }

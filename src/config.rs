@@ -10,6 +10,15 @@ pub struct Config {
     pub team_group_prefix: Option<String>,
     /// How Studio servers are exposed behind authentication; without it they stay in-cluster.
     pub studio_auth: Option<StudioAuth>,
+    /// When set, every username (except ServiceAccounts) must start with it: the cluster's OIDC
+    /// username prefix. Users without it are not bound.
+    pub username_prefix: Option<String>,
+    /// Address ranges workspaces may never reach, in addition to the link-local range of the
+    /// cloud metadata services (for example the pod and service ranges of the cluster).
+    pub egress_deny_cidrs: Vec<String>,
+    /// Delete RoleBindings in workspace namespaces that the operator did not make (they are
+    /// always reported in status).
+    pub remove_foreign_role_bindings: bool,
 }
 
 /// A shared authenticating proxy (oauth2-proxy with the platform's OIDC provider) that the

@@ -54,6 +54,20 @@ enum Command {
         /// IngressClass for Studio Ingresses (the cluster default when unset).
         #[arg(long, env = "DWO_INGRESS_CLASS")]
         ingress_class: Option<String>,
+        /// Every username must start with this prefix (the API server's
+        /// `--oidc-username-prefix`); ServiceAccount usernames are exempt. Users without it
+        /// are not bound and report `UsernamePrefix`.
+        #[arg(long, env = "DWO_USERNAME_PREFIX")]
+        username_prefix: Option<String>,
+        /// Address ranges (CIDRs, comma-separated) that no workspace may reach, besides the
+        /// always-denied link-local metadata range: for example the cluster's pod and service
+        /// ranges, which also cuts workspaces off from the operator's own endpoints.
+        #[arg(long, env = "DWO_EGRESS_DENY_CIDRS", value_delimiter = ',', value_parser = parse_cidr)]
+        egress_deny_cidrs: Vec<String>,
+        /// Delete RoleBindings in workspace namespaces that the operator did not make. Without
+        /// it they are only reported (`Access` condition `ForeignRoleBindings`).
+        #[arg(long, env = "DWO_REMOVE_FOREIGN_ROLEBINDINGS")]
+        remove_foreign_rolebindings: bool,
     },
     /// Print all CustomResourceDefinitions as one YAML stream, or write one file per kind.
     Crd {
@@ -80,11 +94,21 @@ fn main() -> ExitCode {
             studio_auth_url,
             studio_auth_signin_url,
             ingress_class,
+            username_prefix,
+            egress_deny_cidrs,
+            remove_foreign_rolebindings,
         } => {
             let studio_auth = studio_auth_url
                 .zip(studio_auth_signin_url)
                 .map(|(auth_url, signin_url)| StudioAuth { auth_url, signin_url, ingress_class });
-            let config = Config { ingress_namespace, team_group_prefix, studio_auth };
+            let config = Config {
+                ingress_namespace,
+                team_group_prefix,
+                studio_auth,
+                username_prefix,
+                egress_deny_cidrs,
+                remove_foreign_role_bindings: remove_foreign_rolebindings,
+            };
             telemetry::init(log_format);
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(runtime) => runtime,
@@ -102,6 +126,17 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// A CIDR as a NetworkPolicy takes it: an IPv4 or IPv6 address and a prefix length.
+fn parse_cidr(value: &str) -> Result<String, String> {
+    let (address, bits) = value.trim().split_once('/').ok_or("expected <address>/<prefix length>")?;
+    let address: std::net::IpAddr = address.parse().map_err(|e| format!("{address}: {e}"))?;
+    let bits: u8 = bits.parse().map_err(|e| format!("{bits}: {e}"))?;
+    if bits > if address.is_ipv4() { 32 } else { 128 } {
+        return Err(format!("prefix length {bits} is too long"));
+    }
+    Ok(format!("{address}/{bits}"))
 }
 
 fn write_crds(output_dir: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>> {

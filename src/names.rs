@@ -16,6 +16,12 @@ pub const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 /// The workspace an object belongs to.
 pub const LABEL_WORKSPACE: &str = "dataworkspace.io/workspace";
+/// On a workspace namespace: the UID of the Workspace it was created for. A namespace is used
+/// only by the Workspace whose name and UID it carries (or that it was handed over to).
+pub const LABEL_WORKSPACE_UID: &str = "dataworkspace.io/workspace-uid";
+/// On an existing namespace, set by a cluster admin: hand this namespace over to the named
+/// Workspace. The operator never takes over a namespace without it.
+pub const ANNOTATION_ADOPT: &str = "dataworkspace.io/adopt";
 
 /// Longest DNS label (namespaces, Services, label values).
 pub const DNS_LABEL_MAX: usize = 63;

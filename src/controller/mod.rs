@@ -5,6 +5,7 @@
 //! and errors into Events and `Ready=False`, and the error policy; `apply` writes.
 
 pub mod apply;
+pub mod identity;
 pub mod project;
 pub mod python_environment;
 pub mod user;
@@ -240,7 +241,9 @@ pub async fn check_crd_installed<K: Managed>(client: &Client) -> std::result::Re
              `kubectl apply --server-side -f crds/`, or `dataworkspace-operator crd | kubectl apply --server-side -f -`",
             resource.plural, resource.group
         )),
-        Err(e) => Err(format!("cannot list {}.{}: {e}", resource.plural, resource.group)),
+        Err(e) => {
+            Err(format!("cannot list {}.{}: {}", resource.plural, resource.group, crate::error::describe(&e)))
+        }
     }
 }
 
@@ -316,7 +319,7 @@ async fn guarded_reconcile<K: Managed>(guard: Arc<DeserializeGuard<K>>, ctx: Arc
                 uid: invalid.metadata.uid.clone(),
                 ..ObjectReference::default()
             };
-            publish(&ctx, &reference, EventType::Warning, error.reason(), &error.to_string()).await;
+            publish(&ctx, &reference, EventType::Warning, error.reason(), &error.message()).await;
             Err(error)
         }
         Ok(obj) => {
@@ -365,7 +368,7 @@ async fn report_failure<K: Managed>(ctx: &Context, obj: &K, error: &Error) {
         return; // writing status is what failed; the retry will try again
     }
     let status = obj.status().cloned().unwrap_or_default();
-    let ready = Desired::no(READY, error.reason(), error.to_string());
+    let ready = Desired::no(READY, error.reason(), error.message());
     if let Err(status_error) = apply_status(ctx, obj, status, &[ready]).await {
         warn!(%status_error, "could not record the failure in status");
     }
@@ -386,7 +389,8 @@ async fn publish(ctx: &Context, reference: &ObjectReference, type_: EventType, r
     let event = Event {
         type_,
         reason: reason.into(),
-        note: Some(note.chars().take(1024).collect()),
+        // The API server refuses notes over 1 kB: bound bytes, not characters.
+        note: Some(crate::error::bounded(note, crate::error::MAX_MESSAGE_BYTES)),
         action: "Reconcile".into(),
         secondary: None,
     };

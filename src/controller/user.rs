@@ -14,7 +14,9 @@ use kube::{
 };
 
 use super::{
-    Context, RESYNC, apply_cluster, apply_status, managed_children, valid,
+    Context, RESYNC, apply_cluster, apply_status,
+    identity::{self, Identities, Refusal},
+    managed_children, valid,
     workspace::validate::resolve_members,
 };
 use crate::{
@@ -42,9 +44,18 @@ pub fn relations(
     ctx: &Arc<Context>,
 ) -> Controller<DeserializeGuard<User>> {
     let client = ctx.client.clone();
-    let (from_workspaces, from_projects) = (ctx.stores.clone(), ctx.stores.clone());
+    let (from_workspaces, from_projects, from_users) =
+        (ctx.stores.clone(), ctx.stores.clone(), ctx.stores.clone());
     controller
         .owns(Api::<ClusterRoleBinding>::all(client.clone()), managed_children())
+        // Users sharing a username are refused together, and freed together.
+        .watches(Api::<User>::all(client.clone()), watcher::Config::default(), move |changed| {
+            valid(&from_users.users)
+                .iter()
+                .filter(|u| u.spec.username == changed.spec.username && u.name_any() != changed.name_any())
+                .map(|u| ObjectRef::new(&u.name_any()))
+                .collect::<Vec<_>>()
+        })
         .watches(Api::<Workspace>::all(client.clone()), watcher::Config::default(), move |_| {
             all_users(&from_workspaces.users)
         })
@@ -96,18 +107,21 @@ pub async fn reconcile(user: Arc<User>, ctx: Arc<Context>) -> Result<Action> {
         return Ok(Action::await_change());
     }
     ctx.stores.ready().await?;
-    if user.spec.admin && !user.spec.disabled {
+    let users = valid(&ctx.stores.users);
+    let refusal = identity::refusal(&user, &identity::claims(&users), &ctx.config);
+    if user.spec.admin && refusal.is_none() {
         apply_cluster(&ctx, &admin_binding(&user)).await?;
     } else {
         remove_admin_binding(&ctx, &user.name_any()).await?;
     }
     let workspaces = valid(&ctx.stores.workspaces);
     let projects = valid(&ctx.stores.projects);
-    let status = desired_status(&user, &workspaces, &projects);
-    let ready = if user.spec.disabled {
-        Desired::yes(READY, "Disabled", "the user is disabled and holds no bindings")
-    } else {
-        Desired::yes(READY, "Bound", format!("member of {} workspace(s)", status.workspaces.len()))
+    let status = desired_status(&user, refusal.is_none(), &workspaces, &projects);
+    let ready = match &refusal {
+        None => Desired::yes(READY, "Bound", format!("member of {} workspace(s)", status.workspaces.len())),
+        // Disabling is a decision, not a fault.
+        Some(r @ Refusal::Disabled) => Desired::yes(READY, r.reason(), r.message(&user.spec.username)),
+        Some(r) => Desired::no(READY, r.reason(), r.message(&user.spec.username)),
     };
     apply_status(&ctx, &*user, status, &[ready]).await?;
     Ok(Action::requeue(RESYNC))
@@ -128,13 +142,21 @@ async fn remove_admin_binding(ctx: &Context, user: &str) -> Result<()> {
     Ok(())
 }
 
-/// The user's workspaces with their strongest role, pinned projects and recent projects.
-pub fn desired_status(user: &User, workspaces: &[Workspace], projects: &[Project]) -> UserStatus {
+/// The user's workspaces with their strongest role (none unless `bound`), pinned projects and
+/// recent projects.
+pub fn desired_status(
+    user: &User,
+    bound: bool,
+    workspaces: &[Workspace],
+    projects: &[Project],
+) -> UserStatus {
     let name = user.name_any();
+    let identities = Identities { bindable: vec![user.clone()], ..Identities::default() };
     let mut access: Vec<WorkspaceAccess> = workspaces
         .iter()
+        .filter(|_| bound)
         .filter_map(|ws| {
-            let (people, _) = resolve_members(ws, std::slice::from_ref(user));
+            let (people, _) = resolve_members(ws, &identities);
             let role =
                 people.into_iter().find(|(_, p)| p.iter().any(|p| p.user == name)).map(|(role, _)| role)?;
             Some(WorkspaceAccess {
@@ -183,12 +205,7 @@ pub fn desired_status(user: &User, workspaces: &[Workspace], projects: &[Project
     mine.sort_by(|a, b| changed(b).cmp(&changed(a)).then_with(|| a.name_any().cmp(&b.name_any())));
     let recent = mine.into_iter().take(RECENT_LIMIT).map(summary).collect();
 
-    UserStatus {
-        workspaces: if user.spec.disabled { Vec::new() } else { access },
-        pinned,
-        recent,
-        ..UserStatus::default()
-    }
+    UserStatus { workspaces: access, pinned, recent, ..UserStatus::default() }
 }
 
 #[cfg(test)]
@@ -226,7 +243,7 @@ mod tests {
     #[test]
     fn workspaces_with_the_strongest_role() {
         let (user, workspaces, projects) = fixture();
-        let status = desired_status(&user, &workspaces, &projects);
+        let status = desired_status(&user, !user.spec.disabled, &workspaces, &projects);
         assert_eq!(status.workspaces.len(), 1);
         assert_eq!(status.workspaces[0].workspace, "a");
         assert_eq!(status.workspaces[0].namespace.as_deref(), Some("dw-a"));
@@ -236,7 +253,7 @@ mod tests {
     #[test]
     fn pinned_projects_carry_their_phase_or_not_found() {
         let (user, workspaces, projects) = fixture();
-        let pinned = desired_status(&user, &workspaces, &projects).pinned;
+        let pinned = desired_status(&user, !user.spec.disabled, &workspaces, &projects).pinned;
         assert_eq!(pinned[0].phase.as_deref(), Some("Pending"));
         assert_eq!(pinned[0].runtime.as_deref(), Some("Airflow"));
         assert_eq!(pinned[1].phase.as_deref(), Some("NotFound"));
@@ -245,7 +262,7 @@ mod tests {
     #[test]
     fn recent_projects_are_bounded_newest_first_and_only_from_own_workspaces() {
         let (user, workspaces, projects) = fixture();
-        let recent = desired_status(&user, &workspaces, &projects).recent;
+        let recent = desired_status(&user, !user.spec.disabled, &workspaces, &projects).recent;
         assert_eq!(recent.len(), RECENT_LIMIT);
         assert_eq!(recent[0].name, "p6");
         assert!(recent.iter().all(|p| p.namespace == "dw-a"));
@@ -255,7 +272,7 @@ mod tests {
     fn disabled_users_lose_their_workspaces() {
         let (mut user, workspaces, projects) = fixture();
         user.spec.disabled = true;
-        assert!(desired_status(&user, &workspaces, &projects).workspaces.is_empty());
+        assert!(desired_status(&user, !user.spec.disabled, &workspaces, &projects).workspaces.is_empty());
         let binding = admin_binding(&user);
         assert_eq!(binding.role_ref.name, PLATFORM_ADMIN_ROLE);
         assert_eq!(binding.subjects.unwrap()[0].name, "alice@x");

@@ -94,7 +94,7 @@ impl Env {
 
         // What an installation provides: CRDs and roles; and what the cluster lacks: volumes.
         kubectl(&["apply", "--server-side", "-f", &repo.join("crds").to_string_lossy()])?;
-        kubectl(&["apply", "--server-side", "-f", &repo.join("deploy/roles.yaml").to_string_lossy()])?;
+        kubectl(&["apply", "--server-side", "-f", &repo.join("deploy").to_string_lossy()])?;
         kubectl(&[
             "apply",
             "--server-side",
@@ -220,6 +220,35 @@ impl Env {
 /// Runs the pinned kubectl (first on PATH) and returns stdout, or stderr as the error.
 pub fn kubectl(args: &[&str]) -> Result<String, String> {
     let output = Command::new("kubectl").args(args).output().map_err(|e| format!("running kubectl: {e}"))?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(format!(
+            "kubectl {} failed ({}): {} {}",
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stdout).trim(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
+
+/// Runs kubectl with `input` on standard input (`-f -` manifests).
+pub fn kubectl_with_input(args: &[&str], input: &str) -> Result<String, String> {
+    let mut child = Command::new("kubectl")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("running kubectl: {e}"))?;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .map_err(|e| format!("kubectl stdin: {e}"))?;
+    let output = child.wait_with_output().map_err(|e| format!("running kubectl: {e}"))?;
     if output.status.success() {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     } else {

@@ -5,6 +5,7 @@ mod cluster;
 mod harness;
 mod manifests;
 mod operator;
+mod tenancy;
 mod workspaces;
 
 use std::{
@@ -65,6 +66,13 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         workspaces::missing_secret_is_reported_until_created,
         workspaces::deletion_policies_keep_or_remove_data,
         workspaces::studio_is_exposed_only_behind_the_proxy,
+        tenancy::existing_namespaces_are_never_taken_over,
+        tenancy::namespace_cannot_be_added_or_removed,
+        tenancy::retained_namespaces_are_not_inherited,
+        tenancy::workspace_admins_manage_members_within_bounds,
+        tenancy::reserved_and_duplicate_usernames_bind_nobody,
+        tenancy::operator_identity_is_fenced_in,
+        tenancy::permissions_match_the_committed_table,
         // Last: it restarts the operator and checks that nothing is written for all of the above.
         operator::survives_a_restart_without_writing,
     ]

@@ -20,31 +20,50 @@ use crate::{
     harness::{Context, TestResult, WAIT, kubectl, wait_for, wait_until},
 };
 
-fn from_yaml<K: serde::de::DeserializeOwned>(yaml: &str) -> Result<K, String> {
+pub fn from_yaml<K: serde::de::DeserializeOwned>(yaml: &str) -> Result<K, String> {
     serde_yaml::from_str(yaml).context("parsing a test manifest")
 }
 
-fn ready(ws: Option<&Workspace>, status: &str) -> bool {
+pub fn ready(ws: Option<&Workspace>, status: &str) -> bool {
     ws.and_then(|w| w.status.as_ref()).is_some_and(|s| {
         s.observed_generation == ws.and_then(|w| w.metadata.generation)
             && s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == status)
     })
 }
 
-/// `kubectl auth can-i` as a user: true for "yes".
-fn can_i(user: &str, verb: &str, resource: &str, namespace: Option<&str>) -> Result<bool, String> {
+/// `kubectl auth can-i` as a user: true for "yes", false for "no", an error for anything else
+/// (a failing API server is never read as a refusal). `resource` is `type`, `type/name` or
+/// `type:subresource` (kubectl reads `pods/log` as the pod named `log`).
+pub fn can_i(user: &str, verb: &str, resource: &str, namespace: Option<&str>) -> Result<bool, String> {
+    let (resource, subresource) = match resource.split_once(':') {
+        Some((resource, sub)) => (resource, Some(format!("--subresource={sub}"))),
+        None => (resource, None),
+    };
     let mut args = vec!["auth", "can-i", verb, resource, "--as", user];
+    if let Some(sub) = &subresource {
+        args.push(sub);
+    }
     if let Some(ns) = namespace {
         args.extend(["-n", ns]);
     }
-    match kubectl(&args) {
-        Ok(out) => Ok(out.trim() == "yes"),
-        Err(e) if e.contains(" no") => Ok(false),
-        Err(e) => Err(e),
+    let output = std::process::Command::new("kubectl")
+        .args(&args)
+        .output()
+        .map_err(|e| format!("running kubectl: {e}"))?;
+    let answer = String::from_utf8_lossy(&output.stdout);
+    match (output.status.code(), answer.lines().next().map(str::trim)) {
+        (Some(0), Some("yes")) => Ok(true),
+        (Some(1), Some(line)) if line == "no" || line.starts_with("no ") => Ok(false),
+        _ => Err(format!(
+            "kubectl {} answered neither yes nor no ({}): {answer} {}",
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        )),
     }
 }
 
-async fn create_user(scope: &Scope, name: &str, teams: &[&str]) -> Result<String, String> {
+pub async fn create_user(scope: &Scope, name: &str, teams: &[&str]) -> Result<String, String> {
     let username = format!("{name}@example.com");
     let user: User =
         from_yaml(&format!("metadata: {{name: {name}}}\nspec: {{username: {username}, teams: {teams:?}}}"))?;

@@ -12,11 +12,12 @@ use k8s_openapi::{
             SecretKeySelector, Service, ServicePort, ServiceSpec, VolumeMount, VolumeResourceRequirements,
         },
         networking::v1::{
-            HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
-            IngressServiceBackend, IngressSpec, IngressTLS, NetworkPolicy, NetworkPolicyIngressRule,
-            NetworkPolicyPeer, NetworkPolicySpec, ServiceBackendPort,
+            HTTPIngressPath, HTTPIngressRuleValue, IPBlock, Ingress, IngressBackend, IngressRule,
+            IngressServiceBackend, IngressSpec, IngressTLS, NetworkPolicy, NetworkPolicyEgressRule,
+            NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
+            ServiceBackendPort,
         },
-        rbac::v1::{RoleBinding, RoleRef, Subject},
+        rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleBinding, RoleRef, Subject},
     },
     apimachinery::pkg::{
         api::resource::Quantity,
@@ -25,12 +26,12 @@ use k8s_openapi::{
     },
 };
 
-use super::validate::{Studio, ValidatedWorkspace};
+use super::validate::{Ownership, Studio, ValidatedWorkspace};
 use crate::{
     build::{child_meta, git, pod, workspace_labels},
     config::{Config, StudioAuth},
     crd::{common::Role, workspace::DeletionPolicy},
-    names::LABEL_WORKSPACE,
+    names::{LABEL_WORKSPACE, LABEL_WORKSPACE_UID},
 };
 
 /// Name of the ResourceQuota.
@@ -67,11 +68,19 @@ pub fn cluster_role(role: Role) -> &'static str {
     }
 }
 
+/// Address ranges no workspace reaches unless its `spec.network.egress` allows them: the
+/// link-local ranges of the cloud metadata services.
+pub const DENIED_EGRESS: [&str; 3] = ["169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128"];
+
 /// The objects of a workspace, in apply order.
 #[derive(Clone, Debug)]
 pub struct WorkspaceObjects {
     /// The tenant namespace.
     pub namespace: Namespace,
+    /// Per-workspace ClusterRoles: members read their Workspace, its admins edit it.
+    pub workspace_roles: Vec<ClusterRole>,
+    /// Their bindings.
+    pub workspace_role_bindings: Vec<ClusterRoleBinding>,
     /// Quota.
     pub quota: ResourceQuota,
     /// Container defaults.
@@ -99,8 +108,20 @@ pub struct StudioObjects {
 
 /// Builds every object of the workspace.
 pub fn build(ws: &ValidatedWorkspace, config: &Config) -> WorkspaceObjects {
+    let ingress = ws
+        .studio
+        .as_ref()
+        .and_then(|s| config.studio_auth.as_ref().and_then(|auth| studio_ingress(ws, s, auth)));
     WorkspaceObjects {
         namespace: namespace(ws),
+        workspace_roles: [WorkspaceAccess::Admin, WorkspaceAccess::Member]
+            .into_iter()
+            .map(|a| workspace_role(ws, a))
+            .collect(),
+        workspace_role_bindings: [WorkspaceAccess::Admin, WorkspaceAccess::Member]
+            .into_iter()
+            .map(|a| workspace_role_binding(ws, a, config))
+            .collect(),
         quota: quota(ws),
         limit_range: limit_range(ws),
         network_policy: network_policy(ws, config),
@@ -109,10 +130,12 @@ pub fn build(ws: &ValidatedWorkspace, config: &Config) -> WorkspaceObjects {
             .map(|r| role_binding(ws, r, config))
             .collect(),
         variables: variables(ws),
+        // The servers turn their own authentication off only when the Ingress that puts the
+        // proxy in front of them exists.
         studio: ws.studio.as_ref().map(|s| StudioObjects {
             service: studio_service(ws),
-            statefulset: studio_statefulset(ws, s, config.studio_auth.is_some() && s.host.is_some()),
-            ingress: config.studio_auth.as_ref().and_then(|auth| studio_ingress(ws, s, auth)),
+            statefulset: studio_statefulset(ws, s, ingress.is_some()),
+            ingress,
         }),
     }
 }
@@ -127,11 +150,11 @@ fn meta(ws: &ValidatedWorkspace, name: &str, component: &str) -> ObjectMeta {
     )
 }
 
-/// The namespace: Pod Security `restricted` enforced, labelled for our selectors. Only with
-/// deletion policy `Delete` does it carry an owner reference (so deleting the Workspace deletes it).
+/// The namespace: Pod Security `restricted` enforced, labelled with the Workspace's name and UID.
+/// Only a namespace the operator created, under deletion policy `Delete`, carries an owner
+/// reference (so deleting the Workspace deletes it); a handed-over namespace never does.
 pub fn namespace(ws: &ValidatedWorkspace) -> Namespace {
-    let mut labels = workspace_labels(&ws.name, "namespace");
-    labels.insert(LABEL_WORKSPACE.into(), ws.name.clone());
+    let mut labels = claim_labels(ws);
     for mode in ["enforce", "audit", "warn"] {
         labels.insert(format!("pod-security.kubernetes.io/{mode}"), "restricted".into());
         labels.insert(format!("pod-security.kubernetes.io/{mode}-version"), "latest".into());
@@ -145,10 +168,83 @@ pub fn namespace(ws: &ValidatedWorkspace) -> Namespace {
             name: Some(ws.namespace.clone()),
             labels: Some(labels),
             annotations: Some(BTreeMap::from([(ANNOTATION_DELETION_POLICY.into(), policy.into())])),
-            owner_references: (ws.deletion_policy == DeletionPolicy::Delete).then(|| vec![ws.owner.clone()]),
+            owner_references: (ws.deletion_policy == DeletionPolicy::Delete
+                && ws.ownership != Ownership::Adopted)
+                .then(|| vec![ws.owner.clone()]),
             ..ObjectMeta::default()
         },
         ..Namespace::default()
+    }
+}
+
+/// The labels that say whom a namespace was made for: created with the namespace, before
+/// anything else is written into it.
+pub fn claim_labels(ws: &ValidatedWorkspace) -> BTreeMap<String, String> {
+    let mut labels = workspace_labels(&ws.name, "namespace");
+    labels.insert(LABEL_WORKSPACE.into(), ws.name.clone());
+    labels.insert(LABEL_WORKSPACE_UID.into(), ws.uid.clone());
+    labels
+}
+
+/// What a per-workspace ClusterRole grants on the Workspace object itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkspaceAccess {
+    /// Workspace admins: read and edit it. What they may change is limited by the admission
+    /// policy `dataworkspace-workspace-admins` (not quota, namespace, deletion policy, network or
+    /// the Studio host).
+    Admin,
+    /// Developers and viewers: read it.
+    Member,
+}
+
+/// Name of a per-workspace ClusterRole and its binding.
+pub fn workspace_role_name(workspace: &str, access: WorkspaceAccess) -> String {
+    match access {
+        WorkspaceAccess::Admin => format!("dataworkspace-workspace-{workspace}-admin"),
+        WorkspaceAccess::Member => format!("dataworkspace-workspace-{workspace}-member"),
+    }
+}
+
+fn cluster_meta(ws: &ValidatedWorkspace, name: String) -> ObjectMeta {
+    child_meta(&name, None, workspace_labels(&ws.name, "access"), &ws.name, Some(ws.owner.clone()))
+}
+
+/// A ClusterRole on this Workspace object only (Workspaces are cluster-scoped, so a namespaced
+/// Role cannot grant it).
+pub fn workspace_role(ws: &ValidatedWorkspace, access: WorkspaceAccess) -> ClusterRole {
+    let verbs: &[&str] = match access {
+        WorkspaceAccess::Admin => &["get", "watch", "update", "patch"],
+        WorkspaceAccess::Member => &["get", "watch"],
+    };
+    ClusterRole {
+        metadata: cluster_meta(ws, workspace_role_name(&ws.name, access)),
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(vec!["dataworkspace.io".into()]),
+            resources: Some(vec!["workspaces".into()]),
+            resource_names: Some(vec![ws.name.clone()]),
+            verbs: verbs.iter().map(|v| v.to_string()).collect(),
+            ..PolicyRule::default()
+        }]),
+        ..ClusterRole::default()
+    }
+}
+
+/// Binds the admins, or the developers and viewers, to their per-workspace ClusterRole.
+pub fn workspace_role_binding(
+    ws: &ValidatedWorkspace,
+    access: WorkspaceAccess,
+    config: &Config,
+) -> ClusterRoleBinding {
+    let roles: &[Role] = match access {
+        WorkspaceAccess::Admin => &[Role::Admin],
+        WorkspaceAccess::Member => &[Role::Developer, Role::Viewer],
+    };
+    let subjects: Vec<Subject> = roles.iter().flat_map(|r| subjects(ws, *r, config)).collect();
+    let name = workspace_role_name(&ws.name, access);
+    ClusterRoleBinding {
+        metadata: cluster_meta(ws, name.clone()),
+        role_ref: RoleRef { api_group: "rbac.authorization.k8s.io".into(), kind: "ClusterRole".into(), name },
+        subjects: (!subjects.is_empty()).then_some(subjects),
     }
 }
 
@@ -161,6 +257,9 @@ fn quota(ws: &ValidatedWorkspace) -> ResourceQuota {
         ("limits.memory".to_string(), q.memory.clone()),
         ("requests.storage".to_string(), q.storage.clone()),
         ("pods".to_string(), Quantity(q.pods.to_string())),
+        // Services that bypass the authenticating proxy are not allowed.
+        ("services.loadbalancers".to_string(), Quantity("0".into())),
+        ("services.nodeports".to_string(), Quantity("0".into())),
     ]);
     ResourceQuota {
         metadata: meta(ws, QUOTA, "quota"),
@@ -185,7 +284,9 @@ fn limit_range(ws: &ValidatedWorkspace) -> LimitRange {
 }
 
 /// Ingress only from pods of the same namespace and from the ingress controller's namespace;
-/// other workspaces are denied. Egress (DNS included) is not restricted.
+/// other workspaces are denied. Egress: DNS in `kube-system`, the namespace itself, addresses
+/// outside the denied ranges (cloud metadata and the operator's `--egress-deny-cidrs`), and
+/// whatever `spec.network.egress` allows.
 pub fn network_policy(ws: &ValidatedWorkspace, config: &Config) -> NetworkPolicy {
     let same_namespace =
         NetworkPolicyPeer { pod_selector: Some(LabelSelector::default()), ..NetworkPolicyPeer::default() };
@@ -203,19 +304,71 @@ pub fn network_policy(ws: &ValidatedWorkspace, config: &Config) -> NetworkPolicy
         metadata: meta(ws, NETWORK_POLICY, "network-policy"),
         spec: Some(NetworkPolicySpec {
             pod_selector: Some(LabelSelector::default()),
-            policy_types: Some(vec!["Ingress".into()]),
+            policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
             ingress: Some(vec![NetworkPolicyIngressRule {
                 from: Some(from),
                 ..NetworkPolicyIngressRule::default()
             }]),
-            ..NetworkPolicySpec::default()
+            egress: Some(egress(ws, config)),
         }),
     }
 }
 
-/// The binding of one role: the usernames of the people holding it and, when the cluster
-/// supplies team groups, the teams.
-pub fn role_binding(ws: &ValidatedWorkspace, role: Role, config: &Config) -> RoleBinding {
+fn egress(ws: &ValidatedWorkspace, config: &Config) -> Vec<NetworkPolicyEgressRule> {
+    let port = |protocol: &str, port: i32| NetworkPolicyPort {
+        protocol: Some(protocol.into()),
+        port: Some(IntOrString::Int(port)),
+        ..NetworkPolicyPort::default()
+    };
+    let namespace_peer = |name: &str| NetworkPolicyPeer {
+        namespace_selector: Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([("kubernetes.io/metadata.name".into(), name.into())])),
+            ..LabelSelector::default()
+        }),
+        ..NetworkPolicyPeer::default()
+    };
+    let denied: Vec<&str> =
+        DENIED_EGRESS.into_iter().chain(config.egress_deny_cidrs.iter().map(String::as_str)).collect();
+    let outside = |all: &str, v6: bool| NetworkPolicyPeer {
+        ip_block: Some(IPBlock {
+            cidr: all.into(),
+            except: Some(denied.iter().filter(|c| c.contains(':') == v6).map(|c| c.to_string()).collect()),
+        }),
+        ..NetworkPolicyPeer::default()
+    };
+    let mut rules = vec![
+        NetworkPolicyEgressRule {
+            to: Some(vec![namespace_peer("kube-system")]),
+            ports: Some(vec![port("UDP", 53), port("TCP", 53)]),
+        },
+        NetworkPolicyEgressRule {
+            to: Some(vec![NetworkPolicyPeer {
+                pod_selector: Some(LabelSelector::default()),
+                ..NetworkPolicyPeer::default()
+            }]),
+            ports: None,
+        },
+        NetworkPolicyEgressRule {
+            to: Some(vec![outside("0.0.0.0/0", false), outside("::/0", true)]),
+            ports: None,
+        },
+    ];
+    rules.extend(ws.egress.iter().map(|allow| NetworkPolicyEgressRule {
+        to: Some(vec![match (&allow.cidr, &allow.namespace) {
+            (Some(cidr), _) => NetworkPolicyPeer {
+                ip_block: Some(IPBlock { cidr: cidr.clone(), except: None }),
+                ..NetworkPolicyPeer::default()
+            },
+            (None, namespace) => namespace_peer(namespace.as_deref().unwrap_or_default()),
+        }]),
+        ports: (!allow.ports.is_empty()).then(|| allow.ports.iter().map(|p| port("TCP", *p)).collect()),
+    }));
+    rules
+}
+
+/// The subjects holding a role: the usernames of the people and, when the cluster supplies team
+/// groups, the teams.
+fn subjects(ws: &ValidatedWorkspace, role: Role, config: &Config) -> Vec<Subject> {
     let mut subjects: Vec<Subject> = ws
         .people
         .get(&role)
@@ -236,6 +389,12 @@ pub fn role_binding(ws: &ValidatedWorkspace, role: Role, config: &Config) -> Rol
             namespace: None,
         }));
     }
+    subjects
+}
+
+/// The binding of one role in the workspace namespace.
+pub fn role_binding(ws: &ValidatedWorkspace, role: Role, config: &Config) -> RoleBinding {
+    let subjects = subjects(ws, role, config);
     RoleBinding {
         metadata: meta(ws, cluster_role(role), "access"),
         role_ref: RoleRef {
@@ -487,7 +646,10 @@ mod tests {
     use super::*;
     use crate::{
         build::pod::tests::assert_restricted,
-        controller::workspace::validate::{Observed, validate},
+        controller::{
+            identity::Identities,
+            workspace::validate::{Observed, Ownership, validate},
+        },
         crd::{User, Workspace},
         names::{LABEL_MANAGED_BY, MANAGER},
     };
@@ -500,6 +662,10 @@ mod tests {
             .collect()
     }
 
+    fn observed(users: Vec<User>) -> Observed {
+        Observed { identities: Identities::new(&users, &Config::default()), ..Observed::default() }
+    }
+
     fn example_workspace() -> (Workspace, Vec<User>) {
         let mut ws: Workspace = example("02-workspace.yaml").remove(0);
         ws.metadata.uid = Some("uid-1".into());
@@ -508,7 +674,7 @@ mod tests {
 
     fn objects(config: &Config) -> WorkspaceObjects {
         let (ws, users) = example_workspace();
-        let validated = validate(&ws, &Observed { users, ..Observed::default() }).unwrap();
+        let validated = validate(&ws, &observed(users)).unwrap();
         build(&validated, config)
     }
 
@@ -530,7 +696,7 @@ mod tests {
     fn delete_policy_makes_the_workspace_own_the_namespace() {
         let (mut ws, users) = example_workspace();
         ws.spec.deletion_policy = DeletionPolicy::Delete;
-        let validated = validate(&ws, &Observed { users, ..Observed::default() }).unwrap();
+        let validated = validate(&ws, &observed(users)).unwrap();
         let owners = namespace(&validated).metadata.owner_references.unwrap();
         assert_eq!(owners[0].kind, "Workspace");
         assert_eq!(owners[0].uid, "uid-1");
@@ -568,7 +734,7 @@ mod tests {
     fn disabled_users_are_not_bound() {
         let (ws, mut users) = example_workspace();
         users.iter_mut().for_each(|u| u.spec.disabled = true);
-        let validated = validate(&ws, &Observed { users, ..Observed::default() }).unwrap();
+        let validated = validate(&ws, &observed(users)).unwrap();
         assert!(validated.people.is_empty());
     }
 
@@ -576,7 +742,7 @@ mod tests {
     fn network_policy_admits_same_namespace_and_ingress_only() {
         let config = Config { ingress_namespace: Some("ingress-nginx".into()), ..Config::default() };
         let spec = objects(&config).network_policy.spec.unwrap();
-        assert_eq!(spec.policy_types, Some(vec!["Ingress".to_string()]));
+        assert_eq!(spec.policy_types, Some(vec!["Ingress".to_string(), "Egress".to_string()]));
         let from = spec.ingress.unwrap()[0].from.clone().unwrap();
         assert_eq!(from.len(), 2);
         assert_eq!(from[0].pod_selector, Some(LabelSelector::default()));
@@ -643,7 +809,9 @@ mod tests {
             sts.metadata,
         ]
         .into_iter()
-        .chain(objs.role_bindings.into_iter().map(|b| b.metadata));
+        .chain(objs.role_bindings.into_iter().map(|b| b.metadata))
+        .chain(objs.workspace_roles.into_iter().map(|r| r.metadata))
+        .chain(objs.workspace_role_bindings.into_iter().map(|b| b.metadata));
         for meta in metas {
             let labels = meta.labels.clone().unwrap();
             assert_eq!(labels[LABEL_MANAGED_BY], MANAGER, "{:?}", meta.name);
@@ -666,7 +834,7 @@ mod tests {
     fn with_host(host: Option<&str>) -> ValidatedWorkspace {
         let (mut ws, users) = example_workspace();
         ws.spec.studio.as_mut().unwrap().host = host.map(str::to_string);
-        validate(&ws, &Observed { users, ..Observed::default() }).unwrap()
+        validate(&ws, &observed(users)).unwrap()
     }
 
     #[test]
@@ -708,5 +876,81 @@ mod tests {
         let sts = objects(&Config::default()).studio.unwrap().statefulset;
         let args = sts.spec.unwrap().template.spec.unwrap().containers[0].args.clone().unwrap();
         assert!(args.contains(&"--MappingKernelManager.cull_idle_timeout=7200".to_string()), "{args:?}");
+    }
+
+    #[test]
+    fn a_handed_over_namespace_is_never_owned_by_the_workspace() {
+        let (mut ws, users) = example_workspace();
+        ws.spec.deletion_policy = DeletionPolicy::Delete;
+        let mut validated = validate(&ws, &observed(users)).unwrap();
+        validated.ownership = Ownership::Adopted;
+        let ns = namespace(&validated);
+        assert_eq!(ns.metadata.owner_references, None, "deleting the Workspace must not delete it");
+        assert_eq!(ns.metadata.labels.unwrap()[LABEL_WORKSPACE_UID], "uid-1");
+    }
+
+    #[test]
+    fn workspace_admins_may_edit_only_their_workspace_and_members_read_it() {
+        let objs = objects(&Config::default());
+        let admin = &objs.workspace_roles[0];
+        assert_eq!(admin.metadata.name.as_deref(), Some("dataworkspace-workspace-analytics-admin"));
+        let rule = &admin.rules.as_ref().unwrap()[0];
+        assert_eq!(rule.resource_names, Some(vec!["analytics".to_string()]));
+        assert_eq!(rule.verbs, vec!["get", "watch", "update", "patch"]);
+        let member_rule = &objs.workspace_roles[1].rules.as_ref().unwrap()[0];
+        assert_eq!(member_rule.verbs, vec!["get", "watch"]);
+        let names = |b: &ClusterRoleBinding| -> Vec<String> {
+            b.subjects.iter().flatten().map(|s| s.name.clone()).collect()
+        };
+        assert_eq!(names(&objs.workspace_role_bindings[0]), vec!["alice@example.com"]);
+        assert_eq!(names(&objs.workspace_role_bindings[1]), vec!["bob@example.com"]);
+    }
+
+    #[test]
+    fn quota_forbids_services_that_bypass_the_proxy() {
+        let hard = objects(&Config::default()).quota.spec.unwrap().hard.unwrap();
+        assert_eq!(hard["services.loadbalancers"], Quantity("0".into()));
+        assert_eq!(hard["services.nodeports"], Quantity("0".into()));
+    }
+
+    #[test]
+    fn egress_denies_metadata_and_configured_ranges_and_allows_the_allow_list() {
+        let config =
+            Config { egress_deny_cidrs: vec!["10.0.0.0/8".into(), "fd00::/8".into()], ..Config::default() };
+        let (mut ws, users) = example_workspace();
+        ws.spec.network = Some(
+            serde_yaml::from_str("egress: [{cidr: 10.1.2.0/24, ports: [5432]}, {namespace: shared-db}]")
+                .unwrap(),
+        );
+        let validated = validate(&ws, &observed(users)).unwrap();
+        let spec = network_policy(&validated, &config).spec.unwrap();
+        assert_eq!(spec.policy_types, Some(vec!["Ingress".to_string(), "Egress".to_string()]));
+        let egress = spec.egress.unwrap();
+        let blocks: Vec<IPBlock> = egress[2].to.iter().flatten().filter_map(|p| p.ip_block.clone()).collect();
+        assert_eq!(blocks[0].cidr, "0.0.0.0/0");
+        assert_eq!(blocks[0].except, Some(vec!["169.254.0.0/16".to_string(), "10.0.0.0/8".to_string()]));
+        assert_eq!(blocks[1].cidr, "::/0");
+        assert!(blocks[1].except.as_ref().unwrap().contains(&"fd00::/8".to_string()));
+        let allowed = &egress[3];
+        assert_eq!(allowed.to.as_ref().unwrap()[0].ip_block.as_ref().unwrap().cidr, "10.1.2.0/24");
+        assert_eq!(allowed.ports.as_ref().unwrap()[0].port, Some(IntOrString::Int(5432)));
+        let ns = egress[4].to.as_ref().unwrap()[0].namespace_selector.as_ref().unwrap();
+        assert_eq!(ns.match_labels.as_ref().unwrap()["kubernetes.io/metadata.name"], "shared-db");
+        assert_eq!(egress[4].ports, None);
+    }
+
+    #[test]
+    fn without_an_ingress_the_studio_keeps_its_own_authentication() {
+        // Proxy configured and a host set, but nobody allowed has an e-mail: no Ingress, so the
+        // servers must not switch their authentication off (security review H1).
+        let mut nobody = with_host(Some("a.example.com"));
+        nobody.studio.as_mut().unwrap().allowed.iter_mut().for_each(|p| p.email = None);
+        let studio = build(&nobody, &auth()).studio.unwrap();
+        assert!(studio.ingress.is_none());
+        let containers = studio.statefulset.spec.unwrap().template.spec.unwrap().containers;
+        assert!(
+            !containers[0].args.as_ref().unwrap().iter().any(|a| a.starts_with("--IdentityProvider.token"))
+        );
+        assert!(containers[1].args.as_ref().unwrap().contains(&"--auth=password".to_string()));
     }
 }

@@ -11,13 +11,14 @@ use k8s_openapi::{
 
 use crate::{
     build::{git::Checkout, owner_reference},
+    controller::identity::Identities,
     crd::{
         User, Workspace,
         common::{AccessList, Role, SecretKeyRef},
-        workspace::DeletionPolicy,
+        workspace::{DeletionPolicy, EgressRule},
     },
     error::{Error, Result},
-    names::{check_dns_label, workspace_namespace},
+    names::{ANNOTATION_ADOPT, check_dns_label, workspace_namespace},
 };
 
 /// Default quota when the spec sets none.
@@ -34,13 +35,92 @@ pub const DEFAULT_STUDIO_STORAGE: &str = "10Gi";
 /// What the API server told us about the world, read before validation.
 #[derive(Clone, Debug, Default)]
 pub struct Observed {
-    /// All Users.
-    pub users: Vec<User>,
-    /// The workspace label of the target namespace, if the namespace exists (`Some(None)`: it
-    /// exists without the label).
-    pub namespace_claim: Option<Option<String>>,
+    /// The Users that may be bound, and the teams that may not be bound as groups.
+    pub identities: Identities,
+    /// The target namespace, if it exists.
+    pub namespace: Option<ExistingNamespace>,
     /// Referenced Secrets that do not exist, as `name` (the namespace is the workspace's).
     pub missing_secrets: BTreeSet<String>,
+    /// RoleBindings in the namespace that the operator did not make.
+    pub foreign_role_bindings: Vec<String>,
+}
+
+/// What an existing namespace says about who it belongs to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExistingNamespace {
+    /// Its workspace label.
+    pub workspace: Option<String>,
+    /// Its workspace UID label.
+    pub uid: Option<String>,
+    /// The Workspace a cluster admin handed it over to (the adoption annotation).
+    pub adopt: Option<String>,
+    /// Another live Workspace whose UID it carries.
+    pub live_owner: Option<String>,
+}
+
+/// How the Workspace holds its namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ownership {
+    /// It does not exist yet: the operator creates it.
+    Create,
+    /// The operator created it for this Workspace.
+    Owned,
+    /// A cluster admin handed an existing namespace over to this Workspace. It is never
+    /// deleted with the Workspace.
+    Adopted,
+}
+
+/// Decides whether the Workspace may use its namespace. A namespace is used only when it was
+/// created for this Workspace (its name and UID labels) or a cluster admin handed it over; an
+/// existing namespace is never taken over silently, and one kept from an earlier Workspace of
+/// the same name is not inherited.
+pub fn ownership(
+    workspace: &str,
+    uid: &str,
+    namespace: &str,
+    existing: Option<&ExistingNamespace>,
+) -> Result<Ownership> {
+    let Some(existing) = existing else { return Ok(Ownership::Create) };
+    let adopted = existing.adopt.as_deref() == Some(workspace);
+    let hand_over = format!(
+        "a cluster admin can hand it over with: kubectl annotate namespace {namespace} {ANNOTATION_ADOPT}={workspace}"
+    );
+    if existing.uid.as_deref() == Some(uid) && !uid.is_empty() {
+        return Ok(if adopted { Ownership::Adopted } else { Ownership::Owned });
+    }
+    if let Some(other) = &existing.live_owner {
+        return Err(conflict(
+            "NamespaceConflict",
+            format!("namespace {namespace} belongs to Workspace {other}; choose another spec.namespace"),
+        ));
+    }
+    if adopted {
+        return Ok(Ownership::Adopted);
+    }
+    match existing.workspace.as_deref() {
+        Some(name) if name == workspace => Err(conflict(
+            "RetainedNamespace",
+            format!(
+                "namespace {namespace} was kept when an earlier Workspace named {workspace} was deleted; its Secrets, volumes and bindings are not passed on to a new Workspace automatically ({hand_over})"
+            ),
+        )),
+        Some(other) => Err(conflict(
+            "NamespaceConflict",
+            format!(
+                "namespace {namespace} was made for Workspace {other}; choose another spec.namespace, or {hand_over}"
+            ),
+        )),
+        None => Err(conflict(
+            "NamespaceConflict",
+            format!(
+                "namespace {namespace} already exists and was not created for this Workspace; the operator never takes over an existing namespace. Choose another spec.namespace, or {hand_over}"
+            ),
+        )),
+    }
+}
+
+fn conflict(reason: &'static str, message: String) -> Error {
+    Error::InvalidSpec { reason, message }
 }
 
 /// A person bound in the workspace.
@@ -59,8 +139,14 @@ pub struct Person {
 pub struct ValidatedWorkspace {
     /// Workspace name.
     pub name: String,
+    /// Its UID.
+    pub uid: String,
     /// Its namespace.
     pub namespace: String,
+    /// How it holds the namespace.
+    pub ownership: Ownership,
+    /// RoleBindings in the namespace that the operator did not make.
+    pub foreign_role_bindings: Vec<String>,
     /// Owner reference to the Workspace.
     pub owner: OwnerReference,
     /// Who is bound to which role (strongest role per person; roles are cumulative in RBAC, but
@@ -82,6 +168,8 @@ pub struct ValidatedWorkspace {
     pub studio: Option<Studio>,
     /// What deleting the Workspace does.
     pub deletion_policy: DeletionPolicy,
+    /// Destinations allowed beyond the default egress.
+    pub egress: Vec<EgressRule>,
 }
 
 /// Resolved quota.
@@ -130,45 +218,17 @@ pub fn validate(workspace: &Workspace, observed: &Observed) -> Result<ValidatedW
     let namespace = workspace_namespace(&name, spec.namespace.as_deref());
     check_dns_label(&namespace)
         .map_err(|m| Error::InvalidSpec { reason: "InvalidNamespace", message: format!("namespace {m}") })?;
-    if let Some(Some(owner)) = &observed.namespace_claim
-        && owner != &name
-    {
-        return Err(Error::InvalidSpec {
-            reason: "NamespaceConflict",
-            message: format!(
-                "namespace {namespace} belongs to Workspace {owner}; choose another spec.namespace"
-            ),
-        });
-    }
+    let uid = workspace.metadata.uid.clone().unwrap_or_default();
+    let ownership = ownership(&name, &uid, &namespace, observed.namespace.as_ref())?;
 
-    let (people, teams) = resolve_members(workspace, &observed.users);
-    let mut secret_env = BTreeMap::new();
-    for connection in &spec.connections {
-        secret_env.insert(format!("CONN_{}", connection.name.to_uppercase()), connection.secret_ref.clone());
-    }
-    for secret in &spec.secrets {
-        if secret_env.insert(secret.name.clone(), secret.secret_ref.clone()).is_some()
-            || spec.variables.contains_key(&secret.name)
-        {
-            return Err(Error::InvalidSpec {
-                reason: "DuplicateVariable",
-                message: format!(
-                    "{} is defined more than once across variables, connections and secrets",
-                    secret.name
-                ),
-            });
-        }
-    }
-    let repos = spec
-        .git_repositories
-        .iter()
-        .map(|r| Checkout {
-            name: r.name.clone(),
-            url: r.url.clone(),
-            r#ref: r.r#ref.clone(),
-            auth: Checkout::auth_for(&r.url, r.credentials_secret.as_deref()),
-        })
-        .collect();
+    let (people, teams) = resolve_members(workspace, &observed.identities);
+    let secret_env = secret_env(spec)?;
+    let repos = repositories(spec)?;
+    let idle_timeout_seconds =
+        match spec.studio.as_ref().filter(|s| s.enabled).and_then(|s| s.idle_timeout.as_deref()) {
+            Some(value) => parse_idle_timeout(value)?,
+            None => 0,
+        };
 
     let studio = spec.studio.as_ref().filter(|s| s.enabled).map(|s| Studio {
         stopped: s.stopped,
@@ -180,15 +240,18 @@ pub fn validate(workspace: &Workspace, observed: &Observed) -> Result<ValidatedW
             .and_then(|st| st.size.clone())
             .unwrap_or(Quantity(DEFAULT_STUDIO_STORAGE.into())),
         storage_class: s.storage.as_ref().and_then(|st| st.storage_class_name.clone()),
-        idle_timeout_seconds: s.idle_timeout.as_deref().map(parse_duration_seconds).unwrap_or(0),
-        allowed: studio_access(s.access.as_ref(), &people, &observed.users),
+        idle_timeout_seconds,
+        allowed: studio_access(s.access.as_ref(), &people, &observed.identities.bindable),
         host: s.host.clone(),
     });
 
     Ok(ValidatedWorkspace {
         owner: owner_reference(workspace),
+        uid,
         name,
         namespace,
+        ownership,
+        foreign_role_bindings: observed.foreign_role_bindings.clone(),
         people,
         teams,
         member_count: spec.members.len(),
@@ -198,6 +261,7 @@ pub fn validate(workspace: &Workspace, observed: &Observed) -> Result<ValidatedW
         quota: quota(workspace),
         studio,
         deletion_policy: spec.deletion_policy,
+        egress: spec.network.as_ref().map(|n| n.egress.clone()).unwrap_or_default(),
     })
 }
 
@@ -222,25 +286,28 @@ fn quota(workspace: &Workspace) -> Quota {
     }
 }
 
-/// The people of the workspace with their strongest role, and the teams per role. Disabled
-/// users and members naming unknown users are left out.
+/// The people of the workspace with their strongest role, and the teams that may be bound as
+/// groups per role. Users who may not be bound (disabled, duplicate or reserved usernames) and
+/// members naming unknown users are left out, and so are the teams such users list.
 pub fn resolve_members(
     workspace: &Workspace,
-    users: &[User],
+    identities: &Identities,
 ) -> (BTreeMap<Role, Vec<Person>>, BTreeMap<Role, Vec<String>>) {
     let mut strongest: BTreeMap<String, (Role, Person)> = BTreeMap::new();
     let mut teams: BTreeMap<Role, Vec<String>> = BTreeMap::new();
     for member in &workspace.spec.members {
-        let matching: Vec<&User> = users
+        let matching: Vec<&User> = identities
+            .bindable
             .iter()
-            .filter(|u| !u.spec.disabled)
             .filter(|u| match (&member.user, &member.team) {
                 (Some(name), _) => u.metadata.name.as_deref() == Some(name.as_str()),
                 (None, Some(team)) => u.spec.teams.contains(team),
                 (None, None) => false,
             })
             .collect();
-        if let Some(team) = &member.team {
+        if let Some(team) = &member.team
+            && !identities.untrusted_teams.contains(team)
+        {
             teams.entry(member.role).or_default().push(team.clone());
         }
         for user in matching {
@@ -297,20 +364,126 @@ fn studio_access(
     allowed
 }
 
-/// Seconds of a duration like `1h30m`; the CRD's pattern guarantees the form.
-pub fn parse_duration_seconds(value: &str) -> u64 {
-    let mut total = 0;
-    let mut number = 0u64;
-    for c in value.chars() {
-        match c {
-            '0'..='9' => number = number * 10 + u64::from(c as u8 - b'0'),
-            's' => (total, number) = (total + number, 0),
-            'm' => (total, number) = (total + number * 60, 0),
-            'h' => (total, number) = (total + number * 3600, 0),
-            _ => {}
-        }
+/// Longest idle timeout: 30 days.
+pub const MAX_IDLE_TIMEOUT_SECONDS: u64 = 30 * 24 * 3600;
+
+/// Seconds of an idle timeout like `45s`, `1h30m` or `2h` (0 turns culling off), at most
+/// [`MAX_IDLE_TIMEOUT_SECONDS`]. Read by `humantime`, which, like the CRD's pattern, allows
+/// units in any order and adds them up, and reports overflow as an error.
+pub fn parse_idle_timeout(value: &str) -> Result<u64> {
+    let invalid = |why: String| Error::InvalidSpec {
+        reason: "InvalidIdleTimeout",
+        message: format!(
+            "spec.studio.idleTimeout {why}; write a duration like 45s, 1h30m or 2h, at most 720h"
+        ),
+    };
+    let shown = shown(value);
+    let duration = humantime::parse_duration(value).map_err(|e| {
+        // The parser's explanation quotes the input: only with an input that can be shown.
+        let why = if shown.starts_with('\'') { format!(" ({e})") } else { String::new() };
+        invalid(format!("{shown} is not a duration{why}"))
+    })?;
+    if duration.subsec_nanos() != 0 {
+        return Err(invalid(format!("{shown} is not a whole number of seconds")));
     }
-    total
+    if duration.as_secs() > MAX_IDLE_TIMEOUT_SECONDS {
+        return Err(invalid(format!("{shown} is longer than 30 days")));
+    }
+    Ok(duration.as_secs())
+}
+
+/// A value quoted for a message when it is short printable ASCII; otherwise a stand-in, so a
+/// message never carries control characters or pages of text.
+fn shown(value: &str) -> String {
+    if !value.is_empty() && value.len() <= 64 && value.chars().all(|c| c.is_ascii_graphic()) {
+        format!("'{value}'")
+    } else {
+        "(a value that cannot be shown)".into()
+    }
+}
+
+/// Longest name of a connection or secret (the CRD's limit).
+const MAX_SECRET_ENTRY_NAME: usize = 128;
+/// Longest variable name (a ConfigMap key).
+const MAX_VARIABLE_NAME: usize = 253;
+
+/// The Secret-backed environment variables: connections as `CONN_<NAME>` (uppercased), secrets
+/// by their name. Every runtime gets these next to the variables, so a name reached twice, from
+/// any two sources, is refused: one value would silently replace the other.
+fn secret_env(spec: &crate::crd::workspace::WorkspaceSpec) -> Result<BTreeMap<String, SecretKeyRef>> {
+    // Environment variable name → the source that sets it, for the message.
+    let mut sources: BTreeMap<String, String> = BTreeMap::new();
+    let mut claim = |env: String, source: String| match sources.get(&env) {
+        Some(first) => Err(Error::InvalidSpec {
+            reason: "DuplicateVariable",
+            message: format!(
+                "the environment variable {env} would be set by both {first} and {source}; rename one of them"
+            ),
+        }),
+        None => {
+            sources.insert(env, source);
+            Ok(())
+        }
+    };
+    for key in spec.variables.keys() {
+        check_env_name(key, MAX_VARIABLE_NAME, "the name of spec.variables")?;
+        claim(key.clone(), format!("variable {key}"))?;
+    }
+    let mut env = BTreeMap::new();
+    for (i, connection) in spec.connections.iter().enumerate() {
+        check_env_name(&connection.name, MAX_SECRET_ENTRY_NAME, &format!("spec.connections[{i}].name"))?;
+        let name = format!("CONN_{}", connection.name.to_ascii_uppercase());
+        claim(name.clone(), format!("connection {}", connection.name))?;
+        env.insert(name, connection.secret_ref.clone());
+    }
+    for (i, secret) in spec.secrets.iter().enumerate() {
+        check_env_name(&secret.name, MAX_SECRET_ENTRY_NAME, &format!("spec.secrets[{i}].name"))?;
+        claim(secret.name.clone(), format!("secret {}", secret.name))?;
+        env.insert(secret.name.clone(), secret.secret_ref.clone());
+    }
+    Ok(env)
+}
+
+/// An environment variable name: letters, digits and `_`, not starting with a digit.
+fn check_env_name(name: &str, max: usize, field: &str) -> Result<()> {
+    let valid = !name.is_empty()
+        && name.len() <= max
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if valid {
+        return Ok(());
+    }
+    Err(Error::InvalidSpec {
+        reason: "InvalidVariableName",
+        message: format!(
+            "{field} {} is not an environment variable name: use 1 to {max} letters, digits and '_', not starting with a digit",
+            shown(name)
+        ),
+    })
+}
+
+/// The Git repositories, each checked (see [`Checkout::new`]) and named once.
+fn repositories(spec: &crate::crd::workspace::WorkspaceSpec) -> Result<Vec<Checkout>> {
+    let mut names = BTreeSet::new();
+    let mut repos = Vec::new();
+    for (i, repo) in spec.git_repositories.iter().enumerate() {
+        // Name the entry by index, and by name too when the name is safe to repeat.
+        let entry = match crate::build::git::check_name(&repo.name) {
+            Ok(()) => format!("spec.gitRepositories[{i}] ({})", repo.name),
+            Err(_) => format!("spec.gitRepositories[{i}]"),
+        };
+        let invalid = |why: String| Error::InvalidSpec {
+            reason: "InvalidGitRepository",
+            message: format!("Git repository {entry}: {why}"),
+        };
+        let checkout = Checkout::new(&repo.name, &repo.url, &repo.r#ref, repo.credentials_secret.as_deref())
+            .map_err(invalid)?;
+        if !names.insert(repo.name.clone()) {
+            return Err(invalid("another repository has the same name".into()));
+        }
+        repos.push(checkout);
+    }
+    Ok(repos)
 }
 
 #[cfg(test)]
@@ -321,19 +494,58 @@ mod tests {
         serde_yaml::from_str(yaml).unwrap()
     }
 
+    fn existing(workspace: Option<&str>, uid: Option<&str>, adopt: Option<&str>) -> ExistingNamespace {
+        ExistingNamespace {
+            workspace: workspace.map(str::to_string),
+            uid: uid.map(str::to_string),
+            adopt: adopt.map(str::to_string),
+            ..ExistingNamespace::default()
+        }
+    }
+
     #[test]
-    fn namespace_claimed_by_another_workspace_is_a_conflict() {
-        let ws = workspace("metadata: {name: a}\nspec: {namespace: shared}");
-        let observed = Observed { namespace_claim: Some(Some("b".into())), ..Observed::default() };
-        let err = validate(&ws, &observed).unwrap_err();
-        assert_eq!(err.reason(), "NamespaceConflict");
-        assert!(err.to_string().contains("belongs to Workspace b"), "{err}");
-        // An existing namespace nobody claimed, or ours, is fine.
-        assert!(validate(&ws, &Observed { namespace_claim: Some(None), ..Observed::default() }).is_ok());
-        assert!(
-            validate(&ws, &Observed { namespace_claim: Some(Some("a".into())), ..Observed::default() })
-                .is_ok()
+    fn only_a_namespace_made_for_this_workspace_or_handed_over_is_used() {
+        let decide = |e: Option<ExistingNamespace>| {
+            ownership("a", "uid-a", "ns", e.as_ref()).map_err(|e| (e.reason(), e.to_string()))
+        };
+        assert_eq!(decide(None), Ok(Ownership::Create));
+        assert_eq!(decide(Some(existing(Some("a"), Some("uid-a"), None))), Ok(Ownership::Owned));
+        // An existing namespace nobody made for us: never taken over (C1).
+        let (reason, message) = decide(Some(existing(None, None, None))).unwrap_err();
+        assert_eq!(reason, "NamespaceConflict");
+        assert!(message.contains("kubectl annotate namespace ns dataworkspace.io/adopt=a"), "{message}");
+        // Kept from an earlier Workspace of the same name: not inherited (M2).
+        assert_eq!(
+            decide(Some(existing(Some("a"), Some("uid-old"), None))).unwrap_err().0,
+            "RetainedNamespace"
         );
+        // Made for another Workspace.
+        assert_eq!(
+            decide(Some(existing(Some("b"), Some("uid-b"), None))).unwrap_err().0,
+            "NamespaceConflict"
+        );
+        // Handed over by a cluster admin: used, and stays adopted once stamped.
+        assert_eq!(decide(Some(existing(None, None, Some("a")))), Ok(Ownership::Adopted));
+        assert_eq!(decide(Some(existing(Some("a"), Some("uid-a"), Some("a")))), Ok(Ownership::Adopted));
+        assert_eq!(decide(Some(existing(Some("a"), Some("uid-old"), Some("a")))), Ok(Ownership::Adopted));
+        // A hand-over never takes a namespace from a live Workspace.
+        let mut live = existing(Some("b"), Some("uid-b"), Some("a"));
+        live.live_owner = Some("b".into());
+        let (reason, message) = decide(Some(live)).unwrap_err();
+        assert_eq!(reason, "NamespaceConflict");
+        assert!(message.contains("belongs to Workspace b"), "{message}");
+        // Without a UID (never stored) nothing matches an unlabelled UID.
+        assert!(ownership("a", "", "ns", Some(&existing(Some("a"), None, None))).is_err());
+    }
+
+    #[test]
+    fn validation_refuses_a_foreign_namespace() {
+        let ws = workspace("metadata: {name: a, uid: uid-a}\nspec: {namespace: shared}");
+        let observed = Observed { namespace: Some(existing(None, None, None)), ..Observed::default() };
+        assert_eq!(validate(&ws, &observed).unwrap_err().reason(), "NamespaceConflict");
+        let ours =
+            Observed { namespace: Some(existing(Some("a"), Some("uid-a"), None)), ..Observed::default() };
+        assert_eq!(validate(&ws, &ours).unwrap().ownership, Ownership::Owned);
     }
 
     #[test]
@@ -355,15 +567,189 @@ mod tests {
                 serde_yaml::from_str(&format!("metadata: {{name: {n}}}\nspec: {{username: {n}@x}}")).unwrap()
             })
             .collect();
-        let v = validate(&ws, &Observed { users, ..Observed::default() }).unwrap();
+        let identities = Identities::new(&users, &crate::config::Config::default());
+        let v = validate(&ws, &Observed { identities, ..Observed::default() }).unwrap();
         let allowed: Vec<&str> = v.studio.as_ref().unwrap().allowed.iter().map(|p| p.user.as_str()).collect();
         assert_eq!(allowed, vec!["d"]);
     }
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration_seconds("2h"), 7200);
-        assert_eq!(parse_duration_seconds("1h30m"), 5400);
-        assert_eq!(parse_duration_seconds("45s"), 45);
+        assert_eq!(parse_idle_timeout("2h").unwrap(), 7200);
+        assert_eq!(parse_idle_timeout("1h30m").unwrap(), 5400);
+        assert_eq!(parse_idle_timeout("45s").unwrap(), 45);
+        assert_eq!(parse_idle_timeout("0s").unwrap(), 0);
+        assert_eq!(parse_idle_timeout("720h").unwrap(), MAX_IDLE_TIMEOUT_SECONDS);
+        // The CRD's pattern allows units in any order and repeated; they add up.
+        assert_eq!(parse_idle_timeout("30m1h").unwrap(), 5400);
+    }
+
+    #[test]
+    fn bad_durations_are_refused_in_words() {
+        // Once `number * 10` on this overflowed and panicked the operator.
+        let long_digits = format!("{}h", "9".repeat(400));
+        for value in
+            [long_digits.as_str(), "99999999999999999999s", "721h", "500ms", "2", "-1h", "1x", "", "1h\u{7}"]
+        {
+            let error = parse_idle_timeout(value).unwrap_err();
+            assert_eq!(error.reason(), "InvalidIdleTimeout", "{value}");
+            assert!(error.is_permanent());
+            let message = error.to_string();
+            assert!(message.starts_with("spec.studio.idleTimeout "), "{message}");
+            assert!(message.len() < 300 && !message.contains('\u{7}'), "{message}");
+        }
+        let ws = workspace("metadata: {name: a}\nspec: {studio: {idleTimeout: 99999999999999999999999h}}");
+        assert_eq!(validate(&ws, &Observed::default()).unwrap_err().reason(), "InvalidIdleTimeout");
+        // A disabled Studio server does not use it.
+        let off = workspace("metadata: {name: a}\nspec: {studio: {enabled: false, idleTimeout: 721h}}");
+        assert!(validate(&off, &Observed::default()).is_ok());
+    }
+
+    #[test]
+    fn names_that_meet_in_the_environment_are_refused_naming_both() {
+        let refused = |spec: &str| {
+            let error =
+                validate(&workspace(&format!("metadata: {{name: a}}\nspec: {spec}")), &Observed::default())
+                    .unwrap_err();
+            assert_eq!(error.reason(), "DuplicateVariable", "{spec}");
+            error.to_string()
+        };
+        let message = refused(
+            "{connections: [{name: db, secretRef: {name: s, key: k}}, {name: DB, secretRef: {name: t, key: k}}]}",
+        );
+        assert!(
+            message.contains("CONN_DB")
+                && message.contains("connection db")
+                && message.contains("connection DB"),
+            "{message}"
+        );
+        let message = refused(
+            "{connections: [{name: db, secretRef: {name: s, key: k}}], secrets: [{name: CONN_DB, secretRef: {name: t, key: k}}]}",
+        );
+        assert!(message.contains("connection db") && message.contains("secret CONN_DB"), "{message}");
+        let message =
+            refused("{variables: {CONN_DB: x}, connections: [{name: Db, secretRef: {name: s, key: k}}]}");
+        assert!(message.contains("variable CONN_DB") && message.contains("connection Db"), "{message}");
+        refused(
+            "{secrets: [{name: T, secretRef: {name: s, key: k}}, {name: T, secretRef: {name: t, key: k}}]}",
+        );
+        // Different names stay apart: environment variable names are case-sensitive.
+        let ok = workspace(
+            "metadata: {name: a}\nspec: {variables: {conn_db: x}, connections: [{name: db, secretRef: {name: s, key: k}}], secrets: [{name: DB, secretRef: {name: t, key: k}}]}",
+        );
+        let env = validate(&ok, &Observed::default()).unwrap().secret_env;
+        assert_eq!(env.keys().collect::<Vec<_>>(), ["CONN_DB", "DB"]);
+    }
+
+    #[test]
+    fn names_that_are_not_environment_variable_names_are_refused() {
+        for (spec, named) in [
+            (
+                "{connections: [{name: 'a-b', secretRef: {name: s, key: k}}]}",
+                "spec.connections[0].name 'a-b' is not",
+            ),
+            ("{secrets: [{name: '1A', secretRef: {name: s, key: k}}]}", "spec.secrets[0].name '1A' is not"),
+            (
+                "{variables: {'straße': x}}",
+                "the name of spec.variables (a value that cannot be shown) is not",
+            ),
+            ("{variables: {\"A\\u0007\": x}}", "(a value that cannot be shown)"),
+        ] {
+            let ws = workspace(&format!("metadata: {{name: a}}\nspec: {spec}"));
+            let error = validate(&ws, &Observed::default()).unwrap_err();
+            assert_eq!(error.reason(), "InvalidVariableName", "{spec}");
+            assert!(error.to_string().contains(named), "{error}");
+        }
+    }
+
+    fn repo_result(url: &str, r#ref: &str) -> Result<ValidatedWorkspace> {
+        let mut ws = workspace("metadata: {name: a}\nspec: {}");
+        ws.spec.git_repositories = vec![
+            serde_json::from_value(serde_json::json!({
+                "name": "pipelines", "url": url, "ref": r#ref, "credentialsSecret": "creds"
+            }))
+            .unwrap(),
+        ];
+        validate(&ws, &Observed::default())
+    }
+
+    #[test]
+    fn legitimate_repositories_pass() {
+        for url in
+            ["git@github.com:org/repo.git", "https://github.com/org/repo.git", "ssh://git@host:2222/x.git"]
+        {
+            for r#ref in ["main", "release/1.2", "v1.0.0", "0123456789abcdef0123456789abcdef01234567"] {
+                let v = repo_result(url, r#ref).unwrap_or_else(|e| panic!("{url} {ref}: {e}"));
+                assert_eq!((v.repos[0].url.as_str(), v.repos[0].r#ref.as_str()), (url, r#ref));
+            }
+        }
+    }
+
+    #[test]
+    fn unsafe_repositories_are_refused_naming_the_entry_without_the_credential() {
+        for url in [
+            "-oProxyCommand=x@host:p",
+            "https://user:hunter2@github.com/org/repo.git",
+            "ssh://git:hunter2@host/x.git",
+            "git:hunter2@host:x.git",
+            "https://hunter2@github.com/org/repo.git",
+            "https:///",
+            "ssh://-oProxyCommand=hunter2/x",
+            "ftp://host/x",
+            "file:///etc/passwd",
+            "/local/path",
+            "https://github.com/org/repo.git\n",
+            "https://github.com/org/re po.git",
+        ] {
+            let error = repo_result(url, "main").unwrap_err();
+            assert_eq!(error.reason(), "InvalidGitRepository", "{url}");
+            assert!(error.is_permanent());
+            let message = error.to_string();
+            assert!(message.starts_with("Git repository spec.gitRepositories[0] (pipelines): "), "{message}");
+            assert!(!message.contains("hunter2"), "{message}");
+        }
+        for r#ref in [
+            "-x",
+            "a..b",
+            "a@{1}",
+            "a b",
+            "a~1",
+            "a^",
+            "a:b",
+            "a?",
+            "a*",
+            "a[",
+            "a\\b",
+            "a/",
+            "a.lock",
+            "a.",
+            "a//b",
+            "\t",
+            "",
+            "@",
+            "a\u{202e}b",
+        ] {
+            assert_eq!(
+                repo_result("https://h/r", r#ref).unwrap_err().reason(),
+                "InvalidGitRepository",
+                "{ref:?}"
+            );
+        }
+        assert!(repo_result("https://h/r", &"a".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn repository_names_fit_the_names_derived_from_them() {
+        let mut ws = workspace("metadata: {name: a}\nspec: {}");
+        let repo = |name: &str| {
+            serde_json::from_value(serde_json::json!({"name": name, "url": "https://h/r"})).unwrap()
+        };
+        ws.spec.git_repositories = vec![repo(&"a".repeat(47))];
+        assert!(validate(&ws, &Observed::default()).is_ok());
+        ws.spec.git_repositories = vec![repo(&"a".repeat(48))];
+        assert_eq!(validate(&ws, &Observed::default()).unwrap_err().reason(), "InvalidGitRepository");
+        ws.spec.git_repositories = vec![repo("x"), repo("x")];
+        let message = validate(&ws, &Observed::default()).unwrap_err().to_string();
+        assert!(message.contains("spec.gitRepositories[1] (x)"), "{message}");
     }
 }
