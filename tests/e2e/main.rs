@@ -73,6 +73,7 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         tenancy::reserved_and_duplicate_usernames_bind_nobody,
         tenancy::operator_identity_is_fenced_in,
         tenancy::permissions_match_the_committed_table,
+        tenancy::team_groups_and_foreign_bindings_follow_the_flags,
         // Last: it restarts the operator and checks that nothing is written for all of the above.
         operator::survives_a_restart_without_writing,
     ]

@@ -553,3 +553,98 @@ pub async fn permissions_match_the_committed_table(scope: Scope) -> TestResult {
     }
     Ok(())
 }
+
+/// With team groups bound (`--team-group-prefix`), disabling a User also stops the binding of
+/// the teams they list as groups; with `--remove-foreign-rolebindings` a binding made around the
+/// Workspace is deleted, not only reported.
+pub async fn team_groups_and_foreign_bindings_follow_the_flags(scope: Scope) -> TestResult {
+    let client = scope.env.client.clone();
+    let id = scope.env.unique("flags");
+    let ns = format!("dw-{id}");
+    scope.involve(&ns);
+    scope.env.stop_operator()?;
+    let started =
+        scope.env.start_operator_with(&["--team-group-prefix=idp:", "--remove-foreign-rolebindings"]).await;
+    let result = async {
+        started?;
+        let team = format!("{id}-team");
+        create_user(&scope, &format!("{id}-member"), &[&team]).await?;
+        let ws: Workspace = from_yaml(&format!(
+            "metadata: {{name: {id}}}\nspec: {{members: [{{team: {team}, role: developer}}]}}"
+        ))?;
+        let workspaces: Api<Workspace> = Api::all(client.clone());
+        workspaces.create(&PostParams::default(), &ws).await.context("creating a Workspace")?;
+        wait_for(&workspaces, &id, "Ready=True", |w: Option<&Workspace>| ready(w, "True")).await?;
+        // Someone in the identity provider's group, with no User object.
+        let group_can = |ns: String, team: String| {
+            let output = std::process::Command::new("kubectl")
+                .args([
+                    "auth",
+                    "can-i",
+                    "create",
+                    "projects.dataworkspace.io",
+                    "-n",
+                    &ns,
+                    "--as",
+                    "someone@idp",
+                    "--as-group",
+                    &format!("idp:{team}"),
+                ])
+                .output();
+            async move {
+                let output = output.map_err(|e| e.to_string())?;
+                match String::from_utf8_lossy(&output.stdout).trim() {
+                    "yes" => Ok(true),
+                    "no" => Ok(false),
+                    other => {
+                        Err(format!("can-i answered {other:?}: {}", String::from_utf8_lossy(&output.stderr)))
+                    }
+                }
+            }
+        };
+        wait_until(WAIT, "the team group to be bound", || group_can(ns.clone(), team.clone())).await?;
+        let disable = serde_json::json!({"spec": {"disabled": true}});
+        Api::<User>::all(client.clone())
+            .patch(
+                &format!("{id}-member"),
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&disable),
+            )
+            .await
+            .context("disabling the User")?;
+        wait_until(WAIT, "the team group of a disabled User to be unbound", || {
+            let (ns, team) = (ns.clone(), team.clone());
+            async move { Ok(!group_can(ns, team).await?) }
+        })
+        .await?;
+
+        kubectl(&[
+            "create",
+            "rolebinding",
+            "backdoor",
+            "-n",
+            &ns,
+            "--clusterrole=dataworkspace-admin",
+            "--group=system:authenticated",
+        ])?;
+        wait_until(WAIT, "the foreign RoleBinding to be removed", || {
+            let ns = ns.clone();
+            async move {
+                Ok(kubectl(&["get", "rolebinding", "backdoor", "-n", &ns])
+                    .is_err_and(|e| e.contains("NotFound")))
+            }
+        })
+        .await?;
+        wait_for(&workspaces, &id, "Ready=True", |w: Option<&Workspace>| ready(w, "True")).await?;
+        workspaces.delete(&id, &DeleteParams::default()).await.context("delete")?;
+        Api::<User>::all(client.clone())
+            .delete(&format!("{id}-member"), &DeleteParams::default())
+            .await
+            .context("delete")?;
+        Ok(())
+    }
+    .await;
+    scope.env.stop_operator()?;
+    scope.env.start_operator().await?;
+    result
+}
