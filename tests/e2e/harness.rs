@@ -220,17 +220,7 @@ impl Env {
 /// Runs the pinned kubectl (first on PATH) and returns stdout, or stderr as the error.
 pub fn kubectl(args: &[&str]) -> Result<String, String> {
     let output = Command::new("kubectl").args(args).output().map_err(|e| format!("running kubectl: {e}"))?;
-    if output.status.success() {
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    } else {
-        Err(format!(
-            "kubectl {} failed ({}): {} {}",
-            args.join(" "),
-            output.status,
-            String::from_utf8_lossy(&output.stdout).trim(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        ))
-    }
+    kubectl_result(args, output)
 }
 
 /// Runs kubectl with `input` on standard input (`-f -` manifests).
@@ -249,6 +239,10 @@ pub fn kubectl_with_input(args: &[&str], input: &str) -> Result<String, String> 
         .write_all(input.as_bytes())
         .map_err(|e| format!("kubectl stdin: {e}"))?;
     let output = child.wait_with_output().map_err(|e| format!("running kubectl: {e}"))?;
+    kubectl_result(args, output)
+}
+
+fn kubectl_result(args: &[&str], output: std::process::Output) -> Result<String, String> {
     if output.status.success() {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     } else {

@@ -39,6 +39,29 @@ fn user_reason(user: Option<&User>) -> Option<String> {
         .flatten()
 }
 
+/// A RoleBinding made around the Workspace, by the cluster admin: every authenticated user
+/// becomes workspace admin (security review H2).
+fn create_backdoor(namespace: &str) -> Result<String, String> {
+    kubectl(&[
+        "create",
+        "rolebinding",
+        "backdoor",
+        "-n",
+        namespace,
+        "--clusterrole=dataworkspace-admin",
+        "--group=system:authenticated",
+    ])
+}
+
+/// Deletes the Users `<id>-<suffix>`.
+async fn delete_users(scope: &Scope, id: &str, suffixes: &[&str]) -> TestResult {
+    let users: Api<User> = Api::all(scope.env.client.clone());
+    for suffix in suffixes {
+        users.delete(&format!("{id}-{suffix}"), &DeleteParams::default()).await.context("deleting a User")?;
+    }
+    Ok(())
+}
+
 async fn platform_admin(scope: &Scope, id: &str) -> Result<String, String> {
     let username = format!("{id}-padmin@example.com");
     let admin: User =
@@ -142,10 +165,7 @@ pub async fn existing_namespaces_are_never_taken_over(scope: Scope) -> TestResul
         "a handed-over namespace was deleted with its Workspace"
     );
     Api::<Secret>::namespaced(client.clone(), &victim).get("crown").await.context("the victim's Secret")?;
-    for user in [format!("{id}-padmin"), format!("{id}-mallory")] {
-        Api::<User>::all(client.clone()).delete(&user, &DeleteParams::default()).await.context("delete")?;
-    }
-    Ok(())
+    delete_users(&scope, &id, &["padmin", "mallory"]).await
 }
 
 /// M1: `spec.namespace` cannot be added or removed after creation.
@@ -241,10 +261,7 @@ pub async fn retained_namespaces_are_not_inherited(scope: Scope) -> TestResult {
     })
     .await?;
     workspaces.delete(&id, &DeleteParams::default()).await.context("delete")?;
-    for user in [format!("{id}-old"), format!("{id}-new")] {
-        Api::<User>::all(client.clone()).delete(&user, &DeleteParams::default()).await.context("delete")?;
-    }
-    Ok(())
+    delete_users(&scope, &id, &["old", "new"]).await
 }
 
 /// H2 and M7: workspace admins edit members of their own Workspace only, not what the platform
@@ -342,15 +359,7 @@ pub async fn workspace_admins_manage_members_within_bounds(scope: Scope) -> Test
     }
 
     // A RoleBinding made around the Workspace (here by the cluster admin) is reported, not silent.
-    kubectl(&[
-        "create",
-        "rolebinding",
-        "backdoor",
-        "-n",
-        &ns,
-        "--clusterrole=dataworkspace-admin",
-        "--group=system:authenticated",
-    ])?;
+    create_backdoor(&ns)?;
     let reported = wait_for(&workspaces, &id, "Ready=False ForeignRoleBindings", |w: Option<&Workspace>| {
         ready_reason(w).as_deref() == Some("ForeignRoleBindings")
     })
@@ -369,13 +378,7 @@ pub async fn workspace_admins_manage_members_within_bounds(scope: Scope) -> Test
         workspaces.delete(&name, &DeleteParams::default()).await.context("delete")?;
     }
     scope.env.drop_namespace(&format!("dw-{id}-other")).await;
-    for user in ["admin", "dev", "new"] {
-        Api::<User>::all(client.clone())
-            .delete(&format!("{id}-{user}"), &DeleteParams::default())
-            .await
-            .context("delete")?;
-    }
-    Ok(())
+    delete_users(&scope, &id, &["admin", "dev", "new"]).await
 }
 
 /// M3: reserved usernames are refused at admission; two Users with one username bind nobody
@@ -545,13 +548,7 @@ pub async fn permissions_match_the_committed_table(scope: Scope) -> TestResult {
     );
 
     workspaces.delete(&id, &DeleteParams::default()).await.context("delete")?;
-    for user in ["viewer", "developer", "admin", "padmin"] {
-        Api::<User>::all(client.clone())
-            .delete(&format!("{id}-{user}"), &DeleteParams::default())
-            .await
-            .context("delete")?;
-    }
-    Ok(())
+    delete_users(&scope, &id, &["viewer", "developer", "admin", "padmin"]).await
 }
 
 /// With team groups bound (`--team-group-prefix`), disabling a User also stops the binding of
@@ -618,15 +615,7 @@ pub async fn team_groups_and_foreign_bindings_follow_the_flags(scope: Scope) -> 
         })
         .await?;
 
-        kubectl(&[
-            "create",
-            "rolebinding",
-            "backdoor",
-            "-n",
-            &ns,
-            "--clusterrole=dataworkspace-admin",
-            "--group=system:authenticated",
-        ])?;
+        create_backdoor(&ns)?;
         wait_until(WAIT, "the foreign RoleBinding to be removed", || {
             let ns = ns.clone();
             async move {
