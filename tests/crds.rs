@@ -141,3 +141,86 @@ fn cel_rules_read_bounded_values() {
     }
     assert!(problems.is_empty(), "unbounded values under CEL rules:\n{}", problems.join("\n"));
 }
+
+fn project_spec_schema() -> serde_json::Value {
+    use dataworkspace_operator::crd::Project;
+    use kube::CustomResourceExt;
+    let crd = Project::crd();
+    let schema = serde_json::to_value(crd.spec.versions[0].schema.as_ref().unwrap()).unwrap();
+    schema["openAPIV3Schema"]["properties"]["spec"].clone()
+}
+
+/// `podOverrides` is an allow-list: unknown fields are kept through pruning so that its rule can
+/// refuse them, the rule counts exactly the declared fields, and widening the list is a decision
+/// this test records.
+#[test]
+fn pod_overrides_refuse_every_field_they_do_not_declare() {
+    use dataworkspace_operator::crd::project::POD_OVERRIDES_RULE;
+    let schema = &project_spec_schema()["properties"]["podOverrides"];
+    assert_eq!(
+        schema["x-kubernetes-preserve-unknown-fields"], true,
+        "unknown fields would be pruned, not refused"
+    );
+    let rules: Vec<&str> = schema["x-kubernetes-validations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(rules, [POD_OVERRIDES_RULE]);
+
+    let properties = schema["properties"].as_object().unwrap();
+    let names: Vec<&str> = properties.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "affinity",
+            "annotations",
+            "labels",
+            "nodeSelector",
+            "priorityClassName",
+            "tolerations",
+            "topologySpreadConstraints"
+        ],
+        "podOverrides allow scheduling, labels and annotations only"
+    );
+    assert_eq!(POD_OVERRIDES_RULE.matches("has(self.").count(), names.len());
+    for (name, property) in properties {
+        assert!(
+            POD_OVERRIDES_RULE.contains(&format!("(has(self.{name}) ? 1 : 0)")),
+            "the rule does not count {name}"
+        );
+        // The API server keeps a `null` only where it is allowed; kept, the rule counts it as an
+        // unknown field.
+        assert!(property.get("nullable").is_none(), "podOverrides.{name} is nullable");
+    }
+}
+
+/// Projects and PythonEnvironments never name a Secret: credentials are Workspace `connections`
+/// and `secrets` entries, named by the Project.
+#[test]
+fn projects_and_environments_reference_no_secret() {
+    fn walk(schema: &serde_json::Value, at: &str, problems: &mut Vec<String>) {
+        if let Some(properties) = schema.get("properties").and_then(|p| p.as_object()) {
+            for (name, property) in properties {
+                if name.to_ascii_lowercase().contains("secret") {
+                    problems.push(format!("{at}.{name}"));
+                }
+                walk(property, &format!("{at}.{name}"), problems);
+            }
+        }
+        for key in ["items", "additionalProperties"] {
+            if let Some(inner) = schema.get(key).filter(|v| v.is_object()) {
+                walk(inner, &format!("{at}[]"), problems);
+            }
+        }
+    }
+    use dataworkspace_operator::crd::PythonEnvironment;
+    use kube::CustomResourceExt;
+    let mut problems = Vec::new();
+    walk(&project_spec_schema(), "Project.spec", &mut problems);
+    let environment = PythonEnvironment::crd();
+    let schema = serde_json::to_value(environment.spec.versions[0].schema.as_ref().unwrap()).unwrap();
+    walk(&schema["openAPIV3Schema"]["properties"]["spec"], "PythonEnvironment.spec", &mut problems);
+    assert!(problems.is_empty(), "fields that name Secrets:\n{}", problems.join("\n"));
+}

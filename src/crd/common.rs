@@ -176,11 +176,3 @@ pub fn resources_schema(generator: &mut schemars::SchemaGenerator) -> schemars::
     schema.insert("nullable".into(), true.into());
     schema
 }
-
-/// Schema for a free-form object kept as it is (the pod override escape hatch).
-pub fn free_form_object_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({
-        "type": "object",
-        "x-kubernetes-preserve-unknown-fields": true,
-    })
-}

@@ -1,13 +1,14 @@
 //! `Project`: one runtime (Airflow, Spark, Streamlit or Notebook) inside a workspace namespace.
 
-use k8s_openapi::api::core::v1::ResourceRequirements;
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration, TopologySpreadConstraint};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use super::common::{
     AccessList, Conditions, DNS_LABEL_RULE, DNS_SUBDOMAIN_RULE, DURATION_MESSAGE, DURATION_RULE, GitSource,
-    IMAGE_MESSAGE, IMAGE_RULE, RELATIVE_PATH_RULE, SecretKeyRef, StorageSpec, conditions_schema,
-    free_form_object_schema, resources_schema,
+    IMAGE_MESSAGE, IMAGE_RULE, RELATIVE_PATH_RULE, StorageSpec, conditions_schema, resources_schema,
 };
 
 /// Longest Project name: every derived object name (`<project>-<component>`, plus the suffixes
@@ -73,11 +74,11 @@ pub struct ProjectSpec {
     /// Scale every component to zero; configuration, volumes and databases are kept.
     #[serde(default)]
     pub stopped: bool,
-    /// Escape hatch: a partial PodTemplateSpec merged into every pod the project creates.
-    /// Pod Security `restricted` still applies.
+    /// Scheduling, labels and annotations of every pod the project creates. Nothing else of the
+    /// pods can be overridden: volumes, environment, containers, service accounts and security
+    /// settings are the operator's, and manifests that set them are refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "free_form_object_schema")]
-    pub pod_overrides: Option<serde_json::Value>,
+    pub pod_overrides: Option<PodOverrides>,
     /// Airflow settings; set exactly when `runtime` is `Airflow`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub airflow: Option<AirflowSpec>,
@@ -118,6 +119,87 @@ impl Runtime {
     }
 }
 
+/// What a Project may change in its pods: where they are scheduled, and their labels and
+/// annotations. Every other pod field (volumes, env, envFrom, containers, init containers,
+/// service account and its token, image pull secrets, host aliases, host namespaces, security
+/// context, …) is the operator's: it would let a developer make the operator mount, run or
+/// act as something beyond the developer's own rights.
+///
+/// Any other field is refused, not dropped. The object keeps
+/// `x-kubernetes-preserve-unknown-fields` so that an unknown field survives pruning, and
+/// [`POD_OVERRIDES_RULE`] refuses the object when it has more fields than the known ones it sets.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
+#[x_kube(validation = Rule::new(POD_OVERRIDES_RULE).message("podOverrides may set only nodeSelector, tolerations, affinity, topologySpreadConstraints, priorityClassName, labels and annotations: volumes, env, containers, service accounts, security settings and every other pod field are set by the operator"))]
+pub struct PodOverrides {
+    /// Node labels the pods must run on, for example `topology.kubernetes.io/zone: eu-west-1a`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 16, "additionalProperties" = {"type": "string", "maxLength": 63}))]
+    #[x_kube(validation = Rule::new(LABEL_KEYS_RULE).message("nodeSelector keys must be label keys such as 'topology.kubernetes.io/zone': an optional DNS subdomain and '/', then at most 63 letters, digits, '-', '_' and '.', alphanumeric at both ends"))]
+    #[x_kube(validation = Rule::new(LABEL_VALUES_RULE).message("nodeSelector values must be label values: at most 63 letters, digits, '-', '_' and '.', alphanumeric at both ends"))]
+    pub node_selector: BTreeMap<String, String>,
+    /// Taints the pods tolerate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub tolerations: Vec<Toleration>,
+    /// Node and pod affinity of the pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "not_nullable::<Affinity>")]
+    pub affinity: Option<Affinity>,
+    /// How the pods spread across topology domains.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub topology_spread_constraints: Vec<TopologySpreadConstraint>,
+    /// PriorityClass of the pods; not a `system-` class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "not_nullable::<String>", length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new(DNS_SUBDOMAIN_RULE).message("priorityClassName must be the name of a PriorityClass: a DNS subdomain"))]
+    #[x_kube(validation = Rule::new("!self.startsWith('system-')").message("priorityClassName cannot be a system- PriorityClass: those are for cluster components"))]
+    pub priority_class_name: Option<String>,
+    /// Labels added to the pods. Keys under `kubernetes.io/`, `k8s.io/`, `dataworkspace.io/` and
+    /// their subdomains (`app.kubernetes.io/`, …) are refused: the operator and Kubernetes set them,
+    /// and Services and policies select pods by them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 32, "additionalProperties" = {"type": "string", "maxLength": 63}))]
+    #[x_kube(validation = Rule::new(LABEL_KEYS_RULE).message("label keys must be such as 'team' or 'example.com/cost-center': an optional DNS subdomain and '/', then at most 63 letters, digits, '-', '_' and '.', alphanumeric at both ends"))]
+    #[x_kube(validation = Rule::new(RESERVED_KEYS_RULE).message(RESERVED_KEYS_MESSAGE))]
+    #[x_kube(validation = Rule::new(LABEL_VALUES_RULE).message("label values must be at most 63 letters, digits, '-', '_' and '.', alphanumeric at both ends"))]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations added to the pods; the same keys as in `labels` are refused.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 32, "additionalProperties" = {"type": "string", "maxLength": 4096}))]
+    #[x_kube(validation = Rule::new(LABEL_KEYS_RULE).message("annotation keys must be such as 'example.com/owner': an optional DNS subdomain and '/', then at most 63 letters, digits, '-', '_' and '.', alphanumeric at both ends"))]
+    #[x_kube(validation = Rule::new(RESERVED_KEYS_RULE).message(RESERVED_KEYS_MESSAGE))]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// `self` (a [`PodOverrides`]) has no field but the known ones. CEL cannot see fields the schema
+/// does not declare, nor iterate over an object's keys (`self.all(k, …)` does not compile), but
+/// `size()` of the object as `dyn` counts every key it holds, declared or not: more keys than
+/// declared fields set means an unknown field. This relies on how the API server evaluates
+/// `size()` (checked with Kubernetes 1.36); the invalid examples `project-pod-overrides-*`, which
+/// the e2e suite applies, would show a change.
+pub const POD_OVERRIDES_RULE: &str = "size(dyn(self)) == (has(self.nodeSelector) ? 1 : 0) + (has(self.tolerations) ? 1 : 0) + (has(self.affinity) ? 1 : 0) + (has(self.topologySpreadConstraints) ? 1 : 0) + (has(self.priorityClassName) ? 1 : 0) + (has(self.labels) ? 1 : 0) + (has(self.annotations) ? 1 : 0)";
+/// Schema of an optional field of [`PodOverrides`]: `T`'s, not nullable. The API server drops a
+/// `null` it does not allow before validation, where [`POD_OVERRIDES_RULE`] would count it as an
+/// unknown field.
+fn not_nullable<T: schemars::JsonSchema>(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    generator.subschema_for::<T>()
+}
+/// Every key of a map is a label (or annotation) key: an optional DNS subdomain prefix and `/`,
+/// then a name of at most 63 characters.
+const LABEL_KEYS_RULE: &str = r"self.all(k, size(k) <= 317 && k.matches(r'^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$'))";
+/// Every value of a map is a label value (the schema bounds it to 63 characters).
+const LABEL_VALUES_RULE: &str =
+    r"self.all(k, self[k].matches(r'^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$'))";
+/// No key has a prefix Kubernetes or the operator reserves: `kubernetes.io`, `k8s.io`,
+/// `dataworkspace.io` or a subdomain of one of them.
+const RESERVED_KEYS_RULE: &str =
+    r"self.all(k, !k.matches(r'^([^/]*\.)?(kubernetes\.io|k8s\.io|dataworkspace\.io)/'))";
+/// Message of [`RESERVED_KEYS_RULE`].
+const RESERVED_KEYS_MESSAGE: &str = "labels and annotations cannot use the prefixes kubernetes.io/, k8s.io/, dataworkspace.io/ or their subdomains (such as app.kubernetes.io/ or pod-security.kubernetes.io/): Kubernetes and the operator set those";
+
 /// Airflow 3 settings.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
@@ -152,7 +234,7 @@ pub struct AirflowDatabase {
     /// A PostgreSQL the operator runs for this project.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub managed: Option<ManagedDatabase>,
-    /// An existing database: a Secret key holding the SQLAlchemy connection URL.
+    /// An existing database, reached through one of the Workspace's connections.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external: Option<ExternalDatabase>,
 }
@@ -170,8 +252,11 @@ pub struct ManagedDatabase {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExternalDatabase {
-    /// The Secret key with the SQLAlchemy URL.
-    pub connection_secret_ref: SecretKeyRef,
+    /// Name of an entry of the Workspace's `spec.connections` whose value is the SQLAlchemy URL,
+    /// for example `airflow_db`. A Project names a connection the workspace admins listed, never
+    /// a Secret: the operator reads no Secret the Workspace does not reference.
+    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
+    pub connection: String,
 }
 
 /// Spark 4 settings.
@@ -257,11 +342,29 @@ pub struct SparkApplication {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 100), inner(length(max = 4096)))]
     pub args: Vec<String>,
-    /// Spark configuration (`--conf key=value`); keys are Spark property names.
-    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    /// Spark tuning properties (`--conf key=value`). Only tuning keys are allowed, by prefix:
+    /// `spark.sql.`, `spark.executor.memory*`, `spark.executor.cores`,
+    /// `spark.executor.pyspark.memory`, `spark.driver.memory*`, `spark.driver.cores`,
+    /// `spark.driver.maxResultSize`, `spark.dynamicAllocation.`, `spark.shuffle.`, `spark.memory.`,
+    /// `spark.default.parallelism`, `spark.network.timeout*`, `spark.speculation*`,
+    /// `spark.serializer*`, `spark.kryo*`, `spark.python.`, `spark.task.cpus`,
+    /// `spark.task.maxFailures`, `spark.locality.wait*`, `spark.reducer.`, `spark.broadcast.`,
+    /// `spark.io.compression.` and `spark.rdd.compress`. Every other key is refused: the operator
+    /// decides where, as whom and with what Spark runs. Keys that would decide it are refused even
+    /// under an allowed prefix: `spark.kubernetes.*` (namespace, service account, secrets, pod
+    /// templates), `spark.master`, `spark.submit.*`, JVM options, class and library paths,
+    /// `spark.jars*`, `spark.files`, `spark.archives`, `spark.executorEnv.*`, anything naming
+    /// secrets, pod templates or redaction, `spark.authenticate*`, `spark.ssl*`,
+    /// `spark.ui.proxy*` and `spark.eventLog.dir`. The interpreter keys
+    /// (`spark.pyspark.python`, `spark.pyspark.driver.python`) are refused too: the Python
+    /// environment decides it. Credentials never belong here; use the Workspace's `connections`
+    /// and `secrets`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 100, "additionalProperties" = {"type": "string", "maxLength": 4096}))]
     #[x_kube(validation = Rule::new(r"self.all(k, size(k) <= 256 && k.matches(r'^[A-Za-z0-9][-A-Za-z0-9._]*$'))").message("conf keys must be Spark property names such as 'spark.sql.shuffle.partitions': letters, digits, '.', '_' and '-', at most 256 characters"))]
-    pub conf: std::collections::BTreeMap<String, String>,
+    #[x_kube(validation = Rule::new(SPARK_CONF_DENIED_RULE).message("conf cannot set spark.kubernetes.*, spark.master, spark.submit.*, JVM options, class or library paths, spark.jars*, spark.files, spark.archives, spark.executorEnv.*, secrets, pod templates, authentication, SSL, redaction, the UI proxy or the event log directory: the operator decides where, as whom and with what Spark runs"))]
+    #[x_kube(validation = Rule::new(SPARK_CONF_TUNING_RULE).message("conf keys must be Spark tuning properties: spark.sql.*, spark.executor.memory*, spark.executor.cores, spark.executor.pyspark.memory, spark.driver.memory*, spark.driver.cores, spark.driver.maxResultSize, spark.dynamicAllocation.*, spark.shuffle.*, spark.memory.*, spark.default.parallelism, spark.network.timeout*, spark.speculation*, spark.serializer*, spark.kryo*, spark.python.*, spark.task.cpus, spark.task.maxFailures, spark.locality.wait*, spark.reducer.*, spark.broadcast.*, spark.io.compression.* or spark.rdd.compress"))]
+    pub conf: BTreeMap<String, String>,
     /// Whether a failed run is retried.
     #[serde(default)]
     pub restart_policy: RestartPolicy,
@@ -274,6 +377,13 @@ pub struct SparkApplication {
 fn default_keep_runs() -> i32 {
     3
 }
+
+/// Every key of a Spark configuration is a tuning property: one of the prefixes listed on
+/// [`SparkApplication::conf`].
+const SPARK_CONF_TUNING_RULE: &str = r"self.all(k, k.matches(r'^spark\.(sql\.|executor\.(memory|cores$|pyspark\.memory$)|driver\.(memory|cores$|maxResultSize$)|dynamicAllocation\.|shuffle\.|memory\.|default\.parallelism$|network\.timeout|speculation|serializer|kryo|python\.|task\.(cpus|maxFailures)$|locality\.wait|reducer\.|broadcast\.|io\.compression\.|rdd\.compress$)'))";
+/// No key of a Spark configuration decides where, as whom or with what Spark runs, whatever its
+/// prefix (case-insensitively, as a second line behind [`SPARK_CONF_TUNING_RULE`]).
+const SPARK_CONF_DENIED_RULE: &str = r"self.all(k, !k.matches(r'(?i)^spark\.(kubernetes\.|master$|submit\.|jars|files$|archives$|executorEnv\.|authenticate|ssl|ui\.proxy|eventLog\.dir$)|javaOptions|extraClassPath|extraLibraryPath|secret|podTemplate|redaction'))";
 
 /// Restart policy of a batch application.
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
@@ -368,6 +478,21 @@ pub enum Phase {
     Failed,
     /// A batch run finished successfully.
     Succeeded,
+}
+
+impl Phase {
+    /// The value as written in status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "Pending",
+            Phase::Provisioning => "Provisioning",
+            Phase::Running => "Running",
+            Phase::Stopped => "Stopped",
+            Phase::Degraded => "Degraded",
+            Phase::Failed => "Failed",
+            Phase::Succeeded => "Succeeded",
+        }
+    }
 }
 
 /// Readiness of one component.
