@@ -4,6 +4,8 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+use crate::error::{MAX_MESSAGE_BYTES, bounded};
+
 /// The summary condition every kind carries.
 pub const READY: &str = "Ready";
 
@@ -38,7 +40,9 @@ impl Desired {
 
 /// Returns `current` with every condition in `desired` set: existing entries are updated in place
 /// (keeping `lastTransitionTime` unless `status` flips), new ones appended with `now`, and
-/// conditions of other types — other writers' — left untouched.
+/// conditions of other types — other writers' — left untouched. Messages are cut to
+/// [`MAX_MESSAGE_BYTES`] at a character boundary: a list of missing Secrets or an API server's
+/// answer can be long, and status is read by people.
 pub fn merge(
     current: &[Condition],
     desired: &[Desired],
@@ -57,7 +61,7 @@ pub fn merge(
             type_: want.type_.to_string(),
             status: status.to_string(),
             reason: want.reason.to_string(),
-            message: want.message.clone(),
+            message: bounded(&want.message, MAX_MESSAGE_BYTES),
             observed_generation: generation,
             last_transition_time,
         };
@@ -69,10 +73,34 @@ pub fn merge(
     merged
 }
 
-/// The conditions of `merged` whose type is one of `types`, the types this writer owns: what it
-/// applies (server-side apply keeps the rest, which other managers own).
-pub fn owned(merged: &[Condition], types: &[&str]) -> Vec<Condition> {
-    merged.iter().filter(|c| types.contains(&c.type_.as_str())).cloned().collect()
+/// The conditions of `merged` this writer applies: those of the types it owns (`types`) that it
+/// wants now (`desired`), and with `keep_owned` — a failed pass, which sets only `Ready` — also
+/// the owned ones already stored. Server-side apply keeps the conditions other managers own and
+/// removes the owned ones left out, so a condition this writer stops wanting goes away instead
+/// of being applied again on every pass.
+pub fn applied(
+    merged: &[Condition],
+    desired: &[Desired],
+    types: &[&str],
+    keep_owned: bool,
+) -> Vec<Condition> {
+    merged
+        .iter()
+        .filter(|c| types.contains(&c.type_.as_str()))
+        .filter(|c| keep_owned || desired.iter().any(|d| d.type_ == c.type_))
+        .cloned()
+        .collect()
+}
+
+/// The conditions stored once `applied` is applied: other writers' as they are, of the owned
+/// types only those applied. This is what a write is compared against, so a stale owned
+/// condition is removed once, and then nothing is written.
+pub fn stored(merged: &[Condition], applied: &[Condition], types: &[&str]) -> Vec<Condition> {
+    merged
+        .iter()
+        .filter(|c| !types.contains(&c.type_.as_str()) || applied.iter().any(|a| a.type_ == c.type_))
+        .cloned()
+        .collect()
 }
 
 /// The condition of the given type, if present.
@@ -139,9 +167,59 @@ mod tests {
         let merged = merge(std::slice::from_ref(&foreign), &desired, Some(1), &t0);
         assert_eq!(merged.len(), 2);
         assert_eq!(merged[0], foreign);
-        let ours = owned(&merged, &[READY]);
+        let ours = applied(&merged, &desired, &[READY], false);
         assert_eq!(ours.len(), 1);
         assert_eq!(ours[0].type_, READY);
+        assert_eq!(stored(&merged, &ours, &[READY]), merged);
+    }
+
+    #[test]
+    fn owned_conditions_no_longer_wanted_are_dropped_unless_a_failure_keeps_them() {
+        let t0 = time("2026-01-01T00:00:00Z");
+        let types = [READY, "Migrated", "Studio"];
+        let foreign = Desired::yes("example.com/Audited", "Audited", "by someone else");
+        let before = merge(
+            &[],
+            &[Desired::yes(READY, "Ready", "ok"), Desired::yes("Migrated", "Done", "ok"), foreign],
+            Some(1),
+            &t0,
+        );
+        // A successful pass that no longer wants `Migrated`: applied without it, and the stored
+        // result (what the next pass compares with) has it removed, the foreign one kept.
+        let desired = [Desired::yes(READY, "Ready", "ok")];
+        let merged = merge(&before, &desired, Some(1), &t0);
+        let ours = applied(&merged, &desired, &types, false);
+        assert_eq!(ours.iter().map(|c| c.type_.as_str()).collect::<Vec<_>>(), [READY]);
+        let after = stored(&merged, &ours, &types);
+        assert_eq!(
+            after.iter().map(|c| c.type_.as_str()).collect::<Vec<_>>(),
+            [READY, "example.com/Audited"]
+        );
+        // The next pass, from what was stored, changes nothing: no write.
+        let again = merge(&after, &desired, Some(1), &t0);
+        assert_eq!(stored(&again, &applied(&again, &desired, &types, false), &types), after);
+        // A failed pass sets only Ready and keeps the owned conditions as stored.
+        let failure = [ready_false("ApplyFailed")];
+        let merged = merge(&before, &failure, Some(1), &t0);
+        let ours = applied(&merged, &failure, &types, true);
+        assert_eq!(ours.iter().map(|c| c.type_.as_str()).collect::<Vec<_>>(), [READY, "Migrated"]);
+        assert_eq!(stored(&merged, &ours, &types).len(), 3);
+    }
+
+    #[test]
+    fn messages_are_bounded_at_a_character_boundary() {
+        let now = time("2026-01-01T00:00:00Z");
+        let long = Desired::no("Config", "MissingSecret", format!("Secrets not found: {}", "é".repeat(1000)));
+        let merged = merge(&[], std::slice::from_ref(&long), Some(1), &now);
+        let message = &merged[0].message;
+        assert!(message.len() <= MAX_MESSAGE_BYTES, "{}", message.len());
+        assert!(message.len() > MAX_MESSAGE_BYTES - 8, "cut much shorter than needed: {}", message.len());
+        assert!(message.starts_with("Secrets not found: é") && message.ends_with('…'));
+        // The cut is stable: the same long message on the next pass compares equal (no write).
+        assert_eq!(merge(&merged, &[long], Some(1), &now), merged);
+        // Short messages are kept as they are.
+        let short = merge(&[], &[Desired::yes(READY, "Ready", "ok")], Some(1), &now);
+        assert_eq!(short[0].message, "ok");
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub struct Config {
     /// Delete RoleBindings in workspace namespaces that the operator did not make (they are
     /// always reported in status).
     pub remove_foreign_role_bindings: bool,
+    /// Every namespace the operator creates starts with it (empty: no constraint).
+    pub namespace_prefix: String,
 }
 
 /// A shared authenticating proxy (oauth2-proxy with the platform's OIDC provider) that the

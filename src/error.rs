@@ -10,6 +10,10 @@
 /// refuses Event notes over 1 kB).
 pub const MAX_MESSAGE_BYTES: usize = 1024;
 
+/// How long an object whose pass failed on an [`Error::Dependency`] waits before it is looked
+/// at again, when no watch trigger comes first.
+pub const DEPENDENCY_RETRY: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// What can go wrong in a reconcile pass.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -27,6 +31,17 @@ pub enum Error {
         /// Bounded PascalCase reason, for example `MissingSecret`.
         reason: &'static str,
         /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// The spec is fine, but what it refers to is not in the state it needs: another object holds
+    /// the namespace, a namespace was kept from an earlier Workspace, a referenced object is
+    /// missing. Another object's change resolves it, so it is retried after
+    /// [`DEPENDENCY_RETRY`] as well as on the watch triggers.
+    #[error("{message}")]
+    Dependency {
+        /// Bounded PascalCase reason, for example `NamespaceConflict`.
+        reason: &'static str,
+        /// What is in the way and how to resolve it.
         message: String,
     },
     /// Reading an object from the API server failed.
@@ -64,7 +79,7 @@ impl Error {
     pub fn reason(&self) -> &'static str {
         match self {
             Error::MalformedObject { .. } => "MalformedObject",
-            Error::InvalidSpec { reason, .. } => reason,
+            Error::InvalidSpec { reason, .. } | Error::Dependency { reason, .. } => reason,
             _ if self.rejection().is_some() => "RejectedByApiServer",
             Error::Read { .. } => "ReadFailed",
             Error::Apply { .. } => "ApplyFailed",
@@ -75,10 +90,16 @@ impl Error {
 
     /// Permanent errors need a change to the object; retrying cannot help: invalid specs, and
     /// requests the API server refused as invalid. Everything else is transient (API server,
-    /// network, conflicts, permissions) and is retried with a growing delay.
+    /// network, conflicts, permissions) and is retried with a growing delay — except
+    /// [`Error::Dependency`], which waits for other objects and is retried after a fixed delay.
     pub fn is_permanent(&self) -> bool {
         matches!(self, Error::MalformedObject { .. } | Error::InvalidSpec { .. })
             || self.rejection().is_some()
+    }
+
+    /// Whether the error depends on other objects (see [`Error::Dependency`]).
+    pub fn is_dependency(&self) -> bool {
+        matches!(self, Error::Dependency { .. })
     }
 
     /// What goes into a condition or an Event: the error as a sentence, at most
@@ -203,6 +224,16 @@ mod tests {
             (Error::StatusUpdate { source: api_error(422) }, "RejectedByApiServer", true),
             (Error::StatusUpdate { source: api_error(503) }, "StatusUpdateFailed", false),
             (Error::CacheNotReady, "CacheNotReady", false),
+            (
+                Error::Dependency { reason: "NamespaceConflict", message: "x".into() },
+                "NamespaceConflict",
+                false,
+            ),
+            (
+                Error::Dependency { reason: "RetainedNamespace", message: "x".into() },
+                "RetainedNamespace",
+                false,
+            ),
         ];
         let pattern = |r: &str| {
             let mut chars = r.chars();
@@ -213,7 +244,23 @@ mod tests {
             assert_eq!(error.reason(), reason);
             assert!(pattern(error.reason()), "{reason} is not PascalCase");
             assert_eq!(error.is_permanent(), permanent, "{reason}");
+            let dependency = matches!(error, Error::Dependency { .. });
+            assert_eq!(error.is_dependency(), dependency, "{reason}");
         }
+    }
+
+    #[test]
+    fn dependency_errors_are_neither_permanent_nor_counted_as_transient() {
+        let error = Error::Dependency {
+            reason: "NamespaceConflict",
+            message: "namespace dw-a belongs to Workspace b".into(),
+        };
+        assert!(!error.is_permanent() && error.is_dependency());
+        assert_eq!(error.to_string(), "namespace dw-a belongs to Workspace b");
+        let long = Error::Dependency { reason: "NamespaceConflict", message: "é".repeat(2000) };
+        assert!(long.message().len() <= MAX_MESSAGE_BYTES);
+        assert!(DEPENDENCY_RETRY >= std::time::Duration::from_secs(60));
+        assert!(DEPENDENCY_RETRY <= std::time::Duration::from_secs(600));
     }
 
     #[test]

@@ -10,5 +10,6 @@ pub mod crd;
 pub mod error;
 pub mod metrics;
 pub mod names;
+pub mod runtime;
 pub mod server;
 pub mod telemetry;

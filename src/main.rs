@@ -26,6 +26,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start-up: the size of the `run` variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the controllers against the cluster of the kubeconfig (or in-cluster configuration).
@@ -68,6 +70,11 @@ enum Command {
         /// it they are only reported (`Access` condition `ForeignRoleBindings`).
         #[arg(long, env = "DWO_REMOVE_FOREIGN_ROLEBINDINGS")]
         remove_foreign_rolebindings: bool,
+        /// Prefix of every namespace the operator creates, so that a Workspace can never claim
+        /// a name other software expects (`cert-manager`, `argocd`, …). A namespace a cluster
+        /// admin hands over may have any name. Empty turns the check off.
+        #[arg(long, env = "DWO_NAMESPACE_PREFIX", default_value = "dw-")]
+        namespace_prefix: String,
     },
     /// Print all CustomResourceDefinitions as one YAML stream, or write one file per kind.
     Crd {
@@ -97,6 +104,7 @@ fn main() -> ExitCode {
             username_prefix,
             egress_deny_cidrs,
             remove_foreign_rolebindings,
+            namespace_prefix,
         } => {
             let studio_auth = studio_auth_url
                 .zip(studio_auth_signin_url)
@@ -108,6 +116,7 @@ fn main() -> ExitCode {
                 username_prefix,
                 egress_deny_cidrs,
                 remove_foreign_role_bindings: remove_foreign_rolebindings,
+                namespace_prefix,
             };
             telemetry::init(log_format);
             let runtime = match tokio::runtime::Runtime::new() {

@@ -41,6 +41,9 @@ pub struct Metrics {
     pub status_writes: Family<KindLabels, Counter>,
     /// Every write request sent to the API server (apply, delete, status, Event).
     pub api_writes: Family<WriteLabels, Counter>,
+    /// Errors of a controller's watches and queue (not of its passes), for example a watch the
+    /// API server refuses (RBAC 403).
+    pub watch_errors: Family<KindLabels, Counter>,
     registry: Registry,
 }
 
@@ -63,7 +66,13 @@ impl Default for Metrics {
             "Write requests sent to the API server, by resource",
             api_writes.clone(),
         );
-        Self { reconciliations, failures, duration, status_writes, api_writes, registry }
+        let watch_errors = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "watch_errors",
+            "Errors of a controller's watches and queue, by the controller's kind",
+            watch_errors.clone(),
+        );
+        Self { reconciliations, failures, duration, status_writes, api_writes, watch_errors, registry }
     }
 }
 
@@ -91,5 +100,13 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn watch_errors_are_counted_by_kind() {
+        let metrics = Metrics::default();
+        metrics.watch_errors.get_or_create(&KindLabels { kind: "Workspace" }).inc();
+        let text = metrics.encode();
+        assert!(text.contains(r#"dataworkspace_watch_errors_total{kind="Workspace"} 1"#), "{text}");
     }
 }

@@ -1,8 +1,13 @@
-//! Pure builders shared by the controllers: object metadata, Pod Security `restricted` settings
-//! and the Git checkout. No client, no clock, no randomness.
+//! Pure builders shared by the controllers and runtimes: object metadata, Pod Security
+//! `restricted` settings, the workspace environment, Jupyter settings, workload pieces and the Git
+//! checkout. No client, no clock, no randomness.
 
+pub mod children;
+pub mod env;
 pub mod git;
+pub mod jupyter;
 pub mod pod;
+pub mod workload;
 
 use std::collections::BTreeMap;
 

@@ -28,6 +28,42 @@ pub fn container_security(uid: i64, read_only_root: bool) -> SecurityContext {
     }
 }
 
+/// Merges a Project's allow-listed pod overrides (scheduling, priority, extra labels and
+/// annotations) into a pod template. The operator's own labels win over an override's; the
+/// admission rules already refuse reserved keys. Security settings are not overridable.
+pub fn apply_overrides(
+    template: &mut k8s_openapi::api::core::v1::PodTemplateSpec,
+    overrides: &crate::crd::project::PodOverrides,
+) {
+    let metadata = template.metadata.get_or_insert_with(Default::default);
+    for (map, extra) in
+        [(&mut metadata.labels, &overrides.labels), (&mut metadata.annotations, &overrides.annotations)]
+    {
+        if extra.is_empty() {
+            continue;
+        }
+        let mut merged = extra.clone();
+        merged.extend(map.take().unwrap_or_default());
+        *map = Some(merged);
+    }
+    let Some(spec) = template.spec.as_mut() else { return };
+    if !overrides.node_selector.is_empty() {
+        spec.node_selector = Some(overrides.node_selector.clone());
+    }
+    if !overrides.tolerations.is_empty() {
+        spec.tolerations = Some(overrides.tolerations.clone());
+    }
+    if overrides.affinity.is_some() {
+        spec.affinity = overrides.affinity.clone();
+    }
+    if !overrides.topology_spread_constraints.is_empty() {
+        spec.topology_spread_constraints = Some(overrides.topology_spread_constraints.clone());
+    }
+    if overrides.priority_class_name.is_some() {
+        spec.priority_class_name = overrides.priority_class_name.clone();
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use k8s_openapi::api::core::v1::PodSpec;

@@ -12,7 +12,11 @@ use kube::{
 };
 use serde::{Serialize, de::DeserializeOwned};
 
-use super::{Context, Managed, ObservedStatus, publish};
+use super::{
+    Context, Managed, ObservedStatus,
+    cache::{Cached, cached_meta},
+    publish,
+};
 use crate::{
     conditions::{self, Desired, READY},
     error::{Error, Result},
@@ -24,6 +28,7 @@ use crate::{
 pub async fn apply_namespaced<K>(ctx: &Context, object: &K) -> Result<K>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Cached
         + Clone
         + Debug
         + Serialize
@@ -38,6 +43,7 @@ where
 pub async fn apply_cluster<K>(ctx: &Context, object: &K) -> Result<K>
 where
     K: Resource<Scope = ClusterResourceScope, DynamicType = ()>
+        + Cached
         + Clone
         + Debug
         + Serialize
@@ -48,7 +54,7 @@ where
 
 async fn patch<K>(ctx: &Context, api: &Api<K>, object: &K) -> Result<K>
 where
-    K: Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned,
+    K: Resource<DynamicType = ()> + Cached + Clone + Debug + Serialize + DeserializeOwned,
 {
     let name = object.meta().name.clone().unwrap_or_default();
     let what = || format!("{} {name}", K::kind(&()));
@@ -57,12 +63,14 @@ where
     // Idle passes write nothing. The hash of what we apply, kept as an annotation, tells
     // whether our desired state changed (including fields we stopped setting); the subset
     // check tells whether someone changed a field we set. Only then is the object applied.
+    // Both look at the cache: a stale entry costs one redundant apply, and a change someone
+    // makes arrives as a watch event that brings the object back here.
     let hash = applied_hash(&desired);
     desired["metadata"]["annotations"][ANNOTATION_APPLIED_HASH] = hash.clone().into();
-    if let Some(live) = api.get_opt(&name).await.map_err(|source| Error::Read { what: what(), source })?
-        && live.meta().annotations.as_ref().and_then(|a| a.get(ANNOTATION_APPLIED_HASH)) == Some(&hash)
-        && let Ok(live_json) = serde_json::to_value(&live)
+    if let Some(live_json) = K::cached(&ctx.caches, object.meta().namespace.as_deref(), &name)
+        && live_json["metadata"]["annotations"][ANNOTATION_APPLIED_HASH].as_str() == Some(hash.as_str())
         && is_subset(&desired, &live_json)
+        && let Ok(live) = serde_json::from_value::<K>(live_json)
     {
         return Ok(live);
     }
@@ -80,54 +88,178 @@ where
 /// Annotation holding the hash of the last applied desired state.
 pub const ANNOTATION_APPLIED_HASH: &str = "dataworkspace.io/applied-hash";
 
-/// A hash of a desired object. Serialisation of the typed objects is deterministic (struct
-/// field order, sorted maps); a new toolchain may change the hasher, which costs one re-apply.
+/// A hash of a desired object: FNV-1a (64 bits) of its JSON text. Serialisation of the typed
+/// objects is deterministic (struct field order, sorted maps), and FNV-1a is fixed by its
+/// definition, so the hash stays the same across toolchains and releases: only a change of what
+/// the operator wants changes it.
 pub fn applied_hash(desired: &serde_json::Value) -> String {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::hash::DefaultHasher::new();
-    desired.to_string().hash(&mut hasher);
-    format!("{:016x}", hasher.finish())
+    format!("{:016x}", fnv1a_64(desired.to_string().as_bytes()))
 }
 
+/// FNV-1a, 64 bits (<http://www.isthe.com/chongo/tech/comp/fnv/>).
+fn fnv1a_64(bytes: &[u8]) -> u64 {
+    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    bytes.iter().fold(OFFSET_BASIS, |hash, byte| (hash ^ u64::from(*byte)).wrapping_mul(PRIME))
+}
+
+/// Keys whose object value is a Kubernetes `ResourceList` (resource name → quantity):
+/// container and claim `limits`/`requests`, ResourceQuota `hard`, LimitRange items.
+const RESOURCE_LISTS: &[&str] =
+    &["limits", "requests", "hard", "default", "defaultRequest", "max", "min", "maxLimitRequestRatio"];
+/// Keys whose value is a single quantity.
+const QUANTITY_FIELDS: &[&str] = &["sizeLimit"];
+
 /// Whether every field of `desired` is present with the same value in `live`. Lists must have
-/// the same length and match element by element.
+/// the same length and match element by element. Quantities — the values of resource lists
+/// (see [`RESOURCE_LISTS`]) and quantity fields — compare by value, as the API server stores
+/// them in canonical form (`cpu: 0.5` comes back as `500m`); every other string compares
+/// exactly, so an environment variable `0.5` changed to `500m` is still a change.
 pub fn is_subset(desired: &serde_json::Value, live: &serde_json::Value) -> bool {
+    subset(desired, live, false)
+}
+
+fn subset(desired: &serde_json::Value, live: &serde_json::Value, resource_list: bool) -> bool {
     use serde_json::Value;
     match (desired, live) {
-        (Value::Object(d), Value::Object(l)) => {
-            d.iter().all(|(k, v)| v.is_null() || l.get(k).is_some_and(|lv| is_subset(v, lv)))
-        }
+        (Value::Object(d), Value::Object(l)) => d.iter().all(|(k, v)| {
+            v.is_null()
+                || l.get(k).is_some_and(|lv| match (v, lv) {
+                    (Value::String(a), Value::String(b))
+                        if resource_list || QUANTITY_FIELDS.contains(&k.as_str()) =>
+                    {
+                        same_quantity(a, b)
+                    }
+                    _ => subset(v, lv, RESOURCE_LISTS.contains(&k.as_str())),
+                })
+        }),
         (Value::Array(d), Value::Array(l)) => {
-            d.len() == l.len() && d.iter().zip(l).all(|(a, b)| is_subset(a, b))
+            d.len() == l.len() && d.iter().zip(l).all(|(a, b)| subset(a, b, false))
         }
         _ => desired == live,
     }
 }
 
-/// Deletes a namespaced object if it exists and carries the operator's label.
+/// Whether two quantity strings are equal, or both quantities of the same value as the API
+/// server stores it. Anything that does not parse compares as text.
+fn same_quantity(a: &str, b: &str) -> bool {
+    a == b || quantity_value(a).is_some_and(|x| quantity_value(b) == Some(x))
+}
+
+/// The value of a Kubernetes quantity as the API server keeps it, exactly: the sign, and
+/// `mantissa × 10^-scale` with no trailing zero in `mantissa` (zero is `(false, 0, 0)`). As
+/// the API server does, it rounds up to nano units (10^-9) and caps the magnitude at 2^63 - 1.
+/// `None` when the text is not a quantity (`<sign?><digits>[.<digits>]<suffix>`, the suffix
+/// one of `Ki`…`Ei`, `n u m k M G T P E`, or `e<integer>`), or too large to hold exactly.
+fn quantity_value(text: &str) -> Option<(bool, u128, i32)> {
+    let (negative, rest) = match text.as_bytes().first()? {
+        b'-' => (true, &text[1..]),
+        b'+' => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let number_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+    let (number, suffix) = rest.split_at(number_end);
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if (whole.is_empty() && fraction.is_empty()) || fraction.contains('.') {
+        return None;
+    }
+    let mut mantissa: u128 = 0;
+    for digit in whole.bytes().chain(fraction.bytes()) {
+        mantissa = mantissa.checked_mul(10)?.checked_add(u128::from(digit - b'0'))?;
+    }
+    let mut scale = i32::try_from(fraction.len()).ok()?;
+    let decimal = move |exponent: i32| scale.checked_sub(exponent);
+    match suffix {
+        "" => {}
+        "n" => scale = decimal(-9)?,
+        "u" => scale = decimal(-6)?,
+        "m" => scale = decimal(-3)?,
+        "k" => scale = decimal(3)?,
+        "M" => scale = decimal(6)?,
+        "G" => scale = decimal(9)?,
+        "T" => scale = decimal(12)?,
+        "P" => scale = decimal(15)?,
+        "E" => scale = decimal(18)?,
+        "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei" => {
+            let power = ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei"].iter().position(|s| *s == suffix)? + 1;
+            mantissa = mantissa.checked_mul(1u128 << (10 * power))?;
+        }
+        _ => {
+            let exponent = suffix.strip_prefix(['e', 'E'])?;
+            if !exponent.trim_start_matches(['+', '-']).bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            scale = decimal(exponent.parse::<i32>().ok()?)?;
+        }
+    }
+    if mantissa == 0 {
+        return Some((false, 0, 0));
+    }
+    // Round up (away from zero) to nano units.
+    if scale > 9 {
+        mantissa = match 10u128.checked_pow(u32::try_from(scale - 9).ok()?) {
+            Some(unit) => mantissa.div_ceil(unit),
+            // The unit exceeds any u128, so the mantissa is a fraction of one nano unit.
+            None => 1,
+        };
+        scale = 9;
+    }
+    // Cap the magnitude at 2^63 - 1, as the API server does.
+    let max = u128::from(i64::MAX.unsigned_abs());
+    let above_max = if scale <= 0 {
+        10u128.checked_pow(scale.unsigned_abs()).and_then(|f| mantissa.checked_mul(f)).is_none_or(|v| v > max)
+    } else {
+        10u128
+            .checked_pow(scale.unsigned_abs())
+            .and_then(|f| max.checked_mul(f))
+            .is_some_and(|m| mantissa > m)
+    };
+    if above_max {
+        (mantissa, scale) = (max, 0);
+    }
+    while mantissa.is_multiple_of(10) {
+        mantissa /= 10;
+        scale -= 1;
+    }
+    Some((negative, mantissa, scale))
+}
+
+/// Deletes a namespaced object if the cache has it and it carries the operator's label.
 pub async fn delete_if_managed<K>(ctx: &Context, namespace: &str, name: &str) -> Result<()>
 where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + Debug + DeserializeOwned,
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Cached + Clone + Debug + DeserializeOwned,
 {
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
-    let what = || format!("{} {namespace}/{name}", K::kind(&()));
-    let Some(existing) =
-        api.get_metadata_opt(name).await.map_err(|source| Error::Read { what: what(), source })?
-    else {
+    remove(ctx, Api::<K>::namespaced(ctx.client.clone(), namespace), Some(namespace), name).await
+}
+
+/// Deletes a cluster-scoped object if the cache has it and it carries the operator's label.
+pub async fn delete_cluster_if_managed<K>(ctx: &Context, name: &str) -> Result<()>
+where
+    K: Resource<Scope = ClusterResourceScope, DynamicType = ()> + Cached + Clone + Debug + DeserializeOwned,
+{
+    remove(ctx, Api::<K>::all(ctx.client.clone()), None, name).await
+}
+
+async fn remove<K>(ctx: &Context, api: Api<K>, namespace: Option<&str>, name: &str) -> Result<()>
+where
+    K: Resource<DynamicType = ()> + Cached + Clone + Debug + DeserializeOwned,
+{
+    let what =
+        || format!("{} {}{name}", K::kind(&()), namespace.map(|n| format!("{n}/")).unwrap_or_default());
+    let Some(existing) = cached_meta::<K>(&ctx.caches, namespace, name) else {
         return Ok(());
     };
-    let managed = existing
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(crate::names::LABEL_MANAGED_BY))
-        .map(String::as_str)
-        == Some(MANAGER);
+    let managed =
+        existing.labels.as_ref().and_then(|l| l.get(crate::names::LABEL_MANAGED_BY)).map(String::as_str)
+            == Some(MANAGER);
     if managed {
-        api.delete(name, &Default::default())
-            .await
-            .map_err(|source| Error::Apply { what: what(), source })?;
         ctx.count_write(&K::kind(&()));
+        match api.delete(name, &Default::default()).await {
+            Ok(_) => {}
+            // Gone already: the cache was a moment behind.
+            Err(kube::Error::Api(status)) if status.is_not_found() => {}
+            Err(source) => return Err(Error::Apply { what: what(), source }),
+        }
     }
     Ok(())
 }
@@ -142,32 +274,56 @@ struct StatusApply<S> {
 }
 
 /// Writes `status` with the `desired` conditions merged in — unless the result equals the stored
-/// status, in which case nothing is sent. Publishes an Event when `Ready` changes.
+/// status, in which case nothing is sent. Publishes an Event when `Ready` changes. The
+/// conditions applied are the desired ones: an owned condition type no longer desired is removed.
 pub async fn apply_status<K: Managed>(
+    ctx: &Context,
+    obj: &K,
+    status: K::Status,
+    desired: &[Desired],
+) -> Result<()> {
+    write_status(ctx, obj, status, desired, false).await
+}
+
+/// The status write of a failed pass: like [`apply_status`], but the owned conditions not in
+/// `desired` (a failure sets only `Ready`) are kept as stored.
+pub(super) async fn apply_failure_status<K: Managed>(
+    ctx: &Context,
+    obj: &K,
+    status: K::Status,
+    desired: &[Desired],
+) -> Result<()> {
+    write_status(ctx, obj, status, desired, true).await
+}
+
+async fn write_status<K: Managed>(
     ctx: &Context,
     obj: &K,
     mut status: K::Status,
     desired: &[Desired],
+    keep_owned: bool,
 ) -> Result<()> {
     let current = obj.status().cloned().unwrap_or_default();
     let generation = obj.meta().generation;
     let merged = conditions::merge(current.conditions(), desired, generation, &Time(Timestamp::now()));
-    status.set_conditions(merged.clone());
+    // Apply only our conditions: server-side apply keeps those other managers own, and removes
+    // ours that are left out.
+    let applied = conditions::applied(&merged, desired, K::CONDITION_TYPES, keep_owned);
+    status.set_conditions(conditions::stored(&merged, &applied, K::CONDITION_TYPES));
     status.set_observed_generation(generation);
     if status == current {
         return Ok(());
     }
 
     let before = conditions::find(current.conditions(), READY);
-    if let Some(after) = conditions::find(&merged, READY)
-        && before.is_none_or(|b| b.status != after.status || b.reason != after.reason)
-    {
-        let type_ = if after.status == "True" { EventType::Normal } else { EventType::Warning };
-        publish(ctx, &obj.object_ref(&()), type_, &after.reason, &after.message).await;
-    }
+    let event = conditions::find(&applied, READY)
+        .filter(|after| before.is_none_or(|b| b.status != after.status || b.reason != after.reason))
+        .map(|after| {
+            let type_ = if after.status == "True" { EventType::Normal } else { EventType::Warning };
+            (type_, after.reason.clone(), after.message.clone())
+        });
 
-    // Apply only our conditions: server-side apply keeps those other managers own.
-    status.set_conditions(conditions::owned(&merged, K::CONDITION_TYPES));
+    status.set_conditions(applied);
     let body = StatusApply { api_version: K::api_version(&()).into_owned(), kind: K::KIND.into(), status };
     let resource = ApiResource::erase::<K>(&());
     let api: Api<DynamicObject> = match obj.namespace() {
@@ -179,6 +335,10 @@ pub async fn apply_status<K: Managed>(
         .map_err(|source| Error::StatusUpdate { source })?;
     ctx.metrics.status_writes.get_or_create(&KindLabels { kind: K::KIND }).inc();
     ctx.count_write(&format!("{}/status", K::KIND));
+    // Announced once the change is stored: a write that failed is retried, and announced then.
+    if let Some((type_, reason, message)) = event {
+        publish(ctx, &obj.object_ref(&()), type_, &reason, &message).await;
+    }
     Ok(())
 }
 
@@ -204,6 +364,125 @@ mod tests {
         let with = serde_json::json!({"subjects": [{"name": "a"}], "roleRef": {"name": "r"}});
         let without = serde_json::json!({"roleRef": {"name": "r"}});
         assert_ne!(applied_hash(&with), applied_hash(&without));
-        assert_eq!(applied_hash(&with), applied_hash(&with.clone()));
+    }
+
+    #[test]
+    fn applied_hash_is_fnv1a_and_stable_across_releases() {
+        // Published FNV-1a 64 test vectors.
+        assert_eq!(fnv1a_64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a_64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a_64(b"foobar"), 0x8594_4171_f739_67e8);
+        // Golden value, computed independently over the JSON text
+        // `{"roleRef":{"name":"r"},"subjects":[{"name":"a"}]}`: annotations written by earlier
+        // runs keep matching, whatever the toolchain.
+        let desired = serde_json::json!({"subjects": [{"name": "a"}], "roleRef": {"name": "r"}});
+        assert_eq!(desired.to_string(), r#"{"roleRef":{"name":"r"},"subjects":[{"name":"a"}]}"#);
+        assert_eq!(applied_hash(&desired), "43d35f04791686ee");
+    }
+
+    #[test]
+    fn quantities_compare_by_the_value_the_api_server_stores() {
+        for (written, stored) in [
+            ("0.5", "500m"),
+            ("1000m", "1"),
+            ("1.5Gi", "1536Mi"),
+            ("1024Mi", "1Gi"),
+            ("2e3", "2k"),
+            ("2E3", "2k"),
+            ("100M", "100M"),
+            ("0.1", "100m"),
+            ("0.25", "250m"),
+            ("+1", "1"),
+            ("-0.5", "-500m"),
+            ("-0", "0"),
+            ("0Gi", "0"),
+            ("1.", "1"),
+            (".5", "500m"),
+            ("1e-3", "1m"),
+            ("1.5e+3", "1500"),
+            ("1k", "1000"),
+            ("1E", "1e18"),
+            ("1Ei", "1152921504606846976"),
+            ("4096Mi", "4Gi"),
+            ("0.5Ki", "512"),
+            ("1u", "1000n"),
+            // The API server rounds up to nano units and caps at 2^63 - 1.
+            ("0.1n", "1n"),
+            ("1e-30", "1n"),
+            ("1.0000000001", "1000000001n"),
+            ("1e19", "9223372036854775807"),
+            ("99999999Ei", "9223372036854775807"),
+        ] {
+            assert!(same_quantity(written, stored), "{written} should equal {stored}");
+            assert!(same_quantity(stored, written), "{stored} should equal {written}");
+        }
+        for (a, b) in [
+            ("1Gi", "1G"),
+            ("500m", "5"),
+            ("1", "-1"),
+            ("1Ki", "1k"),
+            ("1n", "0"),
+            ("1.5", "1"),
+            ("1e3", "1e4"),
+        ] {
+            assert!(!same_quantity(a, b), "{a} should differ from {b}");
+        }
+        for text in [
+            "", "abc", "Gi", "1.2.3", "1 Gi", "1Gib", "1K", "1mi", "1e", "1e3.5", "1e+-3", ".", "-", "0x10",
+            "1i",
+        ] {
+            assert_eq!(quantity_value(text), None, "{text:?} is not a quantity");
+        }
+        // Too large to hold exactly: compared as text.
+        let huge = "9".repeat(60);
+        assert_eq!(quantity_value(&huge), None);
+        assert!(same_quantity(&huge, &huge) && !same_quantity(&huge, "1"));
+    }
+
+    #[test]
+    fn subset_compares_quantities_by_value_only_where_quantities_are() {
+        // What the operator applied, and what the API server stored: canonical quantities.
+        let desired = serde_json::json!({
+            "spec": {
+                "hard": {"requests.cpu": "0.5", "limits.memory": "1024Mi", "pods": "50"},
+                "limits": [{"type": "Container", "default": {"cpu": "1000m"}, "defaultRequest": {"memory": "0.25Gi"}}],
+                "template": {"spec": {
+                    "containers": [{
+                        "resources": {"requests": {"cpu": "0.25"}, "limits": {"memory": "2048Mi"}},
+                        "env": [{"name": "CORES", "value": "0.5"}]
+                    }],
+                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1024Mi"}}]
+                }},
+                "volumeClaimTemplates": [{"spec": {"resources": {"requests": {"storage": "1024Mi"}}}}]
+            }
+        });
+        let live = serde_json::json!({
+            "spec": {
+                "hard": {"requests.cpu": "500m", "limits.memory": "1Gi", "pods": "50"},
+                "limits": [{"type": "Container", "default": {"cpu": "1"}, "defaultRequest": {"memory": "256Mi"}}],
+                "template": {"spec": {
+                    "containers": [{
+                        "resources": {"requests": {"cpu": "250m"}, "limits": {"memory": "2Gi"}},
+                        "env": [{"name": "CORES", "value": "0.5"}]
+                    }],
+                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}]
+                }},
+                "volumeClaimTemplates": [{"spec": {"resources": {"requests": {"storage": "1Gi"}}}}]
+            }
+        });
+        assert!(is_subset(&desired, &live));
+        // A quantity someone changed is a change.
+        let mut changed = live.clone();
+        changed["spec"]["hard"]["requests.cpu"] = "600m".into();
+        assert!(!is_subset(&desired, &changed));
+        // Outside resource lists, strings compare exactly: `0.5` and `500m` differ in an
+        // environment variable, a label or a ConfigMap.
+        let mut env = live.clone();
+        env["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"] = "500m".into();
+        assert!(!is_subset(&desired, &env));
+        let label = serde_json::json!({"metadata": {"labels": {"limits": "0.5"}}, "data": {"requests": "1"}});
+        let relabelled =
+            serde_json::json!({"metadata": {"labels": {"limits": "500m"}}, "data": {"requests": "1000m"}});
+        assert!(!is_subset(&label, &relabelled));
     }
 }

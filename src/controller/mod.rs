@@ -5,13 +5,19 @@
 //! and errors into Events and `Ready=False`, and the error policy; `apply` writes.
 
 pub mod apply;
+pub mod cache;
+pub mod children;
 pub mod identity;
 pub mod project;
 pub mod python_environment;
+pub mod resolve;
 pub mod user;
 pub mod workspace;
 
-pub use apply::{apply_cluster, apply_namespaced, apply_status, delete_if_managed};
+pub use apply::{
+    apply_cluster, apply_namespaced, apply_status, delete_cluster_if_managed, delete_if_managed,
+};
+pub use cache::{Caches, Feed, Feeds, valid};
 
 use std::{
     collections::HashMap,
@@ -29,10 +35,8 @@ use kube::{
     core::DeserializeGuard,
     runtime::{
         Controller,
-        controller::Action,
+        controller::{self, Action},
         events::{Event, EventType, Recorder, Reporter},
-        reflector::Store,
-        watcher,
     },
 };
 use serde::{Serialize, de::DeserializeOwned};
@@ -42,7 +46,7 @@ use crate::{
     conditions::{Desired, READY},
     config::Config,
     crd::{Project, PythonEnvironment, User, Workspace},
-    error::{Error, Result},
+    error::{DEPENDENCY_RETRY, Error, Result},
     metrics::{FailureLabels, KindLabels, Metrics, WriteLabels},
     names::MANAGER,
 };
@@ -61,83 +65,30 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Operator-wide settings.
     pub config: Config,
-    /// The controllers' caches of the root kinds, for relations between them.
-    pub stores: Stores,
+    /// The caches every pass reads.
+    pub caches: Caches,
     /// Consecutive transient failures per object, for the growing retry delay.
     failures: Mutex<HashMap<String, u32>>,
 }
 
-/// The caches the controllers keep of their root kinds.
-#[derive(Clone)]
-pub struct Stores {
-    /// Workspaces.
-    pub workspaces: Store<DeserializeGuard<Workspace>>,
-    /// Users.
-    pub users: Store<DeserializeGuard<User>>,
-    /// Projects.
-    pub projects: Store<DeserializeGuard<Project>>,
-}
-
-/// The well-formed objects of a store.
-pub fn valid<K: Clone>(store: &Store<DeserializeGuard<K>>) -> Vec<K>
-where
-    DeserializeGuard<K>: Resource,
-    <DeserializeGuard<K> as Resource>::DynamicType: std::hash::Hash + Eq + Clone,
-{
-    store.state().iter().filter_map(|g| g.0.as_ref().ok().cloned()).collect()
-}
-
-impl Stores {
-    /// Waits until every cache has its initial list, so a pass never acts on a partial view
-    /// (for example, bindings computed before the Users are known). Bounded, so a pass never
-    /// hangs on a cache: past the bound it fails as a transient error and is retried.
-    pub async fn ready(&self) -> Result<()> {
-        let deadline = tokio::time::Instant::now() + CACHE_WAIT;
-        while !(is_ready(&self.workspaces).await
-            && is_ready(&self.users).await
-            && is_ready(&self.projects).await)
-        {
-            if tokio::time::Instant::now() >= deadline {
-                return Err(Error::CacheNotReady);
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Whether a store has its initial list, waiting briefly. A store's readiness future keeps
-/// only the waker of its latest waiter, so concurrent passes waiting on it can miss the wake-up;
-/// short, repeated waits never depend on being woken.
-async fn is_ready<K>(store: &Store<K>) -> bool
-where
-    K: Resource + Clone + 'static,
-    K::DynamicType: std::hash::Hash + Eq + Clone,
-{
-    tokio::time::timeout(Duration::from_millis(100), store.wait_until_ready()).await.is_ok()
-}
-
-/// How long a pass waits for the caches to fill.
-const CACHE_WAIT: Duration = Duration::from_secs(10);
-
 impl Context {
     /// A context for the given client, metrics, settings and caches.
-    pub fn new(client: Client, metrics: Arc<Metrics>, config: Config, stores: Stores) -> Self {
+    pub fn new(client: Client, metrics: Arc<Metrics>, config: Config, caches: Caches) -> Self {
         let reporter = Reporter { controller: MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             metrics,
             config,
-            stores,
+            caches,
             failures: Mutex::default(),
         }
     }
 
-    fn record_failure(&self, key: &str) -> u32 {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let count = failures.entry(key.to_string()).or_default();
-        *count += 1;
-        *count
+    /// Decides when a failed pass is retried, keeping the object's failure count (see
+    /// [`retry_policy`]).
+    fn record_failure(&self, key: &str, error: &Error) -> Action {
+        retry_policy(&mut self.failures.lock().unwrap_or_else(|e| e.into_inner()), key, error)
     }
 
     /// Counts a write request sent to the API server.
@@ -145,6 +96,7 @@ impl Context {
         self.metrics.api_writes.get_or_create(&WriteLabels { resource: resource.to_string() }).inc();
     }
 
+    /// Forgets an object's failure count: its pass succeeded, or it is gone.
     fn clear_failures(&self, key: &str) {
         self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
     }
@@ -252,25 +204,39 @@ pub async fn run<F>(client: Client, metrics: Arc<Metrics>, config: Config, shutd
 where
     F: Future<Output = ()> + Clone + Send + Sync + 'static,
 {
-    let workspaces = controller_for::<Workspace>(&client);
-    let users = controller_for::<User>(&client);
-    let environments = controller_for::<PythonEnvironment>(&client);
-    let projects = controller_for::<Project>(&client);
-    let stores = Stores { workspaces: workspaces.store(), users: users.store(), projects: projects.store() };
-    let ctx = Arc::new(Context::new(client, metrics, config, stores));
-    tokio::join!(
-        drive(workspace::relations(workspaces, &ctx), ctx.clone(), shutdown.clone()),
-        drive(user::relations(users, &ctx), ctx.clone(), shutdown.clone()),
-        drive(environments, ctx.clone(), shutdown.clone()),
-        drive(projects, ctx, shutdown),
-    );
+    let mut feeds = Feeds::new(&client);
+    let ctx = Arc::new(Context::new(client, metrics, config, feeds.caches()));
+    let workspaces = workspace::controller(&mut feeds, &ctx);
+    let users = user::controller(&mut feeds, &ctx);
+    let projects = project::controller(&mut feeds, &ctx);
+    let environments = root(&mut feeds.environments);
+    let watches = futures::future::join_all(feeds.drive(&ctx.metrics));
+    let controllers = async {
+        tokio::join!(
+            drive(workspaces, ctx.clone(), shutdown.clone()),
+            drive(users, ctx.clone(), shutdown.clone()),
+            drive(environments, ctx.clone(), shutdown.clone()),
+            drive(projects, ctx.clone(), shutdown),
+        )
+    };
+    // The watches run until the controllers have stopped.
+    tokio::select! {
+        _ = controllers => {}
+        _ = watches => {}
+    }
 }
 
-fn controller_for<K: Managed>(client: &Client) -> Controller<DeserializeGuard<K>> {
-    Controller::new(
-        Api::<DeserializeGuard<K>>::all(client.clone()),
-        watcher::Config::default().any_semantic(),
-    )
+/// How long a controller waits for more triggers of an object before a pass, so bursts of
+/// events (a status write, then its own watch event) cost one pass.
+const DEBOUNCE: Duration = Duration::from_millis(500);
+/// Passes running at once per controller: bounded, so a burst of changes does not flood the
+/// API server under credentials nothing throttles.
+const CONCURRENCY: u16 = 8;
+
+/// A controller over a root kind, fed by its cache.
+pub fn root<K: Managed>(feed: &mut Feed<DeserializeGuard<K>>) -> Controller<DeserializeGuard<K>> {
+    Controller::for_stream(feed.subscribe(), feed.store.clone())
+        .with_config(controller::Config::default().debounce(DEBOUNCE).concurrency(CONCURRENCY))
 }
 
 async fn drive<K, F>(controller: Controller<DeserializeGuard<K>>, ctx: Arc<Context>, shutdown: F)
@@ -281,24 +247,51 @@ where
     info!(kind = K::KIND, "starting controller");
     controller
         .graceful_shutdown_on(shutdown)
-        .run(guarded_reconcile::<K>, error_policy::<K>, ctx)
-        .for_each(|result| async move {
-            match result {
-                Ok((object, _)) => debug!(kind = K::KIND, object = %object, "reconciled"),
-                Err(error) => debug!(kind = K::KIND, %error, "reconcile did not succeed"),
-            }
+        .run(guarded_reconcile::<K>, error_policy::<K>, ctx.clone())
+        .for_each(|result| {
+            outcome::<K>(&ctx, result);
+            futures::future::ready(())
         })
         .await;
     info!(kind = K::KIND, "controller stopped");
 }
 
-/// Watch configuration for children the operator labelled.
-pub fn managed_children() -> watcher::Config {
-    watcher::Config::default().labels(&format!("{}={MANAGER}", crate::names::LABEL_MANAGED_BY)).any_semantic()
+/// What a controller's stream reports for one pass, or about its watches and queue.
+type Outcome<K> = std::result::Result<
+    (kube::runtime::reflector::ObjectRef<DeserializeGuard<K>>, Action),
+    kube::runtime::controller::Error<Error, kube::runtime::watcher::Error>,
+>;
+
+/// Records what the controller stream reports. Failed passes were logged at warn by the pass
+/// itself; an object that is gone has its failure count forgotten; anything else is the
+/// controller's watches or queue failing (a watch the API server refuses, RBAC 403): logged at
+/// warn and counted, as nothing else shows it.
+fn outcome<K: Managed>(ctx: &Context, result: Outcome<K>) {
+    use kube::runtime::controller::Error as ControllerError;
+    match result {
+        Ok((object, _)) => debug!(kind = K::KIND, object = %object, "reconciled"),
+        Err(ControllerError::ReconcilerFailed(error, object)) => {
+            debug!(kind = K::KIND, object = %object, %error, "reconcile did not succeed");
+        }
+        Err(ControllerError::ObjectNotFound(object)) => {
+            ctx.clear_failures(&object_key(K::KIND, object.namespace.as_deref(), &object.name));
+            debug!(kind = K::KIND, object = %object, "object is gone");
+        }
+        Err(error) => {
+            ctx.metrics.watch_errors.get_or_create(&KindLabels { kind: K::KIND }).inc();
+            warn!(kind = K::KIND, %error, "the controller's watch or queue failed");
+        }
+    }
 }
 
-fn object_key<K: Resource>(obj: &K) -> String {
-    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
+/// The key of an object's failure count: kind, namespace and name, so objects of different
+/// kinds with the same name never share a count.
+fn object_key(kind: &str, namespace: Option<&str>, name: &str) -> String {
+    format!("{kind}/{}/{name}", namespace.unwrap_or_default())
+}
+
+fn guard_key<K: Managed>(guard: &DeserializeGuard<K>) -> String {
+    object_key(K::KIND, guard.namespace().as_deref(), &guard.name_any())
 }
 
 /// Entry point of every pass: malformed objects become a Warning Event, errors become
@@ -335,7 +328,7 @@ async fn guarded_reconcile<K: Managed>(guard: Arc<DeserializeGuard<K>>, ctx: Arc
     };
     ctx.metrics.duration.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
     match &result {
-        Ok(_) => ctx.clear_failures(&object_key(&*guard)),
+        Ok(_) => ctx.clear_failures(&guard_key(&*guard)),
         Err(error) => {
             ctx.metrics
                 .failures
@@ -347,12 +340,27 @@ async fn guarded_reconcile<K: Managed>(guard: Arc<DeserializeGuard<K>>, ctx: Arc
     result
 }
 
-/// Permanent errors wait for a change of the object; transient ones retry with a growing delay.
+/// When a failed pass is retried (see [`retry_policy`]).
 fn error_policy<K: Managed>(guard: Arc<DeserializeGuard<K>>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.record_failure(&guard_key(&*guard), error)
+}
+
+/// When a failed pass is retried, given the consecutive transient failures per object key.
+/// Permanent errors wait for a change of the object; errors that depend on other objects are
+/// retried after [`DEPENDENCY_RETRY`] (their watches may not lead back to the object); both
+/// forget the count. Transient errors retry with a growing delay ([`retry_delay`]).
+pub fn retry_policy(failures: &mut HashMap<String, u32>, key: &str, error: &Error) -> Action {
     if error.is_permanent() {
+        failures.remove(key);
         return Action::await_change();
     }
-    Action::requeue(retry_delay(ctx.record_failure(&object_key(&*guard))))
+    if error.is_dependency() {
+        failures.remove(key);
+        return Action::requeue(DEPENDENCY_RETRY);
+    }
+    let count = failures.entry(key.to_string()).or_default();
+    *count = count.saturating_add(1);
+    Action::requeue(retry_delay(*count))
 }
 
 /// Delay before retry number `failures` (1-based) of a transient error: 5 s, doubling, at most 5 min.
@@ -362,16 +370,42 @@ pub fn retry_delay(failures: u32) -> Duration {
 }
 
 /// Records a failed pass on the object: `Ready=False` with the error's reason, keeping the rest
-/// of the status as it was.
+/// of the status as it was — when [`failure_needs_status`] says so.
 async fn report_failure<K: Managed>(ctx: &Context, obj: &K, error: &Error) {
-    if matches!(error, Error::StatusUpdate { .. }) {
-        return; // writing status is what failed; the retry will try again
+    if !failure_needs_status(obj.status(), obj.meta().generation, error) {
+        return;
     }
     let status = obj.status().cloned().unwrap_or_default();
     let ready = Desired::no(READY, error.reason(), error.message());
-    if let Err(status_error) = apply_status(ctx, obj, status, &[ready]).await {
+    if let Err(status_error) = apply::apply_failure_status(ctx, obj, status, &[ready]).await {
         warn!(%status_error, "could not record the failure in status");
     }
+}
+
+/// Whether a failed pass writes `Ready=False` into the stored status. Every status write is a
+/// watch event that triggers the object again at once, ahead of the retry delay: so a failure
+/// already recorded — `Ready=False` with the same reason, for the current generation — is not
+/// written again, and the retry delay holds. The message counts only for errors whose message
+/// the operator makes from the spec and the observed state (it changes only when they do); an
+/// API server's or the network's text may differ on every try (request IDs, timeouts) and would
+/// turn each retry into an immediate one. A failed status write is not recorded in status.
+pub fn failure_needs_status<S: ObservedStatus>(
+    stored: Option<&S>,
+    generation: Option<i64>,
+    error: &Error,
+) -> bool {
+    if matches!(error, Error::StatusUpdate { .. }) {
+        return false; // writing status is what failed; the retry will try again
+    }
+    let Some(stored) = stored else { return true };
+    let Some(ready) = crate::conditions::find(stored.conditions(), READY) else { return true };
+    let own_message = matches!(error, Error::InvalidSpec { .. } | Error::Dependency { .. });
+    let recorded = ready.status == "False"
+        && ready.reason == error.reason()
+        && ready.observed_generation == generation
+        && stored.observed_generation() == generation
+        && (!own_message || ready.message == error.message());
+    !recorded
 }
 
 /// `Ready=False` for what this operator version does not provision yet: honest, never Ready.
@@ -411,5 +445,128 @@ mod tests {
         assert_eq!(retry_delay(3), Duration::from_secs(20));
         assert_eq!(retry_delay(7), Duration::from_secs(300));
         assert_eq!(retry_delay(1000), Duration::from_secs(300));
+    }
+
+    fn transient() -> Error {
+        let status =
+            kube::core::Status::failure("etcdserver: request timed out", "InternalError").with_code(500);
+        Error::Apply { what: "Namespace a".into(), source: kube::Error::Api(status.boxed()) }
+    }
+
+    fn invalid() -> Error {
+        Error::InvalidSpec { reason: "InvalidGitRepository", message: "bad URL".into() }
+    }
+
+    fn dependency() -> Error {
+        Error::Dependency {
+            reason: "NamespaceConflict",
+            message: "namespace a belongs to Workspace b".into(),
+        }
+    }
+
+    #[test]
+    fn objects_of_different_kinds_never_share_a_key() {
+        assert_ne!(object_key("Workspace", None, "a"), object_key("User", None, "a"));
+        assert_ne!(object_key("Project", Some("ns"), "x"), object_key("PythonEnvironment", Some("ns"), "x"));
+        assert_ne!(object_key("Project", Some("a"), "b"), object_key("Project", Some("b"), "a"));
+        assert_eq!(object_key("Project", Some("ns"), "x"), "Project/ns/x");
+    }
+
+    #[test]
+    fn transient_errors_retry_later_and_later_per_object() {
+        let mut failures = HashMap::new();
+        let workspace = object_key("Workspace", None, "a");
+        let delays: Vec<Action> =
+            (0..3).map(|_| retry_policy(&mut failures, &workspace, &transient())).collect();
+        assert_eq!(
+            delays,
+            [5, 10, 20].map(|s| Action::requeue(Duration::from_secs(s))),
+            "a transient error retries with a growing delay"
+        );
+        // A User of the same name keeps a count of its own.
+        let user = object_key("User", None, "a");
+        assert_eq!(retry_policy(&mut failures, &user, &transient()), Action::requeue(Duration::from_secs(5)));
+        assert_eq!(failures[&workspace], 3);
+        assert_eq!(failures[&user], 1);
+    }
+
+    #[test]
+    fn permanent_errors_wait_for_a_change_and_forget_the_count() {
+        let mut failures = HashMap::new();
+        let key = object_key("Workspace", None, "a");
+        retry_policy(&mut failures, &key, &transient());
+        assert_eq!(retry_policy(&mut failures, &key, &invalid()), Action::await_change());
+        assert!(failures.is_empty(), "{failures:?}");
+        let malformed = Error::MalformedObject { kind: "Workspace", message: "x".into() };
+        assert_eq!(retry_policy(&mut failures, &key, &malformed), Action::await_change());
+        // After a permanent error, the next transient one starts from the shortest delay.
+        assert_eq!(retry_policy(&mut failures, &key, &transient()), Action::requeue(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn errors_that_depend_on_other_objects_are_retried_after_a_bounded_delay() {
+        let mut failures = HashMap::new();
+        let key = object_key("Workspace", None, "a");
+        retry_policy(&mut failures, &key, &transient());
+        for _ in 0..3 {
+            assert_eq!(retry_policy(&mut failures, &key, &dependency()), Action::requeue(DEPENDENCY_RETRY));
+        }
+        assert!(failures.is_empty(), "{failures:?}");
+    }
+
+    fn stored(ready: Option<(&str, &str, &str)>, generation: i64) -> crate::crd::WorkspaceStatus {
+        let conditions = ready
+            .map(|(status, reason, message)| Condition {
+                type_: READY.into(),
+                status: status.into(),
+                reason: reason.into(),
+                message: message.into(),
+                observed_generation: Some(generation),
+                last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    "2026-01-01T00:00:00Z".parse().unwrap(),
+                ),
+            })
+            .into_iter()
+            .collect();
+        crate::crd::WorkspaceStatus {
+            conditions,
+            observed_generation: Some(generation),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_failure_is_written_once_so_the_retry_delay_holds() {
+        let none: Option<&crate::crd::WorkspaceStatus> = None;
+        assert!(failure_needs_status(none, Some(1), &transient()), "no status yet");
+        let ready = stored(Some(("True", "Ready", "ok")), 1);
+        assert!(failure_needs_status(Some(&ready), Some(1), &transient()), "Ready turns False");
+        let no_ready = stored(None, 1);
+        assert!(failure_needs_status(Some(&no_ready), Some(1), &transient()));
+
+        // Recorded with the same reason: not again, even when the API server's text differs.
+        let recorded = stored(Some(("False", "ApplyFailed", "applying Namespace a: connection refused")), 1);
+        assert!(!failure_needs_status(Some(&recorded), Some(1), &transient()));
+        // Another reason, or a new generation, is written.
+        assert!(failure_needs_status(Some(&recorded), Some(1), &invalid()));
+        assert!(failure_needs_status(Some(&recorded), Some(2), &transient()));
+        let mut old_status = recorded.clone();
+        old_status.observed_generation = Some(0);
+        assert!(failure_needs_status(Some(&old_status), Some(1), &transient()));
+
+        // The operator's own messages follow the observed state: a new message is written.
+        let conflict = dependency();
+        let same = stored(Some(("False", "NamespaceConflict", &conflict.message())), 1);
+        assert!(!failure_needs_status(Some(&same), Some(1), &conflict));
+        let other = stored(Some(("False", "NamespaceConflict", "namespace a was made for Workspace c")), 1);
+        assert!(failure_needs_status(Some(&other), Some(1), &conflict));
+
+        // A failed status write is never recorded in status.
+        let status_error = Error::StatusUpdate {
+            source: kube::Error::Api(
+                kube::core::Status::failure("conflict", "Conflict").with_code(409).boxed(),
+            ),
+        };
+        assert!(!failure_needs_status(none, Some(1), &status_error));
     }
 }

@@ -8,15 +8,15 @@ use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
 use kube::{
-    Api, ResourceExt,
+    ResourceExt,
     core::DeserializeGuard,
-    runtime::{Controller, controller::Action, reflector::ObjectRef, watcher},
+    runtime::{Controller, controller::Action, reflector::ObjectRef},
 };
 
 use super::{
-    Context, RESYNC, apply_cluster, apply_status,
+    Context, Feeds, RESYNC, apply_cluster, apply_status, delete_cluster_if_managed,
     identity::{self, Identities, Refusal},
-    managed_children, valid,
+    root, valid,
     workspace::validate::resolve_members,
 };
 use crate::{
@@ -26,8 +26,8 @@ use crate::{
         Project, User, UserStatus, Workspace,
         user::{ProjectSummary, WorkspaceAccess},
     },
-    error::{Error, Result},
-    names::{LABEL_MANAGED_BY, MANAGER, labels, workspace_namespace},
+    error::Result,
+    names::{labels, workspace_namespace},
 };
 
 /// Condition types the User controller writes.
@@ -37,37 +37,84 @@ pub const PLATFORM_ADMIN_ROLE: &str = "dataworkspace-platform-admin";
 /// How many recent projects a User's status lists.
 pub const RECENT_LIMIT: usize = 5;
 
-/// Adds the User's relations: Workspaces (roles) and Projects (pinned and recent). Any change
-/// to either recomputes every User's status; the writes happen only where something changed.
-pub fn relations(
-    controller: Controller<DeserializeGuard<User>>,
-    ctx: &Arc<Context>,
-) -> Controller<DeserializeGuard<User>> {
-    let client = ctx.client.clone();
-    let (from_workspaces, from_projects, from_users) =
-        (ctx.stores.clone(), ctx.stores.clone(), ctx.stores.clone());
-    controller
-        .owns(Api::<ClusterRoleBinding>::all(client.clone()), managed_children())
-        // Users sharing a username are refused together, and freed together.
-        .watches(Api::<User>::all(client.clone()), watcher::Config::default(), move |changed| {
-            valid(&from_users.users)
+/// The User controller, fed by the caches. Triggers are narrow: a Workspace reaches its members
+/// and the Users whose status lists it; a Project reaches the Users who pin it or list it among
+/// their recent projects, and, while it is new (no status yet), the members of its workspace.
+/// So `recent` refreshes when a project appears, for those already showing it, and at resync.
+pub fn controller(feeds: &mut Feeds, ctx: &Arc<Context>) -> Controller<DeserializeGuard<User>> {
+    let (same_name, by_workspace, by_project) = (ctx.caches.clone(), ctx.caches.clone(), ctx.caches.clone());
+    root(&mut feeds.users)
+        .watches_stream(feeds.cluster_role_bindings.subscribe(), |binding| {
+            binding
+                .owner_references()
                 .iter()
-                .filter(|u| u.spec.username == changed.spec.username && u.name_any() != changed.name_any())
-                .map(|u| ObjectRef::new(&u.name_any()))
-                .collect::<Vec<_>>()
+                .find(|o| o.kind == "User" && o.api_version.starts_with("dataworkspace.io/"))
+                .map(|o| ObjectRef::new(&o.name))
         })
-        .watches(Api::<Workspace>::all(client.clone()), watcher::Config::default(), move |_| {
-            all_users(&from_workspaces.users)
+        // Users sharing a username are refused together, and freed together.
+        .watches_stream(feeds.users.subscribe(), move |changed| match &changed.0 {
+            Ok(changed) => users_sharing_username(&valid(&same_name.users), changed),
+            Err(_) => Vec::new(),
         })
-        .watches(Api::<Project>::all(client), watcher::Config::default(), move |_| {
-            all_users(&from_projects.users)
+        .watches_stream(feeds.workspaces.subscribe(), move |workspace| match &workspace.0 {
+            Ok(workspace) => users_of_workspace(&valid(&by_workspace.users), workspace),
+            Err(_) => Vec::new(),
+        })
+        .watches_stream(feeds.projects.subscribe(), move |project| match &project.0 {
+            Ok(project) => {
+                users_of_project(&valid(&by_project.users), &valid(&by_project.workspaces), project)
+            }
+            Err(_) => Vec::new(),
         })
 }
 
-fn all_users(
-    store: &kube::runtime::reflector::Store<DeserializeGuard<User>>,
+/// Other Users with the same username.
+pub fn users_sharing_username(users: &[User], changed: &User) -> Vec<ObjectRef<DeserializeGuard<User>>> {
+    users
+        .iter()
+        .filter(|u| u.spec.username == changed.spec.username && u.name_any() != changed.name_any())
+        .map(|u| ObjectRef::new(&u.name_any()))
+        .collect()
+}
+
+/// The members of a Workspace (by name or team) and the Users whose status lists it (who may
+/// have just left it).
+pub fn users_of_workspace(users: &[User], workspace: &Workspace) -> Vec<ObjectRef<DeserializeGuard<User>>> {
+    let name = workspace.name_any();
+    users
+        .iter()
+        .filter(|u| {
+            workspace.spec.members.iter().any(|m| {
+                m.user.as_deref() == u.metadata.name.as_deref()
+                    || m.team.as_ref().is_some_and(|t| u.spec.teams.contains(t))
+            }) || u.status.iter().flat_map(|s| &s.workspaces).any(|w| w.workspace == name)
+        })
+        .map(|u| ObjectRef::new(&u.name_any()))
+        .collect()
+}
+
+/// The Users a change of a Project can affect.
+pub fn users_of_project(
+    users: &[User],
+    workspaces: &[Workspace],
+    project: &Project,
 ) -> Vec<ObjectRef<DeserializeGuard<User>>> {
-    valid(store).iter().map(|u| ObjectRef::new(&u.name_any())).collect()
+    let (namespace, name) = (project.namespace().unwrap_or_default(), project.name_any());
+    let is = |r: &str, n: &str| r == namespace && n == name;
+    let new = project.status.is_none();
+    let workspace = workspaces
+        .iter()
+        .find(|w| workspace_namespace(&w.name_any(), w.spec.namespace.as_deref()) == namespace);
+    users
+        .iter()
+        .filter(|u| {
+            u.spec.pinned.iter().any(|p| is(&p.namespace, &p.name))
+                || u.status.iter().flat_map(|s| &s.recent).any(|p| is(&p.namespace, &p.name))
+                || (new
+                    && workspace.is_some_and(|w| !users_of_workspace(std::slice::from_ref(u), w).is_empty()))
+        })
+        .map(|u| ObjectRef::new(&u.name_any()))
+        .collect()
 }
 
 /// Name of a platform admin's ClusterRoleBinding.
@@ -106,16 +153,16 @@ pub async fn reconcile(user: Arc<User>, ctx: Arc<Context>) -> Result<Action> {
         // the garbage collector.
         return Ok(Action::await_change());
     }
-    ctx.stores.ready().await?;
-    let users = valid(&ctx.stores.users);
+    ctx.caches.ready().await?;
+    let users = valid(&ctx.caches.users);
     let refusal = identity::refusal(&user, &identity::claims(&users), &ctx.config);
     if user.spec.admin && refusal.is_none() {
         apply_cluster(&ctx, &admin_binding(&user)).await?;
     } else {
-        remove_admin_binding(&ctx, &user.name_any()).await?;
+        delete_cluster_if_managed::<ClusterRoleBinding>(&ctx, &admin_binding_name(&user.name_any())).await?;
     }
-    let workspaces = valid(&ctx.stores.workspaces);
-    let projects = valid(&ctx.stores.projects);
+    let workspaces = valid(&ctx.caches.workspaces);
+    let projects = valid(&ctx.caches.projects);
     let status = desired_status(&user, refusal.is_none(), &workspaces, &projects);
     let ready = match &refusal {
         None => Desired::yes(READY, "Bound", format!("member of {} workspace(s)", status.workspaces.len())),
@@ -125,21 +172,6 @@ pub async fn reconcile(user: Arc<User>, ctx: Arc<Context>) -> Result<Action> {
     };
     apply_status(&ctx, &*user, status, &[ready]).await?;
     Ok(Action::requeue(RESYNC))
-}
-
-async fn remove_admin_binding(ctx: &Context, user: &str) -> Result<()> {
-    let api: Api<ClusterRoleBinding> = Api::all(ctx.client.clone());
-    let name = admin_binding_name(user);
-    let what = || format!("ClusterRoleBinding {name}");
-    let existing =
-        api.get_metadata_opt(&name).await.map_err(|source| Error::Read { what: what(), source })?;
-    if existing.is_some_and(|b| b.labels().get(LABEL_MANAGED_BY).map(String::as_str) == Some(MANAGER)) {
-        api.delete(&name, &Default::default())
-            .await
-            .map_err(|source| Error::Apply { what: what(), source })?;
-        ctx.count_write("ClusterRoleBinding");
-    }
-    Ok(())
 }
 
 /// The user's workspaces with their strongest role (none unless `bound`), pinned projects and
@@ -172,7 +204,7 @@ pub fn desired_status(
         namespace: p.namespace().unwrap_or_default(),
         name: p.name_any(),
         runtime: Some(p.spec.runtime.as_str().into()),
-        phase: p.status.as_ref().and_then(|s| s.phase).map(|ph| format!("{ph:?}")),
+        phase: p.status.as_ref().and_then(|s| s.phase).map(|ph| ph.as_str().to_string()),
     };
     let pinned = user
         .spec

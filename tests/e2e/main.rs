@@ -4,6 +4,7 @@
 mod cluster;
 mod harness;
 mod manifests;
+mod notebook;
 mod operator;
 mod tenancy;
 mod workspaces;
@@ -66,6 +67,8 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         workspaces::missing_secret_is_reported_until_created,
         workspaces::deletion_policies_keep_or_remove_data,
         workspaces::studio_is_exposed_only_behind_the_proxy,
+        notebook::example_notebook_runs,
+        notebook::notebook_stops_restarts_and_deletes_cleanly,
         tenancy::existing_namespaces_are_never_taken_over,
         tenancy::namespace_cannot_be_added_or_removed,
         tenancy::retained_namespaces_are_not_inherited,

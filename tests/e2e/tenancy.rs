@@ -174,13 +174,13 @@ pub async fn namespace_cannot_be_added_or_removed(scope: Scope) -> TestResult {
     let id = scope.env.unique("m1");
     let workspaces: Api<Workspace> = Api::all(client.clone());
     for (name, spec) in
-        [(format!("{id}-a"), "{}".to_string()), (format!("{id}-b"), format!("{{namespace: {id}-b-ns}}"))]
+        [(format!("{id}-a"), "{}".to_string()), (format!("{id}-b"), format!("{{namespace: dw-{id}-b-ns}}"))]
     {
         let ws: Workspace = from_yaml(&format!("metadata: {{name: {name}}}\nspec: {spec}"))?;
         workspaces.create(&PostParams::default(), &ws).await.context("creating a Workspace")?;
     }
     scope.involve(&format!("dw-{id}-a"));
-    scope.involve(&format!("{id}-b-ns"));
+    scope.involve(&format!("dw-{id}-b-ns"));
     let add = kubectl(&[
         "patch",
         "workspace",
@@ -209,7 +209,7 @@ pub async fn namespace_cannot_be_added_or_removed(scope: Scope) -> TestResult {
         wait_for(&workspaces, &name, "Ready=True", |w: Option<&Workspace>| ready(w, "True")).await?;
         workspaces.delete(&name, &DeleteParams::default()).await.context("delete")?;
     }
-    for ns in [format!("dw-{id}-a"), format!("{id}-b-ns")] {
+    for ns in [format!("dw-{id}-a"), format!("dw-{id}-b-ns")] {
         scope.env.drop_namespace(&ns).await;
     }
     Ok(())
@@ -252,7 +252,15 @@ pub async fn retained_namespaces_are_not_inherited(scope: Scope) -> TestResult {
     .await?;
     ensure!(!can_i(&newcomer, "get", "secrets", Some(&ns))?, "the new Workspace inherited the old Secrets");
 
+    // A stale hand-over passes nothing on; a new one (old stamp removed) does.
     kubectl(&["annotate", "namespace", &ns, &format!("dataworkspace.io/adopt={id}")])?;
+    let still = workspaces.get(&id).await.context("the Workspace")?;
+    ensure!(
+        ready_reason(Some(&still)).as_deref() == Some("RetainedNamespace"),
+        "an annotation alone handed a stamped namespace over: {:?}",
+        ready_reason(Some(&still))
+    );
+    kubectl(&["label", "namespace", &ns, "dataworkspace.io/workspace-uid-"])?;
     wait_for(&workspaces, &id, "Ready=True after the hand-over", |w: Option<&Workspace>| ready(w, "True"))
         .await?;
     wait_until(WAIT, "the newcomer to be bound after the hand-over", || {
@@ -306,6 +314,7 @@ pub async fn workspace_admins_manage_members_within_bounds(scope: Scope) -> Test
         r#"{"spec":{"deletionPolicy":"Delete"}}"#,
         r#"{"spec":{"network":{"egress":[{"cidr":"169.254.169.254/32"}]}}}"#,
         r#"{"spec":{"studio":{"host":"auth.example.com"}}}"#,
+        r#"{"metadata":{"finalizers":["example.com/hold"]}}"#,
     ] {
         let refused = kubectl(&["patch", "workspace", &id, "--as", &admin, "--type=merge", "-p", patch]);
         ensure!(
@@ -347,6 +356,7 @@ pub async fn workspace_admins_manage_members_within_bounds(scope: Scope) -> Test
         ("LoadBalancer", "type: LoadBalancer, ports: [{port: 80}]"),
         ("NodePort", "type: NodePort, ports: [{port: 80}]"),
         ("externalIPs", "externalIPs: [203.0.113.10], ports: [{port: 80}]"),
+        ("ExternalName", "type: ExternalName, externalName: kubernetes.default.svc.cluster.local"),
     ] {
         let service = format!(
             "apiVersion: v1\nkind: Service\nmetadata: {{name: bypass, namespace: {ns}}}\nspec: {{selector: {{app: studio}}, {spec}}}\n"
@@ -468,7 +478,15 @@ pub async fn operator_identity_is_fenced_in(scope: Scope) -> TestResult {
         );
         ensure!(foreign_ns.as_ref().is_err_and(|e| e.contains("only namespaces it created")), "{foreign_ns:?}");
         let unlabelled = attempt(format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {id}-bare}}\n"));
-        ensure!(unlabelled.as_ref().is_err_and(|e| e.contains("creates only namespaces labelled")), "{unlabelled:?}");
+        ensure!(unlabelled.as_ref().is_err_and(|e| e.contains("creates only prefixed namespaces")), "{unlabelled:?}");
+        let cluster_wide = attempt(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: dataworkspace-workspace-x}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: dataworkspace-admin}\nsubjects: [{kind: User, name: x, apiGroup: rbac.authorization.k8s.io}]\n".into(),
+        );
+        ensure!(cluster_wide.as_ref().is_err_and(|e| e.contains("bind only the dataworkspace roles")), "{cluster_wide:?}");
+        let wide_role = attempt(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: dataworkspace-workspace-x}\nrules: [{apiGroups: [dataworkspace.io], resources: [users], verbs: [create]}]\n".into(),
+        );
+        ensure!(wide_role.as_ref().is_err_and(|e| e.contains("read or edit one Workspace")), "{wide_role:?}");
         let allowed = attempt(format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: x, namespace: {ns}}}\n"));
         ensure!(allowed.is_ok(), "the operator may not write into its own workspace namespace: {allowed:?}");
         workspaces.delete(&id, &DeleteParams::default()).await.context("delete")?;

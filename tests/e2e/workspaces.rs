@@ -326,6 +326,7 @@ pub async fn deletion_policies_keep_or_remove_data(scope: Scope) -> TestResult {
 
         workspaces.delete(&name, &DeleteParams::foreground()).await.context("deleting the Workspace")?;
         let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), &ns);
+        // A failing list is not an empty one: it keeps the wait going, and fails it in the end.
         wait_until(WAIT, "the workspace bindings to be removed", || {
             let bindings = bindings.clone();
             async move {
@@ -333,8 +334,9 @@ pub async fn deletion_policies_keep_or_remove_data(scope: Scope) -> TestResult {
                     .list(
                         &ListParams::default().labels("app.kubernetes.io/managed-by=dataworkspace-operator"),
                     )
-                    .await;
-                Ok(left.map(|l| l.items.is_empty()).unwrap_or(true))
+                    .await
+                    .context("listing the workspace bindings")?;
+                Ok(left.items.is_empty())
             }
         })
         .await?;

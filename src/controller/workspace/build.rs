@@ -6,10 +6,8 @@ use k8s_openapi::{
     api::{
         apps::v1::{StatefulSet, StatefulSetSpec},
         core::v1::{
-            ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EnvFromSource, EnvVar, EnvVarSource,
-            HTTPGetAction, LimitRange, LimitRangeItem, LimitRangeSpec, Namespace, PersistentVolumeClaim,
-            PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe, ResourceQuota, ResourceQuotaSpec,
-            SecretKeySelector, Service, ServicePort, ServiceSpec, VolumeMount, VolumeResourceRequirements,
+            ConfigMap, Container, ContainerPort, EnvVar, LimitRange, LimitRangeItem, LimitRangeSpec,
+            Namespace, PodSpec, PodTemplateSpec, ResourceQuota, ResourceQuotaSpec, Service, VolumeMount,
         },
         networking::v1::{
             HTTPIngressPath, HTTPIngressRuleValue, IPBlock, Ingress, IngressBackend, IngressRule,
@@ -28,7 +26,7 @@ use k8s_openapi::{
 
 use super::validate::{Ownership, Studio, ValidatedWorkspace};
 use crate::{
-    build::{child_meta, git, pod, workspace_labels},
+    build::{child_meta, env, git, jupyter, pod, workload, workspace_labels},
     config::{Config, StudioAuth},
     crd::{common::Role, workspace::DeletionPolicy},
     names::{LABEL_WORKSPACE, LABEL_WORKSPACE_UID},
@@ -41,7 +39,7 @@ pub const LIMIT_RANGE: &str = "workspace-defaults";
 /// Name of the NetworkPolicy.
 pub const NETWORK_POLICY: &str = "workspace-isolation";
 /// Name of the variables ConfigMap.
-pub const VARIABLES: &str = "workspace-variables";
+pub const VARIABLES: &str = env::VARIABLES;
 /// Name of the Studio StatefulSet and Service.
 pub const STUDIO: &str = "studio";
 /// Name of the Studio home volume claim template (the PVC is `home-studio-0`).
@@ -55,9 +53,13 @@ pub const IDE_PORT: i32 = 8080;
 /// The code-server image.
 pub const IDE_IMAGE: &str = "docker.io/codercom/code-server:4.133.0";
 /// UID and GID of the jovyan user in the Jupyter images.
-const JOVYAN_UID: i64 = 1000;
-const USERS_GID: i64 = 100;
-const HOME: &str = "/home/jovyan";
+const JOVYAN_UID: i64 = jupyter::UID;
+const USERS_GID: i64 = jupyter::GID;
+const HOME: &str = jupyter::HOME;
+
+/// Names of the RoleBindings the operator makes in a workspace namespace, one per role.
+pub const ROLE_BINDINGS: [&str; 3] =
+    ["dataworkspace-admin", "dataworkspace-developer", "dataworkspace-viewer"];
 
 /// The ClusterRole a role binds.
 pub fn cluster_role(role: Role) -> &'static str {
@@ -68,9 +70,12 @@ pub fn cluster_role(role: Role) -> &'static str {
     }
 }
 
-/// Address ranges no workspace reaches unless its `spec.network.egress` allows them: the
-/// link-local ranges of the cloud metadata services.
-pub const DENIED_EGRESS: [&str; 3] = ["169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128"];
+/// Address ranges no workspace reaches, whatever its `spec.network.egress` says: link-local
+/// ranges (cloud metadata services) and the other clouds' metadata and host endpoints.
+pub const DENIED_EGRESS: [&str; 5] =
+    ["169.254.0.0/16", "168.63.129.16/32", "100.100.100.200/32", "fe80::/10", "fd00:ec2::254/128"];
+/// NodeLocal DNSCache's conventional address, inside the link-local range: DNS only.
+pub const NODE_LOCAL_DNS: &str = "169.254.20.10/32";
 
 /// The objects of a workspace, in apply order.
 #[derive(Clone, Debug)]
@@ -193,7 +198,8 @@ pub enum WorkspaceAccess {
     /// policy `dataworkspace-workspace-admins` (not quota, namespace, deletion policy, network or
     /// the Studio host).
     Admin,
-    /// Developers and viewers: read it.
+    /// Developers: read it. Viewers do not: the Workspace holds the variables and references
+    /// they are not shown elsewhere.
     Member,
 }
 
@@ -229,7 +235,7 @@ pub fn workspace_role(ws: &ValidatedWorkspace, access: WorkspaceAccess) -> Clust
     }
 }
 
-/// Binds the admins, or the developers and viewers, to their per-workspace ClusterRole.
+/// Binds the admins, or the developers, to their per-workspace ClusterRole.
 pub fn workspace_role_binding(
     ws: &ValidatedWorkspace,
     access: WorkspaceAccess,
@@ -237,7 +243,7 @@ pub fn workspace_role_binding(
 ) -> ClusterRoleBinding {
     let roles: &[Role] = match access {
         WorkspaceAccess::Admin => &[Role::Admin],
-        WorkspaceAccess::Member => &[Role::Developer, Role::Viewer],
+        WorkspaceAccess::Member => &[Role::Developer],
     };
     let subjects: Vec<Subject> = roles.iter().flat_map(|r| subjects(ws, *r, config)).collect();
     let name = workspace_role_name(&ws.name, access);
@@ -336,10 +342,17 @@ fn egress(ws: &ValidatedWorkspace, config: &Config) -> Vec<NetworkPolicyEgressRu
         }),
         ..NetworkPolicyPeer::default()
     };
+    let dns = || Some(vec![port("UDP", 53), port("TCP", 53)]);
     let mut rules = vec![
         NetworkPolicyEgressRule {
-            to: Some(vec![namespace_peer("kube-system")]),
-            ports: Some(vec![port("UDP", 53), port("TCP", 53)]),
+            to: Some(vec![
+                namespace_peer("kube-system"),
+                NetworkPolicyPeer {
+                    ip_block: Some(IPBlock { cidr: NODE_LOCAL_DNS.into(), except: None }),
+                    ..NetworkPolicyPeer::default()
+                },
+            ]),
+            ports: dns(),
         },
         NetworkPolicyEgressRule {
             to: Some(vec![NetworkPolicyPeer {
@@ -414,32 +427,6 @@ fn variables(ws: &ValidatedWorkspace) -> ConfigMap {
     }
 }
 
-/// Environment every runtime of the workspace gets: the variables ConfigMap and Secret
-/// references (values stay in the Secrets).
-pub fn workspace_env(ws: &ValidatedWorkspace) -> (Vec<EnvFromSource>, Vec<EnvVar>) {
-    let env_from = vec![EnvFromSource {
-        config_map_ref: Some(ConfigMapEnvSource { name: VARIABLES.into(), optional: Some(true) }),
-        ..EnvFromSource::default()
-    }];
-    let env = ws
-        .secret_env
-        .iter()
-        .map(|(name, r)| EnvVar {
-            name: name.clone(),
-            value_from: Some(EnvVarSource {
-                secret_key_ref: Some(SecretKeySelector {
-                    name: r.name.clone(),
-                    key: r.key.clone(),
-                    optional: None,
-                }),
-                ..EnvVarSource::default()
-            }),
-            ..EnvVar::default()
-        })
-        .collect();
-    (env_from, env)
-}
-
 fn studio_labels(ws: &ValidatedWorkspace) -> BTreeMap<String, String> {
     crate::names::labels("studio", &ws.name, "server")
 }
@@ -449,21 +436,7 @@ fn studio_meta(ws: &ValidatedWorkspace) -> ObjectMeta {
 }
 
 fn studio_service(ws: &ValidatedWorkspace) -> Service {
-    let port = |name: &str, port: i32| ServicePort {
-        name: Some(name.into()),
-        port,
-        target_port: Some(IntOrString::String(name.into())),
-        ..ServicePort::default()
-    };
-    Service {
-        metadata: studio_meta(ws),
-        spec: Some(ServiceSpec {
-            selector: Some(studio_labels(ws)),
-            ports: Some(vec![port("lab", LAB_PORT), port("ide", IDE_PORT)]),
-            ..ServiceSpec::default()
-        }),
-        ..Service::default()
-    }
+    workload::service(studio_meta(ws), studio_labels(ws), &[("lab", LAB_PORT), ("ide", IDE_PORT)])
 }
 
 /// The Studio server: JupyterLab and code-server sharing a persistent home, the workspace's
@@ -471,17 +444,14 @@ fn studio_service(ws: &ValidatedWorkspace) -> Service {
 /// (`proxied`) the proxy is the gate; otherwise JupyterLab keeps its token and code-server its
 /// password.
 pub fn studio_statefulset(ws: &ValidatedWorkspace, studio: &Studio, proxied: bool) -> StatefulSet {
-    let (env_from, env) = workspace_env(ws);
+    let (env_from, env) = env::workspace_env(&ws.secret_env);
     let home = VolumeMount { name: STUDIO_HOME.into(), mount_path: HOME.into(), ..VolumeMount::default() };
     let mut lab_args = vec!["start-notebook.py".to_string()];
     if proxied {
         lab_args.push("--IdentityProvider.token=".into());
     }
-    if studio.idle_timeout_seconds > 0 {
-        lab_args.push(format!("--MappingKernelManager.cull_idle_timeout={}", studio.idle_timeout_seconds));
-        lab_args.push("--MappingKernelManager.cull_interval=60".into());
-        lab_args.push(format!("--TerminalManager.cull_inactive_timeout={}", studio.idle_timeout_seconds));
-    }
+    let idle = jupyter::Idle { cull_after: studio.idle_timeout_seconds, shutdown_after: 0 };
+    lab_args.extend(jupyter::as_args(&jupyter::idle_settings(idle)));
     let lab = Container {
         name: "jupyterlab".into(),
         image: Some(studio.image.clone()),
@@ -495,7 +465,7 @@ pub fn studio_statefulset(ws: &ValidatedWorkspace, studio: &Studio, proxied: boo
         env: (!env.is_empty()).then(|| env.clone()),
         resources: studio.resources.clone(),
         volume_mounts: Some(vec![home.clone()]),
-        readiness_probe: Some(http_probe("/api", "lab")),
+        readiness_probe: Some(workload::http_probe("/api", "lab")),
         security_context: Some(pod::container_security(JOVYAN_UID, false)),
         ..Container::default()
     };
@@ -524,7 +494,7 @@ pub fn studio_statefulset(ws: &ValidatedWorkspace, studio: &Studio, proxied: boo
         ),
         env_from: Some(env_from),
         volume_mounts: Some(vec![home.clone()]),
-        readiness_probe: Some(http_probe("/healthz", "ide")),
+        readiness_probe: Some(workload::http_probe("/healthz", "ide")),
         security_context: Some(pod::container_security(JOVYAN_UID, false)),
         ..Container::default()
     };
@@ -551,19 +521,11 @@ pub fn studio_statefulset(ws: &ValidatedWorkspace, studio: &Studio, proxied: boo
                 metadata: Some(ObjectMeta { labels: Some(studio_labels(ws)), ..ObjectMeta::default() }),
                 spec: Some(pod_spec),
             },
-            volume_claim_templates: Some(vec![PersistentVolumeClaim {
-                metadata: ObjectMeta { name: Some(STUDIO_HOME.into()), ..ObjectMeta::default() },
-                spec: Some(PersistentVolumeClaimSpec {
-                    access_modes: Some(vec!["ReadWriteOnce".into()]),
-                    storage_class_name: studio.storage_class.clone(),
-                    resources: Some(VolumeResourceRequirements {
-                        requests: Some(BTreeMap::from([("storage".into(), studio.storage_size.clone())])),
-                        ..VolumeResourceRequirements::default()
-                    }),
-                    ..PersistentVolumeClaimSpec::default()
-                }),
-                ..PersistentVolumeClaim::default()
-            }]),
+            volume_claim_templates: Some(vec![workload::claim_template(
+                STUDIO_HOME,
+                &studio.storage_size,
+                studio.storage_class.as_deref(),
+            )]),
             ..StatefulSetSpec::default()
         }),
         ..StatefulSet::default()
@@ -626,19 +588,6 @@ pub fn studio_ingress(ws: &ValidatedWorkspace, studio: &Studio, auth: &StudioAut
         }),
         ..Ingress::default()
     })
-}
-
-fn http_probe(path: &str, port: &str) -> Probe {
-    Probe {
-        http_get: Some(HTTPGetAction {
-            path: Some(path.into()),
-            port: IntOrString::String(port.into()),
-            ..HTTPGetAction::default()
-        }),
-        period_seconds: Some(10),
-        failure_threshold: Some(3),
-        ..Probe::default()
-    }
 }
 
 #[cfg(test)]
@@ -928,7 +877,15 @@ mod tests {
         let egress = spec.egress.unwrap();
         let blocks: Vec<IPBlock> = egress[2].to.iter().flatten().filter_map(|p| p.ip_block.clone()).collect();
         assert_eq!(blocks[0].cidr, "0.0.0.0/0");
-        assert_eq!(blocks[0].except, Some(vec!["169.254.0.0/16".to_string(), "10.0.0.0/8".to_string()]));
+        let except = blocks[0].except.clone().unwrap();
+        assert_eq!(except.first().map(String::as_str), Some("169.254.0.0/16"));
+        assert!(
+            except.contains(&"168.63.129.16/32".to_string()) && except.contains(&"10.0.0.0/8".to_string())
+        );
+        assert!(!except.iter().any(|c| c.contains(':')), "IPv6 ranges go to the IPv6 block");
+        // DNS also reaches NodeLocal DNSCache, inside the denied link-local range.
+        let dns = egress[0].to.as_ref().unwrap();
+        assert_eq!(dns[1].ip_block.as_ref().unwrap().cidr, NODE_LOCAL_DNS);
         assert_eq!(blocks[1].cidr, "::/0");
         assert!(blocks[1].except.as_ref().unwrap().contains(&"fd00::/8".to_string()));
         let allowed = &egress[3];

@@ -10,34 +10,31 @@ use k8s_openapi::{
         apps::v1::StatefulSet,
         core::v1::{ConfigMap, LimitRange, Namespace, ResourceQuota, Secret, Service},
         networking::v1::{Ingress, NetworkPolicy},
-        rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding},
+        rbac::v1::RoleBinding,
     },
-    apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference},
 };
 use kube::{
     Api, ResourceExt,
-    api::{ListParams, PostParams},
+    api::PostParams,
     core::{DeserializeGuard, PartialObjectMeta},
-    runtime::{Controller, controller::Action, reflector::ObjectRef, watcher},
+    runtime::{Controller, controller::Action, reflector::ObjectRef},
 };
 use tracing::info;
 
 use self::{
     build::WorkspaceObjects,
-    validate::{ExistingNamespace, Observed, Ownership, ValidatedWorkspace},
+    validate::{Observed, Ownership, ValidatedWorkspace},
 };
 use super::{
-    Context, RESYNC, Stores, apply_cluster, apply_namespaced, apply_status, delete_if_managed,
-    identity::Identities, managed_children, valid,
+    Caches, Context, Feeds, RESYNC, apply_cluster, apply_namespaced, apply_status, delete_if_managed,
+    resolve, root, valid,
 };
 use crate::{
     conditions::{Desired, READY},
     crd::{Project, User, Workspace, WorkspaceStatus, workspace::ResourceUsage},
     error::{Error, Result},
-    names::{
-        ANNOTATION_ADOPT, LABEL_MANAGED_BY, LABEL_WORKSPACE, LABEL_WORKSPACE_UID, MANAGER,
-        workspace_namespace,
-    },
+    names::workspace_namespace,
 };
 
 /// How many foreign RoleBindings status names.
@@ -46,81 +43,130 @@ const FOREIGN_LIMIT: usize = 20;
 /// Condition types the Workspace controller writes.
 pub const CONDITION_TYPES: &[&str] = &[READY, "Namespace", "Access", "Config", "Studio"];
 
-/// Adds the Workspace's relations: its children, its namespace, the Users behind its members,
-/// the Secrets it references and the Projects it counts.
-pub fn relations(
-    controller: Controller<DeserializeGuard<Workspace>>,
-    ctx: &Arc<Context>,
-) -> Controller<DeserializeGuard<Workspace>> {
-    let client = ctx.client.clone();
-    let stores = ctx.stores.clone();
-    let (by_user, by_secret, by_project) = (stores.clone(), stores.clone(), stores.clone());
-    let in_namespace = move |namespace: Option<String>| {
-        workspaces_in_namespace(&valid(&stores.workspaces), namespace.as_deref())
+/// The Workspace controller, fed by the caches: its own kind, its children, its namespace, the
+/// RoleBindings and Secrets of its namespace, the Users behind its members and the Projects it
+/// counts.
+pub fn controller(feeds: &mut Feeds, ctx: &Arc<Context>) -> Controller<DeserializeGuard<Workspace>> {
+    let caches = ctx.caches.clone();
+    let owned = move || {
+        let caches = caches.clone();
+        move |namespace: Option<String>, owners: &[OwnerReference]| {
+            owning_workspace(&valid(&caches.workspaces), namespace.as_deref(), owners)
+        }
     };
-    let (ns1, ns2, ns3, ns4, ns5, ns6, ns7, ns8) = (
-        in_namespace.clone(),
-        in_namespace.clone(),
-        in_namespace.clone(),
-        in_namespace.clone(),
-        in_namespace.clone(),
-        in_namespace.clone(),
-        in_namespace.clone(),
-        in_namespace.clone(),
-    );
-    // Namespaced children map to the Workspace owning their namespace, never to whatever their
-    // labels claim: a tenant can label objects in its own namespace, not in others'.
-    controller
-        .watches(Api::<ResourceQuota>::all(client.clone()), managed_children(), move |o| ns1(o.namespace()))
-        .watches(Api::<LimitRange>::all(client.clone()), managed_children(), move |o| ns2(o.namespace()))
-        .watches(Api::<NetworkPolicy>::all(client.clone()), managed_children(), move |o| ns3(o.namespace()))
-        // Every RoleBinding (metadata only): foreign ones are reported.
-        .watches(
-            Api::<PartialObjectMeta<RoleBinding>>::all(client.clone()),
-            watcher::Config::default(),
-            move |o| ns4(o.namespace()),
-        )
-        .watches(Api::<ConfigMap>::all(client.clone()), managed_children(), move |o| ns5(o.namespace()))
-        .watches(Api::<Service>::all(client.clone()), managed_children(), move |o| ns6(o.namespace()))
-        .watches(Api::<StatefulSet>::all(client.clone()), managed_children(), move |o| ns7(o.namespace()))
-        .watches(Api::<Ingress>::all(client.clone()), managed_children(), move |o| ns8(o.namespace()))
-        // Only cluster admins and the operator write these cluster-scoped objects.
-        .watches(Api::<ClusterRole>::all(client.clone()), managed_children(), owning_workspace)
-        .watches(Api::<ClusterRoleBinding>::all(client.clone()), managed_children(), owning_workspace)
-        // Every namespace (metadata only): one may appear, or be handed over, at any time.
-        .watches(
-            Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
-            watcher::Config::default(),
-            move |ns| in_namespace(Some(ns.name_any())),
-        )
-        .watches(Api::<User>::all(client.clone()), watcher::Config::default(), move |user| {
-            // Users sharing a username are refused together: reach their workspaces too.
-            let users = valid(&by_user.users);
-            let workspaces = valid(&by_user.workspaces);
-            let mut refs = workspaces_of_user(&workspaces, &user);
-            for other in users.iter().filter(|u| u.spec.username == user.spec.username) {
-                refs.extend(workspaces_of_user(&workspaces, other));
+    let in_namespace = {
+        let caches = ctx.caches.clone();
+        move || {
+            let caches = caches.clone();
+            move |namespace: Option<String>| {
+                workspaces_in_namespace(&valid(&caches.workspaces), namespace.as_deref())
             }
-            refs.sort_by(|a, b| a.name.cmp(&b.name));
-            refs.dedup();
-            refs
+        }
+    };
+    let (users, secrets) = (ctx.caches.clone(), ctx.caches.clone());
+    let (o1, o2, o3, o4, o5, o6, o7, o8, o9) =
+        (owned(), owned(), owned(), owned(), owned(), owned(), owned(), owned(), owned());
+    let (n1, n2, n3) = (in_namespace(), in_namespace(), in_namespace());
+    root(&mut feeds.workspaces)
+        .watches_stream(feeds.quotas.subscribe(), move |o| o1(o.namespace(), o.owner_references()))
+        .watches_stream(feeds.limit_ranges.subscribe(), move |o| o2(o.namespace(), o.owner_references()))
+        .watches_stream(feeds.network_policies.subscribe(), move |o| o3(o.namespace(), o.owner_references()))
+        .watches_stream(feeds.config_maps.subscribe(), move |o| o4(o.namespace(), o.owner_references()))
+        .watches_stream(feeds.services.subscribe(), move |o| o5(o.namespace(), o.owner_references()))
+        .watches_stream(feeds.stateful_sets.subscribe(), move |o| o6(o.namespace(), o.owner_references()))
+        .watches_stream(feeds.ingresses.subscribe(), move |o| o7(o.namespace(), o.owner_references()))
+        .watches_stream(feeds.cluster_roles.subscribe(), move |o| o8(o.namespace(), o.owner_references()))
+        .watches_stream(feeds.cluster_role_bindings.subscribe(), move |o| {
+            o9(o.namespace(), o.owner_references())
         })
-        // Metadata only: the operator never holds Secret values.
-        .watches(
-            Api::<PartialObjectMeta<Secret>>::all(client.clone()),
-            watcher::Config::default(),
-            move |secret| {
-                workspaces_in_namespace(&valid(&by_secret.workspaces), secret.namespace().as_deref())
-            },
-        )
-        .watches(Api::<Project>::all(client), watcher::Config::default(), move |project| {
-            workspaces_in_namespace(&valid(&by_project.workspaces), project.namespace().as_deref())
+        // Every RoleBinding of a workspace namespace: foreign ones are reported.
+        .watches_stream(feeds.role_bindings.subscribe(), move |o| n1(o.namespace()))
+        // Every namespace: one may appear, be handed over, or go away at any time.
+        .watches_stream(feeds.namespaces.subscribe(), move |ns| n2(Some(ns.name_any())))
+        .watches_stream(feeds.projects.subscribe(), move |project| n3(project.namespace()))
+        .watches_stream(feeds.users.subscribe(), move |user| match &user.0 {
+            Ok(user) => workspaces_for_user(&valid(&users.workspaces), &valid(&users.users), user),
+            Err(_) => Vec::new(),
+        })
+        .watches_stream(feeds.secrets.subscribe(), move |secret| {
+            workspaces_referencing(&valid(&secrets.workspaces), &secret)
         })
 }
 
-/// The Workspace named by an object's workspace label.
-pub fn owning_workspace<K: kube::Resource>(object: K) -> Option<ObjectRef<DeserializeGuard<Workspace>>> {
-    object.labels().get(LABEL_WORKSPACE).map(|w| ObjectRef::new(w))
+/// The Workspace that owns a child, by owner reference, and only when the child sits in that
+/// Workspace's namespace (or is cluster-scoped): an object a tenant creates in its own namespace
+/// with an owner reference to another Workspace reaches nobody.
+pub fn owning_workspace(
+    workspaces: &[Workspace],
+    namespace: Option<&str>,
+    owners: &[OwnerReference],
+) -> Option<ObjectRef<DeserializeGuard<Workspace>>> {
+    let owner =
+        owners.iter().find(|o| o.kind == "Workspace" && o.api_version.starts_with("dataworkspace.io/"))?;
+    let workspace = workspaces.iter().find(|w| w.metadata.uid.as_deref() == Some(owner.uid.as_str()))?;
+    let own = workspace_namespace(&workspace.name_any(), workspace.spec.namespace.as_deref());
+    match namespace {
+        Some(ns) if ns != own => None,
+        _ => Some(ObjectRef::new(&workspace.name_any())),
+    }
+}
+
+/// The Workspaces a change of `user` can affect: those naming the user or one of their teams,
+/// those the user's status lists (the new spec no longer leads to a Workspace the user has just
+/// left, by leaving a team or being disabled, and that Workspace must unbind them), and, since
+/// Users sharing a username are refused together, those of every User with the same username.
+pub fn workspaces_for_user(
+    workspaces: &[Workspace],
+    users: &[User],
+    user: &User,
+) -> Vec<ObjectRef<DeserializeGuard<Workspace>>> {
+    let mut refs = workspaces_of_user(workspaces, user);
+    refs.extend(workspaces_in_status(workspaces, user));
+    for other in users.iter().filter(|u| u.spec.username == user.spec.username) {
+        refs.extend(workspaces_of_user(workspaces, other));
+        refs.extend(workspaces_in_status(workspaces, other));
+    }
+    refs.sort_by(|a, b| a.name.cmp(&b.name));
+    refs.dedup();
+    refs
+}
+
+/// The Workspaces, of those that exist, that a User's status lists as theirs: where the User
+/// was bound when its status was last written.
+pub fn workspaces_in_status(
+    workspaces: &[Workspace],
+    user: &User,
+) -> Vec<ObjectRef<DeserializeGuard<Workspace>>> {
+    let listed = user.status.iter().flat_map(|s| &s.workspaces).map(|a| a.workspace.as_str());
+    listed.filter(|name| workspaces.iter().any(|w| w.name_any() == *name)).map(ObjectRef::new).collect()
+}
+
+/// The Workspaces of a Secret's namespace that reference it (connections, secrets, Git
+/// credentials); other Secrets, such as a runtime's own, reach nobody.
+pub fn workspaces_referencing(
+    workspaces: &[Workspace],
+    secret: &PartialObjectMeta<Secret>,
+) -> Vec<ObjectRef<DeserializeGuard<Workspace>>> {
+    let name = secret.name_any();
+    workspaces
+        .iter()
+        .filter(|w| {
+            Some(workspace_namespace(&w.name_any(), w.spec.namespace.as_deref())) == secret.namespace()
+                && referenced_secrets(w).contains(&name)
+        })
+        .map(|w| ObjectRef::new(&w.name_any()))
+        .collect()
+}
+
+/// The names of the Secrets a Workspace references.
+pub fn referenced_secrets(workspace: &Workspace) -> std::collections::BTreeSet<String> {
+    let spec = &workspace.spec;
+    spec.connections
+        .iter()
+        .chain(&spec.secrets)
+        .map(|e| e.secret_ref.name.clone())
+        .chain(spec.git_repositories.iter().filter_map(|r| r.credentials_secret.clone()))
+        .collect()
 }
 
 /// Workspaces that name the user, or one of the user's teams, as a member.
@@ -162,101 +208,19 @@ pub async fn reconcile(workspace: Arc<Workspace>, ctx: Arc<Context>) -> Result<A
         // the garbage collector.
         return Ok(Action::await_change());
     }
-    ctx.stores.ready().await?;
-    let observed = observe(&workspace, &ctx).await?;
+    ctx.caches.ready().await?;
+    let observed = resolve::observe(&workspace, &ctx.caches, &ctx.config);
     let validated = validate::validate(&workspace, &observed)?;
     if let Some(old) = workspace.status.as_ref().and_then(|s| s.namespace.as_deref())
         && old != validated.namespace
     {
-        leave_namespace(&ctx, old).await?;
+        leave_namespace(&ctx, old, &validated.uid).await?;
     }
     let objects = build::build(&validated, &ctx.config);
     let applied = apply(&ctx, &validated, objects).await?;
-    let (status, conditions) = status(&validated, &observed, &applied, &ctx.stores);
+    let (status, conditions) = status(&validated, &observed, &applied, &ctx.caches);
     apply_status(&ctx, &*workspace, status, &conditions).await?;
     Ok(Action::requeue(RESYNC))
-}
-
-/// Reads what validation needs: the Users, who the namespace belongs to, which Secrets are
-/// missing, which RoleBindings the operator did not make.
-async fn observe(workspace: &Workspace, ctx: &Context) -> Result<Observed> {
-    let namespace = workspace_namespace(&workspace.name_any(), workspace.spec.namespace.as_deref());
-    let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
-    let existing = namespaces
-        .get_metadata_opt(&namespace)
-        .await
-        .map_err(|source| Error::Read { what: format!("Namespace {namespace}"), source })?;
-    let workspaces = valid(&ctx.stores.workspaces);
-    let existing = existing.map(|ns| existing_namespace(&ns, workspace, &workspaces));
-
-    let mut missing_secrets = std::collections::BTreeSet::new();
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-    let spec = &workspace.spec;
-    let referenced = spec
-        .connections
-        .iter()
-        .chain(&spec.secrets)
-        .map(|e| e.secret_ref.name.clone())
-        .chain(spec.git_repositories.iter().filter_map(|r| r.credentials_secret.clone()));
-    for name in referenced.collect::<std::collections::BTreeSet<_>>() {
-        // Only metadata is read: the operator never holds Secret values.
-        let found = secrets
-            .get_metadata_opt(&name)
-            .await
-            .map_err(|source| Error::Read { what: format!("Secret {namespace}/{name}"), source })?;
-        if found.is_none() {
-            missing_secrets.insert(name);
-        }
-    }
-    let foreign_role_bindings = match &existing {
-        Some(_) => foreign_role_bindings(ctx, &namespace).await?,
-        None => Vec::new(),
-    };
-    Ok(Observed {
-        identities: Identities::new(&valid(&ctx.stores.users), &ctx.config),
-        namespace: existing,
-        missing_secrets,
-        foreign_role_bindings,
-    })
-}
-
-/// What an existing namespace says about its owner; `live_owner` is another Workspace, still
-/// present, whose UID it carries.
-fn existing_namespace(
-    ns: &PartialObjectMeta<Namespace>,
-    workspace: &Workspace,
-    workspaces: &[Workspace],
-) -> ExistingNamespace {
-    let uid = ns.labels().get(LABEL_WORKSPACE_UID).cloned();
-    let live_owner = uid.as_ref().and_then(|uid| {
-        workspaces
-            .iter()
-            .find(|w| w.metadata.uid.as_ref() == Some(uid) && w.metadata.uid != workspace.metadata.uid)
-            .map(|w| w.name_any())
-    });
-    ExistingNamespace {
-        workspace: ns.labels().get(LABEL_WORKSPACE).cloned(),
-        uid,
-        adopt: ns.annotations().get(ANNOTATION_ADOPT).cloned(),
-        live_owner,
-    }
-}
-
-/// RoleBindings in the namespace the operator did not make, sorted by name.
-async fn foreign_role_bindings(ctx: &Context, namespace: &str) -> Result<Vec<String>> {
-    let api: Api<RoleBinding> = Api::namespaced(ctx.client.clone(), namespace);
-    let list = api
-        .list_metadata(&ListParams::default())
-        .await
-        .map_err(|source| Error::Read { what: format!("RoleBindings in {namespace}"), source })?;
-    let mut names: Vec<String> = list
-        .items
-        .into_iter()
-        .filter(|b| b.labels().get(LABEL_MANAGED_BY).map(String::as_str) != Some(MANAGER))
-        .map(|b| b.name_any())
-        .collect();
-    names.sort();
-    Ok(names)
 }
 
 /// Creates the namespace, labelled with the Workspace's name and UID, if it does not exist.
@@ -281,23 +245,32 @@ async fn create_namespace(ctx: &Context, ws: &ValidatedWorkspace) -> Result<()> 
     Ok(())
 }
 
-/// Removes the operator's objects from a namespace the Workspace no longer uses (objects made
-/// before `spec.namespace` became immutable in every form).
-async fn leave_namespace(ctx: &Context, namespace: &str) -> Result<()> {
-    for role in [
-        crate::crd::common::Role::Admin,
-        crate::crd::common::Role::Developer,
-        crate::crd::common::Role::Viewer,
-    ] {
-        delete_if_managed::<RoleBinding>(ctx, namespace, build::cluster_role(role)).await?;
+/// Removes this Workspace's objects (by owner UID) from a namespace it no longer uses (objects
+/// made before `spec.namespace` became immutable in every form).
+async fn leave_namespace(ctx: &Context, namespace: &str, uid: &str) -> Result<()> {
+    for name in build::ROLE_BINDINGS {
+        remove_owned::<RoleBinding>(ctx, namespace, name, uid).await?;
     }
-    delete_if_managed::<Ingress>(ctx, namespace, build::STUDIO).await?;
-    delete_if_managed::<StatefulSet>(ctx, namespace, build::STUDIO).await?;
-    delete_if_managed::<Service>(ctx, namespace, build::STUDIO).await?;
-    delete_if_managed::<NetworkPolicy>(ctx, namespace, build::NETWORK_POLICY).await?;
-    delete_if_managed::<ConfigMap>(ctx, namespace, build::VARIABLES).await?;
-    delete_if_managed::<LimitRange>(ctx, namespace, build::LIMIT_RANGE).await?;
-    delete_if_managed::<ResourceQuota>(ctx, namespace, build::QUOTA).await
+    remove_owned::<Ingress>(ctx, namespace, build::STUDIO, uid).await?;
+    remove_owned::<StatefulSet>(ctx, namespace, build::STUDIO, uid).await?;
+    remove_owned::<Service>(ctx, namespace, build::STUDIO, uid).await?;
+    remove_owned::<NetworkPolicy>(ctx, namespace, build::NETWORK_POLICY, uid).await?;
+    remove_owned::<ConfigMap>(ctx, namespace, build::VARIABLES, uid).await?;
+    remove_owned::<LimitRange>(ctx, namespace, build::LIMIT_RANGE, uid).await?;
+    remove_owned::<ResourceQuota>(ctx, namespace, build::QUOTA, uid).await
+}
+
+async fn remove_owned<K>(ctx: &Context, namespace: &str, name: &str, uid: &str) -> Result<()>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + super::cache::Cached
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned,
+{
+    let owned = super::cache::cached_meta::<K>(&ctx.caches, Some(namespace), name)
+        .is_some_and(|m| m.owner_references.iter().flatten().any(|o| o.uid == uid));
+    if owned { delete_if_managed::<K>(ctx, namespace, name).await } else { Ok(()) }
 }
 
 /// Deletes the foreign RoleBindings (with `--remove-foreign-rolebindings`).
@@ -354,14 +327,15 @@ async fn apply(ctx: &Context, ws: &ValidatedWorkspace, objects: WorkspaceObjects
     let studio = match &objects.studio {
         Some(studio) => {
             apply_namespaced(ctx, &studio.service).await?;
-            let statefulset = apply_namespaced(ctx, &studio.statefulset).await?;
+            // The Ingress first: the servers switch their own authentication off only behind
+            // it, so it must exist before they start that way.
             match &studio.ingress {
                 Some(ingress) => {
                     apply_namespaced(ctx, ingress).await?;
                 }
                 None => delete_if_managed::<Ingress>(ctx, &ws.namespace, build::STUDIO).await?,
             }
-            Some(statefulset)
+            Some(apply_namespaced(ctx, &studio.statefulset).await?)
         }
         None => {
             // The home volume (a PVC of the StatefulSet's template) is kept: it holds user data.
@@ -381,11 +355,10 @@ fn status(
     ws: &ValidatedWorkspace,
     observed: &Observed,
     applied: &Applied,
-    stores: &Stores,
+    caches: &Caches,
 ) -> (WorkspaceStatus, Vec<Desired>) {
     let mut conditions = Vec::new();
-    let namespace_ok =
-        applied.namespace.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Terminating");
+    let namespace_ok = applied.namespace.metadata.deletion_timestamp.is_none();
     conditions.push(if namespace_ok {
         Desired::yes(
             "Namespace",
@@ -465,7 +438,7 @@ fn status(
     };
     conditions.insert(0, ready);
 
-    let projects: Vec<Project> = valid(&stores.projects)
+    let projects: Vec<Project> = valid(&caches.projects)
         .into_iter()
         .filter(|p| p.namespace().as_deref() == Some(ws.namespace.as_str()))
         .collect();
@@ -474,7 +447,7 @@ fn status(
     for project in &projects {
         *by_runtime.entry(project.spec.runtime.as_str().to_string()).or_insert(0) += 1;
         let phase =
-            project.status.as_ref().and_then(|s| s.phase).map_or("Unknown".to_string(), |p| format!("{p:?}"));
+            project.status.as_ref().and_then(|s| s.phase).map_or("Unknown", |p| p.as_str()).to_string();
         *by_phase.entry(phase).or_insert(0) += 1;
     }
     let quota_status = applied.quota.status.clone().unwrap_or_default();
@@ -507,4 +480,92 @@ fn status(
         ..WorkspaceStatus::default()
     };
     (status, conditions)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from<K: serde::de::DeserializeOwned>(yaml: &str) -> K {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    fn names(refs: &[ObjectRef<DeserializeGuard<Workspace>>]) -> Vec<&str> {
+        refs.iter().map(|r| r.name.as_str()).collect()
+    }
+
+    fn workspaces() -> Vec<Workspace> {
+        vec![
+            from("metadata: {name: a}\nspec: {members: [{team: eng, role: developer}]}"),
+            from("metadata: {name: b}\nspec: {members: [{user: alice, role: viewer}]}"),
+            from("metadata: {name: c}\nspec: {namespace: shared-c, members: [{user: bob, role: admin}]}"),
+        ]
+    }
+
+    #[test]
+    fn a_user_maps_to_the_workspaces_naming_them_or_their_teams() {
+        let alice: User = from("metadata: {name: alice}\nspec: {username: alice@x, teams: [eng]}");
+        assert_eq!(names(&workspaces_of_user(&workspaces(), &alice)), ["a", "b"]);
+        let carol: User = from("metadata: {name: carol}\nspec: {username: carol@x, teams: [ops]}");
+        assert!(workspaces_of_user(&workspaces(), &carol).is_empty());
+    }
+
+    #[test]
+    fn a_namespace_maps_to_the_workspace_owning_it() {
+        let all = workspaces();
+        assert_eq!(names(&workspaces_in_namespace(&all, Some("dw-a"))), ["a"]);
+        assert_eq!(names(&workspaces_in_namespace(&all, Some("shared-c"))), ["c"]);
+        // A spec.namespace replaces the default name.
+        assert!(workspaces_in_namespace(&all, Some("dw-c")).is_empty());
+        assert!(workspaces_in_namespace(&all, Some("default")).is_empty());
+        assert!(workspaces_in_namespace(&all, None).is_empty());
+    }
+
+    #[test]
+    fn a_user_who_left_a_team_still_reaches_the_workspaces_that_bound_them() {
+        // Alice left team `eng`: her new spec leads to no Workspace, her status (written while
+        // she was a member) still lists `a` — which must now unbind her.
+        let alice: User = from(
+            "metadata: {name: alice}\nspec: {username: alice@x, teams: []}\nstatus: {workspaces: [{workspace: a, role: developer}, {workspace: gone, role: viewer}]}",
+        );
+        let all = workspaces();
+        assert_eq!(
+            names(&workspaces_in_status(&all, &alice)),
+            ["a"],
+            "Workspaces that no longer exist are left out"
+        );
+        let users = vec![alice.clone()];
+        assert_eq!(names(&workspaces_for_user(&all, &users, &alice)), ["a", "b"]);
+        // Without a status, only the spec counts.
+        let fresh: User = from("metadata: {name: dave}\nspec: {username: dave@x, teams: [eng]}");
+        assert!(workspaces_in_status(&all, &fresh).is_empty());
+        assert_eq!(names(&workspaces_for_user(&all, std::slice::from_ref(&fresh), &fresh)), ["a"]);
+    }
+
+    #[test]
+    fn users_sharing_a_username_reach_each_others_workspaces_once() {
+        let bob: User = from("metadata: {name: bob}\nspec: {username: shared@x}");
+        let impostor: User = from(
+            "metadata: {name: impostor}\nspec: {username: shared@x, teams: [eng]}\nstatus: {workspaces: [{workspace: a, role: developer}]}",
+        );
+        let users = vec![bob.clone(), impostor.clone()];
+        assert_eq!(names(&workspaces_for_user(&workspaces(), &users, &bob)), ["a", "c"]);
+        assert_eq!(names(&workspaces_for_user(&workspaces(), &users, &impostor)), ["a", "c"]);
+    }
+
+    #[test]
+    fn namespace_conflicts_depend_on_other_objects() {
+        let existing = validate::ExistingNamespace { workspace: Some("other".into()), ..Default::default() };
+        let error = validate::ownership("a", "uid-a", "dw-a", Some(&existing)).unwrap_err();
+        assert_eq!(error.reason(), "NamespaceConflict");
+        assert!(error.is_dependency() && !error.is_permanent(), "{error:?}");
+        let retained = validate::ExistingNamespace {
+            workspace: Some("a".into()),
+            uid: Some("uid-old".into()),
+            ..Default::default()
+        };
+        let error = validate::ownership("a", "uid-a", "dw-a", Some(&retained)).unwrap_err();
+        assert_eq!(error.reason(), "RetainedNamespace");
+        assert!(error.is_dependency() && !error.is_permanent(), "{error:?}");
+    }
 }

@@ -18,7 +18,7 @@ use crate::{
         workspace::{DeletionPolicy, EgressRule},
     },
     error::{Error, Result},
-    names::{ANNOTATION_ADOPT, check_dns_label, workspace_namespace},
+    names::{ANNOTATION_ADOPT, LABEL_WORKSPACE_UID, check_dns_label, workspace_namespace},
 };
 
 /// Default quota when the spec sets none.
@@ -43,6 +43,8 @@ pub struct Observed {
     pub missing_secrets: BTreeSet<String>,
     /// RoleBindings in the namespace that the operator did not make.
     pub foreign_role_bindings: Vec<String>,
+    /// The prefix of namespaces the operator creates (empty: any).
+    pub namespace_prefix: String,
 }
 
 /// What an existing namespace says about who it belongs to.
@@ -82,9 +84,18 @@ pub fn ownership(
 ) -> Result<Ownership> {
     let Some(existing) = existing else { return Ok(Ownership::Create) };
     let adopted = existing.adopt.as_deref() == Some(workspace);
-    let hand_over = format!(
-        "a cluster admin can hand it over with: kubectl annotate namespace {namespace} {ANNOTATION_ADOPT}={workspace}"
-    );
+    // A hand-over applies to a namespace no Workspace has stamped yet. Once stamped, the
+    // namespace belongs to that Workspace's UID: a later Workspace of the same name needs a
+    // new hand-over (the old stamp removed), or a stale annotation would pass a retained
+    // namespace on.
+    let hand_over = match existing.uid {
+        None => format!(
+            "a cluster admin can hand it over with: kubectl annotate namespace {namespace} {ANNOTATION_ADOPT}={workspace}"
+        ),
+        Some(_) => format!(
+            "a cluster admin can hand it over with: kubectl label namespace {namespace} {LABEL_WORKSPACE_UID}- && kubectl annotate --overwrite namespace {namespace} {ANNOTATION_ADOPT}={workspace}"
+        ),
+    };
     if existing.uid.as_deref() == Some(uid) && !uid.is_empty() {
         return Ok(if adopted { Ownership::Adopted } else { Ownership::Owned });
     }
@@ -94,7 +105,7 @@ pub fn ownership(
             format!("namespace {namespace} belongs to Workspace {other}; choose another spec.namespace"),
         ));
     }
-    if adopted {
+    if adopted && existing.uid.is_none() {
         return Ok(Ownership::Adopted);
     }
     match existing.workspace.as_deref() {
@@ -119,8 +130,10 @@ pub fn ownership(
     }
 }
 
+/// The namespace's state, not the spec, is in the way: another object's change (a Workspace
+/// deleted, a namespace handed over or removed) resolves it, so it is retried.
 fn conflict(reason: &'static str, message: String) -> Error {
-    Error::InvalidSpec { reason, message }
+    Error::Dependency { reason, message }
 }
 
 /// A person bound in the workspace.
@@ -209,7 +222,7 @@ pub struct Studio {
 }
 
 /// The JupyterLab image of the Studio server.
-pub const STUDIO_IMAGE: &str = "quay.io/jupyter/scipy-notebook:2026-07-28";
+pub const STUDIO_IMAGE: &str = crate::build::jupyter::IMAGE;
 
 /// Validates `workspace` against what was observed.
 pub fn validate(workspace: &Workspace, observed: &Observed) -> Result<ValidatedWorkspace> {
@@ -220,6 +233,15 @@ pub fn validate(workspace: &Workspace, observed: &Observed) -> Result<ValidatedW
         .map_err(|m| Error::InvalidSpec { reason: "InvalidNamespace", message: format!("namespace {m}") })?;
     let uid = workspace.metadata.uid.clone().unwrap_or_default();
     let ownership = ownership(&name, &uid, &namespace, observed.namespace.as_ref())?;
+    if ownership != Ownership::Adopted && !namespace.starts_with(&observed.namespace_prefix) {
+        return Err(Error::InvalidSpec {
+            reason: "NamespacePrefix",
+            message: format!(
+                "namespace {namespace} does not start with {:?}: the operator creates only namespaces with the platform's prefix, so that a Workspace can never claim a name other software expects; use a prefixed spec.namespace, or have a cluster admin hand over an existing namespace",
+                observed.namespace_prefix
+            ),
+        });
+    }
 
     let (people, teams) = resolve_members(workspace, &observed.identities);
     let secret_env = secret_env(spec)?;
@@ -261,7 +283,7 @@ pub fn validate(workspace: &Workspace, observed: &Observed) -> Result<ValidatedW
         quota: quota(workspace),
         studio,
         deletion_policy: spec.deletion_policy,
-        egress: spec.network.as_ref().map(|n| n.egress.clone()).unwrap_or_default(),
+        egress: egress(spec.network.as_ref().map(|n| n.egress.as_slice()).unwrap_or_default())?,
     })
 }
 
@@ -367,15 +389,56 @@ fn studio_access(
 /// Longest idle timeout: 30 days.
 pub const MAX_IDLE_TIMEOUT_SECONDS: u64 = 30 * 24 * 3600;
 
+/// The egress allow-list, refusing ranges that overlap the always-denied ones: rules add up, so
+/// `0.0.0.0/0` would reopen the metadata services.
+fn egress(rules: &[EgressRule]) -> Result<Vec<EgressRule>> {
+    for rule in rules {
+        let Some(cidr) = &rule.cidr else { continue };
+        let denied = crate::controller::workspace::build::DENIED_EGRESS;
+        if let Some(hit) = denied.iter().find(|d| cidrs_overlap(cidr, d)) {
+            return Err(Error::InvalidSpec {
+                reason: "EgressOverlapsDenied",
+                message: format!(
+                    "spec.network.egress allows {cidr}, which overlaps {hit}, a range no workspace may reach (cloud metadata); allow narrower ranges"
+                ),
+            });
+        }
+    }
+    Ok(rules.to_vec())
+}
+
+/// Whether two CIDRs share an address (false when either does not parse or the families differ).
+pub fn cidrs_overlap(a: &str, b: &str) -> bool {
+    fn parse(cidr: &str) -> Option<(u128, u32, bool)> {
+        let (address, bits) = cidr.split_once('/')?;
+        let bits: u32 = bits.parse().ok()?;
+        match address.parse::<std::net::IpAddr>().ok()? {
+            std::net::IpAddr::V4(v4) if bits <= 32 => Some((u128::from(u32::from(v4)) << 96, bits, false)),
+            std::net::IpAddr::V6(v6) if bits <= 128 => Some((u128::from(v6), bits, true)),
+            _ => None,
+        }
+    }
+    let (Some((a, a_bits, a6)), Some((b, b_bits, b6))) = (parse(a), parse(b)) else { return false };
+    if a6 != b6 {
+        return false;
+    }
+    let bits = a_bits.min(b_bits);
+    let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
+    (a & mask) == (b & mask)
+}
+
 /// Seconds of an idle timeout like `45s`, `1h30m` or `2h` (0 turns culling off), at most
 /// [`MAX_IDLE_TIMEOUT_SECONDS`]. Read by `humantime`, which, like the CRD's pattern, allows
 /// units in any order and adds them up, and reports overflow as an error.
 pub fn parse_idle_timeout(value: &str) -> Result<u64> {
+    parse_timeout("spec.studio.idleTimeout", value)
+}
+
+/// [`parse_idle_timeout`] for any field, named in the message.
+pub fn parse_timeout(field: &str, value: &str) -> Result<u64> {
     let invalid = |why: String| Error::InvalidSpec {
         reason: "InvalidIdleTimeout",
-        message: format!(
-            "spec.studio.idleTimeout {why}; write a duration like 45s, 1h30m or 2h, at most 720h"
-        ),
+        message: format!("{field} {why}; write a duration like 45s, 1h30m or 2h, at most 720h"),
     };
     let shown = shown(value);
     let duration = humantime::parse_duration(value).map_err(|e| {
@@ -527,7 +590,10 @@ mod tests {
         // Handed over by a cluster admin: used, and stays adopted once stamped.
         assert_eq!(decide(Some(existing(None, None, Some("a")))), Ok(Ownership::Adopted));
         assert_eq!(decide(Some(existing(Some("a"), Some("uid-a"), Some("a")))), Ok(Ownership::Adopted));
-        assert_eq!(decide(Some(existing(Some("a"), Some("uid-old"), Some("a")))), Ok(Ownership::Adopted));
+        // A stale hand-over does not pass a retained namespace on (it names the old UID).
+        let (reason, message) = decide(Some(existing(Some("a"), Some("uid-old"), Some("a")))).unwrap_err();
+        assert_eq!(reason, "RetainedNamespace");
+        assert!(message.contains("kubectl label namespace ns dataworkspace.io/workspace-uid-"), "{message}");
         // A hand-over never takes a namespace from a live Workspace.
         let mut live = existing(Some("b"), Some("uid-b"), Some("a"));
         live.live_owner = Some("b".into());
@@ -751,5 +817,19 @@ mod tests {
         ws.spec.git_repositories = vec![repo("x"), repo("x")];
         let message = validate(&ws, &Observed::default()).unwrap_err().to_string();
         assert!(message.contains("spec.gitRepositories[1] (x)"), "{message}");
+    }
+
+    #[test]
+    fn egress_may_not_reopen_the_metadata_ranges() {
+        assert!(cidrs_overlap("0.0.0.0/0", "169.254.0.0/16"));
+        assert!(cidrs_overlap("169.254.169.254/32", "169.254.0.0/16"));
+        assert!(!cidrs_overlap("10.0.0.0/8", "169.254.0.0/16"));
+        assert!(!cidrs_overlap("::/0", "169.254.0.0/16"), "families differ");
+        assert!(cidrs_overlap("fd00::/8", "fd00:ec2::254/128"));
+        let ws = workspace("metadata: {name: a}\nspec: {network: {egress: [{cidr: 0.0.0.0/0}]}}");
+        assert_eq!(validate(&ws, &Observed::default()).unwrap_err().reason(), "EgressOverlapsDenied");
+        let ok =
+            workspace("metadata: {name: a}\nspec: {network: {egress: [{cidr: 10.1.0.0/16, ports: [5432]}]}}");
+        assert_eq!(validate(&ok, &Observed::default()).unwrap().egress.len(), 1);
     }
 }

@@ -1,0 +1,109 @@
+//! The children a runtime builds, as one ordered, typed set. The variant decides how the apply
+//! layer treats a child: applied and kept in line with the spec, or created once and never
+//! rewritten (generated keys, immutable Jobs named by what they run).
+
+use std::hash::Hasher;
+
+use k8s_openapi::{
+    api::{
+        apps::v1::StatefulSet,
+        batch::v1::Job,
+        core::v1::{ConfigMap, Service, ServiceAccount},
+        networking::v1::NetworkPolicy,
+    },
+    apimachinery::pkg::apis::meta::v1::ObjectMeta,
+};
+use serde::Serialize;
+
+/// A Secret whose values the apply layer generates once (random, URL-safe) when it does not
+/// exist, and never rewrites: reconciles and restarts keep the keys.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GeneratedSecret {
+    /// Name, namespace, labels, owner.
+    pub metadata: ObjectMeta,
+    /// The keys to generate.
+    pub keys: Vec<String>,
+}
+
+/// One child, in apply order: the set lists them as they must be applied (identities and
+/// configuration before the workloads that use them).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Child {
+    /// Applied.
+    ServiceAccount(ServiceAccount),
+    /// Applied.
+    ConfigMap(ConfigMap),
+    /// Created once.
+    GeneratedSecret(GeneratedSecret),
+    /// Applied.
+    Service(Service),
+    /// Applied.
+    NetworkPolicy(NetworkPolicy),
+    /// Applied.
+    StatefulSet(StatefulSet),
+    /// Created once: a Job's spec is immutable, so a Job is named by a hash of what it runs
+    /// ([`hashed_name`]) and a change makes a new Job.
+    Job(Job),
+}
+
+impl Child {
+    /// Kind and name, for sweeping and messages.
+    pub fn key(&self) -> (&'static str, String) {
+        let name = |m: &ObjectMeta| m.name.clone().unwrap_or_default();
+        match self {
+            Child::ServiceAccount(o) => ("ServiceAccount", name(&o.metadata)),
+            Child::ConfigMap(o) => ("ConfigMap", name(&o.metadata)),
+            Child::GeneratedSecret(o) => ("Secret", name(&o.metadata)),
+            Child::Service(o) => ("Service", name(&o.metadata)),
+            Child::NetworkPolicy(o) => ("NetworkPolicy", name(&o.metadata)),
+            Child::StatefulSet(o) => ("StatefulSet", name(&o.metadata)),
+            Child::Job(o) => ("Job", name(&o.metadata)),
+        }
+    }
+}
+
+/// `<base>-<10 hex digits of a stable hash of spec>`: a name that changes exactly when what it
+/// names changes. `base` must leave room for 11 characters.
+pub fn hashed_name<T: Serialize>(base: &str, spec: &T) -> String {
+    let text = serde_json::to_string(spec).unwrap_or_default();
+    format!("{base}-{:010x}", fnv1a(text.as_bytes()) & 0xff_ffff_ffff)
+}
+
+/// FNV-1a, 64 bits: stable across Rust releases and platforms, unlike the standard hasher.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut hasher = Fnv(0xcbf2_9ce4_8422_2325);
+    hasher.write(bytes);
+    hasher.finish()
+}
+
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 ^= u64::from(*byte);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashed_names_are_stable_and_follow_the_spec() {
+        assert_eq!(
+            hashed_name("migrate", &"airflow db migrate"),
+            hashed_name("migrate", &"airflow db migrate")
+        );
+        assert_ne!(hashed_name("migrate", &[1, 2]), hashed_name("migrate", &[1, 3]));
+        // A golden value: the name must not change between builds or toolchains.
+        // Computed independently: FNV-1a 64 of the JSON text `"x"`, low 40 bits.
+        assert_eq!(hashed_name("job", &"x"), "job-17d80fa71f");
+        assert_eq!(hashed_name("job", &"x").len(), "job-".len() + 10);
+    }
+}

@@ -1,0 +1,79 @@
+//! Pieces of workloads shared by every runtime: probes, persistent home volumes, Services.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::{
+    api::core::v1::{
+        HTTPGetAction, PersistentVolumeClaim, PersistentVolumeClaimSpec, Probe, Service, ServicePort,
+        ServiceSpec, VolumeResourceRequirements,
+    },
+    apimachinery::pkg::{api::resource::Quantity, apis::meta::v1::ObjectMeta, util::intstr::IntOrString},
+};
+
+/// An HTTP GET probe on a named port.
+pub fn http_probe(path: &str, port: &str) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String(port.into()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(10),
+        failure_threshold: Some(3),
+        ..Probe::default()
+    }
+}
+
+/// A liveness probe: the same check, tolerant enough that a busy server is not restarted.
+pub fn liveness(path: &str, port: &str) -> Probe {
+    Probe {
+        period_seconds: Some(30),
+        failure_threshold: Some(6),
+        timeout_seconds: Some(10),
+        ..http_probe(path, port)
+    }
+}
+
+/// A volume claim template of a StatefulSet (the claim outlives the StatefulSet: it holds user
+/// data).
+pub fn claim_template(name: &str, size: &Quantity, storage_class: Option<&str>) -> PersistentVolumeClaim {
+    PersistentVolumeClaim {
+        metadata: ObjectMeta { name: Some(name.into()), ..ObjectMeta::default() },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            storage_class_name: storage_class.map(str::to_string),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([("storage".into(), size.clone())])),
+                ..VolumeResourceRequirements::default()
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        ..PersistentVolumeClaim::default()
+    }
+}
+
+/// A ClusterIP Service selecting `selector`, with named ports pointing at the same-named
+/// container ports.
+pub fn service(metadata: ObjectMeta, selector: BTreeMap<String, String>, ports: &[(&str, i32)]) -> Service {
+    Service {
+        metadata,
+        spec: Some(ServiceSpec {
+            // Set, so a changed type is put back: only the authenticating proxy exposes a UI.
+            type_: Some("ClusterIP".into()),
+            selector: Some(selector),
+            ports: Some(
+                ports
+                    .iter()
+                    .map(|(name, port)| ServicePort {
+                        name: Some((*name).into()),
+                        port: *port,
+                        target_port: Some(IntOrString::String((*name).into())),
+                        ..ServicePort::default()
+                    })
+                    .collect(),
+            ),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}

@@ -1,0 +1,432 @@
+//! The operator's caches: one watch per kind, kept in a reflector store that every controller
+//! reads, and fanned out as triggers to the controllers that react to that kind. A pass reads
+//! from these stores and never GETs what a watch already delivers.
+//!
+//! Memory: managed fields are dropped from every cached object; Secrets and Namespaces are
+//! cached as metadata only, with annotations dropped except the operator's own (a client-side
+//! `kubectl apply` leaves a Secret's data in `last-applied-configuration`).
+
+use std::{fmt::Debug, hash::Hash, sync::Arc, time::Duration};
+
+use futures::{
+    SinkExt, Stream, StreamExt,
+    channel::mpsc,
+    future::{BoxFuture, FutureExt},
+    stream::BoxStream,
+};
+use k8s_openapi::api::{
+    apps::v1::StatefulSet,
+    batch::v1::Job,
+    core::v1::{ConfigMap, LimitRange, Namespace, ResourceQuota, Secret, Service, ServiceAccount},
+    networking::v1::{Ingress, NetworkPolicy},
+    rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding},
+};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    core::{DeserializeGuard, PartialObjectMeta},
+    runtime::{
+        WatchStreamExt,
+        reflector::{self, Lookup, ObjectRef, Store},
+        watcher,
+    },
+};
+use serde::de::DeserializeOwned;
+use tracing::warn;
+
+use crate::{
+    crd::{Project, PythonEnvironment, User, Workspace},
+    error::{Error, Result},
+    metrics::{KindLabels, Metrics},
+    names::{LABEL_MANAGED_BY, MANAGER},
+};
+
+/// How many touched objects may wait for a slow controller before the watch waits too.
+const FANOUT_BUFFER: usize = 1024;
+/// How long a pass waits for the caches to fill.
+const CACHE_WAIT: Duration = Duration::from_secs(10);
+
+/// One watched kind: its store, and the triggers handed to controllers.
+pub struct Feed<K>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    /// The store every pass reads.
+    pub store: Store<K>,
+    events: BoxStream<'static, watcher::Result<K>>,
+    subscribers: Vec<mpsc::Sender<K>>,
+    kind: &'static str,
+}
+
+impl<K> Feed<K>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + Send + Sync + 'static,
+{
+    /// A feed from a watcher stream; `trim` runs on every object before it is cached.
+    fn new(
+        kind: &'static str,
+        stream: impl Stream<Item = watcher::Result<watcher::Event<K>>> + Send + 'static,
+        trim: impl FnMut(&mut K) + Send + 'static,
+    ) -> Self {
+        let (store, writer) = reflector::store();
+        let events = stream.default_backoff().modify(trim).reflect(writer).touched_objects().boxed();
+        Feed { store, events, subscribers: Vec::new(), kind }
+    }
+
+    /// A trigger stream for one controller: every object added, changed or deleted.
+    pub fn subscribe(&mut self) -> impl Stream<Item = watcher::Result<K>> + Send + 'static {
+        let (sender, receiver) = mpsc::channel(FANOUT_BUFFER);
+        self.subscribers.push(sender);
+        receiver.map(Ok)
+    }
+
+    /// Runs the watch until the process stops, keeping the store and feeding the subscribers.
+    fn drive(self, metrics: Arc<Metrics>) -> BoxFuture<'static, ()> {
+        let Feed { mut events, mut subscribers, kind, .. } = self;
+        async move {
+            while let Some(event) = events.next().await {
+                match event {
+                    Ok(object) => {
+                        for subscriber in &mut subscribers {
+                            // A controller that stopped (shutdown) no longer listens.
+                            let _ = subscriber.send(object.clone()).await;
+                        }
+                    }
+                    Err(error) => {
+                        metrics.watch_errors.get_or_create(&KindLabels { kind }).inc();
+                        warn!(kind, %error, "watch failed; retrying with backoff");
+                    }
+                }
+            }
+        }
+        .boxed()
+    }
+}
+
+fn drop_managed_fields<K: Resource>(object: &mut K) {
+    object.meta_mut().managed_fields = None;
+}
+
+/// Keeps only the operator's own annotations (`dataworkspace.io/…`) and drops managed fields.
+fn trim_metadata<K: Resource>(object: &mut K) {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.retain(|key, _| key.starts_with("dataworkspace.io/"));
+    }
+}
+
+fn all<K>(client: &Client) -> Api<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+{
+    Api::all(client.clone())
+}
+
+fn managed() -> watcher::Config {
+    watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGER}")).any_semantic()
+}
+
+fn typed<K>(client: &Client, kind: &'static str, config: watcher::Config) -> Feed<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    Feed::new(kind, watcher(all::<K>(client), config), drop_managed_fields::<K>)
+}
+
+fn metadata<K>(client: &Client, kind: &'static str) -> Feed<PartialObjectMeta<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    Feed::new(
+        kind,
+        watcher(all::<PartialObjectMeta<K>>(client), watcher::Config::default().any_semantic()),
+        trim_metadata::<PartialObjectMeta<K>>,
+    )
+}
+
+/// Every feed, before the controllers subscribe to them.
+pub struct Feeds {
+    /// Workspaces (root kind).
+    pub workspaces: Feed<DeserializeGuard<Workspace>>,
+    /// Users (root kind).
+    pub users: Feed<DeserializeGuard<User>>,
+    /// Projects (root kind).
+    pub projects: Feed<DeserializeGuard<Project>>,
+    /// PythonEnvironments (root kind).
+    pub environments: Feed<DeserializeGuard<PythonEnvironment>>,
+    /// Every Namespace, metadata only.
+    pub namespaces: Feed<PartialObjectMeta<Namespace>>,
+    /// Every Secret, metadata only: the operator never holds Secret values.
+    pub secrets: Feed<PartialObjectMeta<Secret>>,
+    /// Every RoleBinding: the operator's, and the foreign ones it reports.
+    pub role_bindings: Feed<RoleBinding>,
+    /// The operator's ResourceQuotas.
+    pub quotas: Feed<ResourceQuota>,
+    /// The operator's LimitRanges.
+    pub limit_ranges: Feed<LimitRange>,
+    /// The operator's NetworkPolicies.
+    pub network_policies: Feed<NetworkPolicy>,
+    /// The operator's ConfigMaps.
+    pub config_maps: Feed<ConfigMap>,
+    /// The operator's Services.
+    pub services: Feed<Service>,
+    /// The operator's StatefulSets.
+    pub stateful_sets: Feed<StatefulSet>,
+    /// The operator's Ingresses.
+    pub ingresses: Feed<Ingress>,
+    /// The operator's ClusterRoles.
+    pub cluster_roles: Feed<ClusterRole>,
+    /// The operator's ClusterRoleBindings.
+    pub cluster_role_bindings: Feed<ClusterRoleBinding>,
+    /// The operator's ServiceAccounts.
+    pub service_accounts: Feed<ServiceAccount>,
+    /// The operator's Jobs.
+    pub jobs: Feed<Job>,
+}
+
+impl Feeds {
+    /// One watch per kind, not started yet.
+    pub fn new(client: &Client) -> Self {
+        let root = || watcher::Config::default().any_semantic();
+        Feeds {
+            workspaces: typed(client, "Workspace", root()),
+            users: typed(client, "User", root()),
+            projects: typed(client, "Project", root()),
+            environments: typed(client, "PythonEnvironment", root()),
+            namespaces: metadata::<Namespace>(client, "Namespace"),
+            secrets: metadata::<Secret>(client, "Secret"),
+            role_bindings: typed(client, "RoleBinding", root()),
+            quotas: typed(client, "ResourceQuota", managed()),
+            limit_ranges: typed(client, "LimitRange", managed()),
+            network_policies: typed(client, "NetworkPolicy", managed()),
+            config_maps: typed(client, "ConfigMap", managed()),
+            services: typed(client, "Service", managed()),
+            stateful_sets: typed(client, "StatefulSet", managed()),
+            ingresses: typed(client, "Ingress", managed()),
+            cluster_roles: typed(client, "ClusterRole", managed()),
+            cluster_role_bindings: typed(client, "ClusterRoleBinding", managed()),
+            service_accounts: typed(client, "ServiceAccount", managed()),
+            jobs: typed(client, "Job", managed()),
+        }
+    }
+
+    /// The stores, for the passes.
+    pub fn caches(&self) -> Caches {
+        Caches {
+            workspaces: self.workspaces.store.clone(),
+            users: self.users.store.clone(),
+            projects: self.projects.store.clone(),
+            environments: self.environments.store.clone(),
+            namespaces: self.namespaces.store.clone(),
+            secrets: self.secrets.store.clone(),
+            role_bindings: self.role_bindings.store.clone(),
+            quotas: self.quotas.store.clone(),
+            limit_ranges: self.limit_ranges.store.clone(),
+            network_policies: self.network_policies.store.clone(),
+            config_maps: self.config_maps.store.clone(),
+            services: self.services.store.clone(),
+            stateful_sets: self.stateful_sets.store.clone(),
+            ingresses: self.ingresses.store.clone(),
+            cluster_roles: self.cluster_roles.store.clone(),
+            cluster_role_bindings: self.cluster_role_bindings.store.clone(),
+            service_accounts: self.service_accounts.store.clone(),
+            jobs: self.jobs.store.clone(),
+        }
+    }
+
+    /// Starts every watch; call after the controllers subscribed. Watch errors are logged and
+    /// counted (`watch_errors_total{kind}`); the watch retries with backoff.
+    pub fn drive(self, metrics: &Arc<Metrics>) -> Vec<BoxFuture<'static, ()>> {
+        let m = || metrics.clone();
+        vec![
+            self.workspaces.drive(m()),
+            self.users.drive(m()),
+            self.projects.drive(m()),
+            self.environments.drive(m()),
+            self.namespaces.drive(m()),
+            self.secrets.drive(m()),
+            self.role_bindings.drive(m()),
+            self.quotas.drive(m()),
+            self.limit_ranges.drive(m()),
+            self.network_policies.drive(m()),
+            self.config_maps.drive(m()),
+            self.services.drive(m()),
+            self.stateful_sets.drive(m()),
+            self.ingresses.drive(m()),
+            self.cluster_roles.drive(m()),
+            self.cluster_role_bindings.drive(m()),
+            self.service_accounts.drive(m()),
+            self.jobs.drive(m()),
+        ]
+    }
+}
+
+/// The stores every pass reads.
+#[derive(Clone)]
+pub struct Caches {
+    /// Workspaces.
+    pub workspaces: Store<DeserializeGuard<Workspace>>,
+    /// Users.
+    pub users: Store<DeserializeGuard<User>>,
+    /// Projects.
+    pub projects: Store<DeserializeGuard<Project>>,
+    /// PythonEnvironments.
+    pub environments: Store<DeserializeGuard<PythonEnvironment>>,
+    /// Namespaces (metadata).
+    pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    /// Secrets (metadata).
+    pub secrets: Store<PartialObjectMeta<Secret>>,
+    /// RoleBindings.
+    pub role_bindings: Store<RoleBinding>,
+    /// ResourceQuotas.
+    pub quotas: Store<ResourceQuota>,
+    /// LimitRanges.
+    pub limit_ranges: Store<LimitRange>,
+    /// NetworkPolicies.
+    pub network_policies: Store<NetworkPolicy>,
+    /// ConfigMaps.
+    pub config_maps: Store<ConfigMap>,
+    /// Services.
+    pub services: Store<Service>,
+    /// StatefulSets.
+    pub stateful_sets: Store<StatefulSet>,
+    /// Ingresses.
+    pub ingresses: Store<Ingress>,
+    /// ClusterRoles.
+    pub cluster_roles: Store<ClusterRole>,
+    /// ClusterRoleBindings.
+    pub cluster_role_bindings: Store<ClusterRoleBinding>,
+    /// ServiceAccounts.
+    pub service_accounts: Store<ServiceAccount>,
+    /// Jobs.
+    pub jobs: Store<Job>,
+}
+
+/// The well-formed objects of a root store.
+pub fn valid<K: Clone>(store: &Store<DeserializeGuard<K>>) -> Vec<K>
+where
+    DeserializeGuard<K>: Resource,
+    <DeserializeGuard<K> as Resource>::DynamicType: Hash + Eq + Clone,
+{
+    store.state().iter().filter_map(|g| g.0.as_ref().ok().cloned()).collect()
+}
+
+impl Caches {
+    /// Waits until every cache has its initial list, so a pass never acts on a partial view
+    /// (bindings computed before the Users are known, an apply skipped or repeated because a
+    /// child was not listed yet). Bounded: past the bound the pass fails as transient.
+    pub async fn ready(&self) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + CACHE_WAIT;
+        while !self.all_ready().await {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::CacheNotReady);
+            }
+        }
+        Ok(())
+    }
+
+    async fn all_ready(&self) -> bool {
+        is_ready(&self.workspaces).await
+            && is_ready(&self.users).await
+            && is_ready(&self.projects).await
+            && is_ready(&self.environments).await
+            && is_ready(&self.namespaces).await
+            && is_ready(&self.secrets).await
+            && is_ready(&self.role_bindings).await
+            && is_ready(&self.quotas).await
+            && is_ready(&self.limit_ranges).await
+            && is_ready(&self.network_policies).await
+            && is_ready(&self.config_maps).await
+            && is_ready(&self.services).await
+            && is_ready(&self.stateful_sets).await
+            && is_ready(&self.ingresses).await
+            && is_ready(&self.cluster_roles).await
+            && is_ready(&self.cluster_role_bindings).await
+            && is_ready(&self.service_accounts).await
+            && is_ready(&self.jobs).await
+    }
+}
+
+/// Whether a store has its initial list, waiting briefly. A store's readiness future keeps
+/// only the waker of its latest waiter, so concurrent passes waiting on it can miss the wake-up;
+/// short, repeated waits never depend on being woken.
+async fn is_ready<K>(store: &Store<K>) -> bool
+where
+    K: Lookup + Clone + 'static,
+    K::DynamicType: Hash + Eq + Clone,
+{
+    tokio::time::timeout(Duration::from_millis(100), store.wait_until_ready()).await.is_ok()
+}
+
+/// A kind the apply layer writes, and the cache that tells what is live.
+pub trait Cached: Resource<DynamicType = ()> + Sized {
+    /// The live object as JSON, from the cache, if it exists.
+    fn cached(caches: &Caches, namespace: Option<&str>, name: &str) -> Option<serde_json::Value>;
+}
+
+fn lookup<K>(store: &Store<K>, namespace: Option<&str>, name: &str) -> Option<Arc<K>>
+where
+    K: Lookup + Clone + 'static,
+    K::DynamicType: Eq + Hash + Clone + Default,
+{
+    let reference = ObjectRef::new_with(name, Default::default());
+    store.get(&match namespace {
+        Some(ns) => reference.within(ns),
+        None => reference,
+    })
+}
+
+macro_rules! cached {
+    ($($kind:ty => $field:ident),* $(,)?) => {$(
+        impl Cached for $kind {
+            fn cached(caches: &Caches, namespace: Option<&str>, name: &str) -> Option<serde_json::Value> {
+                let mut value = serde_json::to_value(&*lookup(&caches.$field, namespace, name)?).ok()?;
+                // Metadata-only caches hold PartialObjectMetadata: name the kind it stands for.
+                value["apiVersion"] = <$kind as Resource>::api_version(&()).into();
+                value["kind"] = <$kind as Resource>::kind(&()).into();
+                Some(value)
+            }
+        }
+    )*};
+}
+
+cached!(
+    Namespace => namespaces,
+    Secret => secrets,
+    RoleBinding => role_bindings,
+    ResourceQuota => quotas,
+    LimitRange => limit_ranges,
+    NetworkPolicy => network_policies,
+    ConfigMap => config_maps,
+    Service => services,
+    StatefulSet => stateful_sets,
+    Ingress => ingresses,
+    ClusterRole => cluster_roles,
+    ClusterRoleBinding => cluster_role_bindings,
+    ServiceAccount => service_accounts,
+    Job => jobs,
+);
+
+/// The metadata of a cached object, whatever its kind's cache holds.
+pub fn cached_meta<K: Cached>(
+    caches: &Caches,
+    namespace: Option<&str>,
+    name: &str,
+) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta> {
+    K::cached(caches, namespace, name)
+        .and_then(|v| serde_json::from_value(v.get("metadata").cloned().unwrap_or_default()).ok())
+}
+
+/// Names of the objects of a store in a namespace.
+pub fn names_in<K>(store: &Store<K>, namespace: &str) -> Vec<String>
+where
+    K: Lookup + Resource + Clone + 'static,
+    <K as Lookup>::DynamicType: Eq + Hash + Clone,
+{
+    store
+        .state()
+        .iter()
+        .filter(|o| o.namespace().as_deref() == Some(namespace))
+        .map(|o| o.name_any())
+        .collect()
+}

@@ -1,0 +1,189 @@
+//! Applying the children a runtime built: in order, each by its policy (applied, or created once
+//! and never rewritten), then removing the children of the owner that this pass no longer
+//! produces — found in the caches by owner UID, so nothing else is ever touched.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::{
+    ByteString,
+    api::{
+        apps::v1::StatefulSet,
+        batch::v1::Job,
+        core::v1::{ConfigMap, Secret, Service, ServiceAccount},
+        networking::v1::NetworkPolicy,
+    },
+};
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{DeleteParams, PostParams, PropagationPolicy},
+    runtime::reflector::{Lookup, ObjectRef, Store},
+};
+use ring::rand::{SecureRandom, SystemRandom};
+
+use super::{Context, apply_namespaced};
+use crate::{
+    build::children::{Child, GeneratedSecret},
+    error::{Error, Result},
+    names::{LABEL_MANAGED_BY, MANAGER},
+};
+
+/// What the API server holds after a pass, for status.
+#[derive(Clone, Debug, Default)]
+pub struct Applied {
+    /// The workloads, by name.
+    pub stateful_sets: BTreeMap<String, StatefulSet>,
+    /// The Jobs, by name.
+    pub jobs: BTreeMap<String, Job>,
+}
+
+/// Applies `children` in order.
+pub async fn apply(ctx: &Context, children: &[Child]) -> Result<Applied> {
+    let mut applied = Applied::default();
+    for child in children {
+        match child {
+            Child::ServiceAccount(o) => drop(apply_namespaced(ctx, o).await?),
+            Child::ConfigMap(o) => drop(apply_namespaced(ctx, o).await?),
+            Child::GeneratedSecret(o) => generate_once(ctx, o).await?,
+            Child::Service(o) => drop(apply_namespaced(ctx, o).await?),
+            Child::NetworkPolicy(o) => drop(apply_namespaced(ctx, o).await?),
+            Child::StatefulSet(o) => {
+                let live = apply_namespaced(ctx, o).await?;
+                applied.stateful_sets.insert(live.name_any(), live);
+            }
+            Child::Job(o) => {
+                let live = create_once(ctx, o).await?;
+                applied.jobs.insert(live.name_any(), live);
+            }
+        }
+    }
+    Ok(applied)
+}
+
+/// Creates the Secret with freshly generated values unless it exists. Values are 32 random
+/// bytes, hex-encoded; they never pass through logs, status or Events.
+async fn generate_once(ctx: &Context, secret: &GeneratedSecret) -> Result<()> {
+    let namespace = secret.metadata.namespace.clone().unwrap_or_default();
+    let name = secret.metadata.name.clone().unwrap_or_default();
+    if ctx.caches.secrets.get(&ObjectRef::new(&name).within(&namespace)).is_some() {
+        return Ok(());
+    }
+    let random = SystemRandom::new();
+    let mut data = BTreeMap::new();
+    for key in &secret.keys {
+        let mut bytes = [0u8; 32];
+        random.fill(&mut bytes).map_err(|_| Error::InvalidSpec {
+            reason: "RandomUnavailable",
+            message: "the system's random number generator failed".into(),
+        })?;
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        data.insert(key.clone(), ByteString(hex.into_bytes()));
+    }
+    let object = Secret { metadata: secret.metadata.clone(), data: Some(data), ..Secret::default() };
+    create(ctx, &Api::<Secret>::namespaced(ctx.client.clone(), &namespace), &object).await.map(drop)
+}
+
+/// Creates the object unless the cache has it; never updates it.
+async fn create_once<K>(ctx: &Context, object: &K) -> Result<K>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + super::cache::Cached
+        + Clone
+        + std::fmt::Debug
+        + serde::Serialize
+        + serde::de::DeserializeOwned,
+{
+    let namespace = object.meta().namespace.clone().unwrap_or_default();
+    let name = object.meta().name.clone().unwrap_or_default();
+    if let Some(live) =
+        K::cached(&ctx.caches, Some(&namespace), &name).and_then(|v| serde_json::from_value(v).ok())
+    {
+        return Ok(live);
+    }
+    create(ctx, &Api::<K>::namespaced(ctx.client.clone(), &namespace), object)
+        .await
+        .map(|o| o.unwrap_or_else(|| object.clone()))
+}
+
+/// A create that treats "already exists" (the cache was a moment behind) as done.
+async fn create<K>(ctx: &Context, api: &Api<K>, object: &K) -> Result<Option<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::Serialize + serde::de::DeserializeOwned,
+{
+    let params = PostParams { field_manager: Some(MANAGER.into()), ..PostParams::default() };
+    ctx.count_write(&K::kind(&()));
+    match api.create(&params, object).await {
+        Ok(created) => Ok(Some(created)),
+        Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(None),
+        Err(source) => Err(Error::Apply { what: format!("{} {}", K::kind(&()), object.name_any()), source }),
+    }
+}
+
+/// Deletes the owner's children (by owner UID, in its namespace, carrying the operator's label)
+/// that `children` no longer lists. Volumes of StatefulSets are not children: they are kept.
+pub async fn sweep(ctx: &Context, namespace: &str, owner_uid: &str, children: &[Child]) -> Result<()> {
+    let keep: BTreeSet<(&'static str, String)> = children.iter().map(Child::key).collect();
+    let caches = &ctx.caches;
+    for name in stale(&caches.service_accounts, namespace, owner_uid, "ServiceAccount", &keep) {
+        delete::<ServiceAccount>(ctx, namespace, &name).await?;
+    }
+    for name in stale(&caches.config_maps, namespace, owner_uid, "ConfigMap", &keep) {
+        delete::<ConfigMap>(ctx, namespace, &name).await?;
+    }
+    for name in stale(&caches.secrets, namespace, owner_uid, "Secret", &keep) {
+        delete::<Secret>(ctx, namespace, &name).await?;
+    }
+    for name in stale(&caches.services, namespace, owner_uid, "Service", &keep) {
+        delete::<Service>(ctx, namespace, &name).await?;
+    }
+    for name in stale(&caches.network_policies, namespace, owner_uid, "NetworkPolicy", &keep) {
+        delete::<NetworkPolicy>(ctx, namespace, &name).await?;
+    }
+    for name in stale(&caches.stateful_sets, namespace, owner_uid, "StatefulSet", &keep) {
+        delete::<StatefulSet>(ctx, namespace, &name).await?;
+    }
+    for name in stale(&caches.jobs, namespace, owner_uid, "Job", &keep) {
+        delete::<Job>(ctx, namespace, &name).await?;
+    }
+    Ok(())
+}
+
+/// Names of cached objects of one kind that the owner made and no longer produces.
+fn stale<K>(
+    store: &Store<K>,
+    namespace: &str,
+    owner_uid: &str,
+    kind: &'static str,
+    keep: &BTreeSet<(&'static str, String)>,
+) -> Vec<String>
+where
+    K: Lookup + Resource + Clone + 'static,
+    <K as Lookup>::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    store
+        .state()
+        .iter()
+        .filter(|o| o.namespace().as_deref() == Some(namespace))
+        .filter(|o| o.labels().get(LABEL_MANAGED_BY).map(String::as_str) == Some(MANAGER))
+        .filter(|o| o.owner_references().iter().any(|r| r.uid == owner_uid))
+        .map(|o| o.name_any())
+        .filter(|name| !keep.contains(&(kind, name.clone())))
+        .collect()
+}
+
+async fn delete<K>(ctx: &Context, namespace: &str, name: &str) -> Result<()>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    ctx.count_write(&K::kind(&()));
+    let params =
+        DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..DeleteParams::default() };
+    match api.delete(name, &params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(()),
+        Err(source) => Err(Error::Apply { what: format!("{} {namespace}/{name}", K::kind(&())), source }),
+    }
+}

@@ -1,0 +1,225 @@
+//! The runtimes a Project runs, behind one seam. A Project is validated into a
+//! [`ValidatedProject`] whose [`RuntimeSpec`] names the runtime; [`build`] turns it into the
+//! ordered children the apply layer writes; [`status`] reads what was applied. Adding a runtime
+//! means one folder here and one arm in each `match`.
+
+pub mod notebook;
+
+use k8s_openapi::{
+    api::core::v1::ResourceRequirements,
+    apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference},
+};
+use kube::ResourceExt;
+
+use crate::{
+    build::{children::Child, git::Checkout, owner_reference},
+    conditions::{Desired, READY},
+    config::Config,
+    controller::{children::Applied, workspace::validate::ValidatedWorkspace},
+    crd::{
+        Project,
+        project::{ComponentStatus, Endpoint, Phase, PodOverrides, Runtime},
+    },
+    error::{Error, Result},
+    names::{LABEL_WORKSPACE, labels},
+};
+
+/// A Project ready to build.
+#[derive(Clone, Debug)]
+pub struct ValidatedProject {
+    /// Its name.
+    pub name: String,
+    /// Its namespace (the workspace's).
+    pub namespace: String,
+    /// Its UID: children are found by it.
+    pub uid: String,
+    /// Owner reference to the Project.
+    pub owner: OwnerReference,
+    /// Scale everything to zero, keep the data.
+    pub stopped: bool,
+    /// Resources of the main containers.
+    pub resources: Option<ResourceRequirements>,
+    /// The project's code: one of the workspace's repositories, at the project's ref.
+    pub source: Option<Checkout>,
+    /// Allow-listed scheduling overrides.
+    pub pod_overrides: Option<PodOverrides>,
+    /// The workspace it lives in.
+    pub workspace: ValidatedWorkspace,
+    /// The runtime and its settings.
+    pub runtime: RuntimeSpec,
+}
+
+/// The runtime of a Project, validated.
+#[derive(Clone, Debug)]
+pub enum RuntimeSpec {
+    /// A JupyterLab server.
+    Notebook(notebook::Notebook),
+    /// A runtime this version does not run yet.
+    NotYetSupported(Runtime),
+}
+
+impl ValidatedProject {
+    /// Metadata of a child: its name, the project's namespace, the standard labels (component
+    /// `component`) plus the workspace label, and the owner reference.
+    pub fn child_meta(&self, name: &str, app: &str, component: &str) -> ObjectMeta {
+        let mut all = self.labels(app, component);
+        all.insert(LABEL_WORKSPACE.into(), self.workspace.name.clone());
+        ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(self.namespace.clone()),
+            labels: Some(all),
+            owner_references: Some(vec![self.owner.clone()]),
+            ..ObjectMeta::default()
+        }
+    }
+
+    /// The selector labels of a component's pods.
+    pub fn labels(&self, app: &str, component: &str) -> std::collections::BTreeMap<String, String> {
+        labels(app, &self.name, component)
+    }
+}
+
+/// Validates a Project against the workspace it lives in.
+pub fn validate(project: &Project, workspace: ValidatedWorkspace) -> Result<ValidatedProject> {
+    let spec = &project.spec;
+    let source = match &spec.source {
+        None => None,
+        Some(source) => {
+            let repo = workspace.repos.iter().find(|r| r.name == source.repository).ok_or_else(|| {
+                Error::InvalidSpec {
+                    reason: "UnknownRepository",
+                    message: format!(
+                        "spec.source.repository {} is not one of the Workspace's gitRepositories ({})",
+                        source.repository,
+                        workspace.repos.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ")
+                    ),
+                }
+            })?;
+            let mut checkout = repo.clone();
+            if let Some(r#ref) = &source.r#ref {
+                crate::build::git::check_ref(r#ref).map_err(|message| Error::InvalidSpec {
+                    reason: "InvalidGitRepository",
+                    message: format!("spec.source.ref: {message}"),
+                })?;
+                checkout.r#ref = r#ref.clone();
+            }
+            Some(checkout)
+        }
+    };
+    let runtime = match spec.runtime {
+        Runtime::Notebook => RuntimeSpec::Notebook(notebook::validate(project)?),
+        other => RuntimeSpec::NotYetSupported(other),
+    };
+    Ok(ValidatedProject {
+        name: project.name_any(),
+        namespace: project.namespace().unwrap_or_default(),
+        uid: project.metadata.uid.clone().unwrap_or_default(),
+        owner: owner_reference(project),
+        stopped: spec.stopped,
+        resources: spec.resources.clone(),
+        source,
+        pod_overrides: spec.pod_overrides.clone(),
+        workspace,
+        runtime,
+    })
+}
+
+/// The children of a Project, in apply order.
+pub fn build(project: &ValidatedProject, config: &Config) -> Vec<Child> {
+    match &project.runtime {
+        RuntimeSpec::Notebook(notebook) => notebook::build(project, notebook, config),
+        RuntimeSpec::NotYetSupported(_) => Vec::new(),
+    }
+}
+
+/// What the runtime reports: phase, components, endpoints and its conditions (without
+/// `Ready`, which [`summarize`] derives).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RuntimeStatus {
+    /// For humans.
+    pub phase: Option<Phase>,
+    /// Readiness of each component.
+    pub components: Vec<ComponentStatus>,
+    /// Where it is reachable.
+    pub endpoints: Vec<Endpoint>,
+    /// Per-component conditions.
+    pub conditions: Vec<Desired>,
+}
+
+/// Status computed from what was applied; `previous` is the phase stored before this pass.
+pub fn status(project: &ValidatedProject, applied: &Applied, previous: Option<Phase>) -> RuntimeStatus {
+    match &project.runtime {
+        RuntimeSpec::Notebook(_) => notebook::status(project, applied, previous),
+        RuntimeSpec::NotYetSupported(runtime) => RuntimeStatus {
+            phase: Some(Phase::Pending),
+            conditions: vec![Desired::no(
+                "Runtime",
+                "NotYetSupported",
+                format!(
+                    "The {} runtime is not provisioned by this operator version yet; the object is accepted and validated, nothing runs for it",
+                    runtime.as_str()
+                ),
+            )],
+            ..RuntimeStatus::default()
+        },
+    }
+}
+
+/// `Ready`: true when every condition is, else false with the first failing condition's reason.
+pub fn summarize(conditions: &[Desired], ready_message: &str) -> Desired {
+    match conditions.iter().find(|c| !c.status) {
+        None => Desired::yes(READY, "Ready", ready_message),
+        Some(first) => Desired::no(READY, first.reason, format!("{}: {}", first.type_, first.message)),
+    }
+}
+
+/// The phase of a runtime with long-running components: `Stopped` on request, `Running` when
+/// every component is ready, `Degraded` when one stopped being ready after running, otherwise
+/// `Provisioning`.
+pub fn workload_phase(stopped: bool, components: &[ComponentStatus], previous: Option<Phase>) -> Phase {
+    let all_ready = !components.is_empty() && components.iter().all(|c| c.ready);
+    match (stopped, all_ready, previous) {
+        (true, _, _) => Phase::Stopped,
+        (false, true, _) => Phase::Running,
+        (false, false, Some(Phase::Running | Phase::Degraded)) => Phase::Degraded,
+        (false, false, _) => Phase::Provisioning,
+    }
+}
+
+/// Readiness of a StatefulSet or Deployment component from its replicas.
+pub fn component(name: &str, replicas: i32, ready_replicas: i32) -> ComponentStatus {
+    ComponentStatus {
+        name: name.into(),
+        ready: replicas > 0 && ready_replicas >= replicas,
+        ready_replicas: Some(ready_replicas),
+        replicas: Some(replicas),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phases_follow_the_components() {
+        let up = [component("server", 1, 1)];
+        let down = [component("server", 1, 0)];
+        assert_eq!(workload_phase(false, &up, None), Phase::Running);
+        assert_eq!(workload_phase(false, &down, None), Phase::Provisioning);
+        assert_eq!(workload_phase(false, &down, Some(Phase::Running)), Phase::Degraded);
+        assert_eq!(workload_phase(false, &down, Some(Phase::Degraded)), Phase::Degraded);
+        assert_eq!(workload_phase(true, &down, Some(Phase::Running)), Phase::Stopped);
+        assert_eq!(workload_phase(false, &down, Some(Phase::Stopped)), Phase::Provisioning);
+        assert!(!component("server", 0, 0).ready, "zero replicas is not ready");
+    }
+
+    #[test]
+    fn ready_names_the_first_failing_condition() {
+        let ok = Desired::yes("Server", "Ready", "up");
+        let bad = Desired::no("Server", "Starting", "not yet");
+        assert!(summarize(std::slice::from_ref(&ok), "running").status);
+        let ready = summarize(&[ok, bad], "running");
+        assert_eq!((ready.status, ready.reason), (false, "Starting"));
+        assert_eq!(ready.message, "Server: not yet");
+    }
+}
