@@ -3,7 +3,7 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: help build lint crds test test-unit test-e2e bench tools cluster-up cluster-down cluster-env sandbox sandbox-down
+.PHONY: help build lint crds test test-unit test-process test-e2e bench tools cluster-up cluster-down cluster-env sandbox sandbox-down
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -18,10 +18,13 @@ lint: ## rustfmt check and clippy with warnings denied.
 crds: ## Regenerate crds/ from the Rust types.
 	$(CARGO) run --locked -q -- crd --output-dir crds
 
-test: lint test-unit test-e2e ## Lint, unit tests, then the e2e suite on a fresh local control plane.
+test: lint test-unit test-process test-e2e ## Lint, unit tests, the process test, then the e2e suite on a fresh local control plane.
 
 test-unit: ## Unit tests, CRD drift and example checks (no cluster needed).
 	$(CARGO) test --locked --lib --bins --test crds --test examples
+
+test-process: ## Runs the generated Notebook command and configuration with the pinned JupyterLab (a venv cached from PyPI).
+	$(CARGO) test --locked --test notebook_process
 
 test-e2e: ## The e2e suite on a freshly started local control plane, stopped afterwards.
 	hack/e2e.sh

@@ -176,8 +176,8 @@ async fn run(listen_address: SocketAddr, config: Config) -> Result<(), String> {
     let health = Health { metrics: metrics.clone(), ready: Arc::default() };
     let server = tokio::spawn(server::serve(listen_address, health.clone(), shutdown.clone()));
 
-    health.ready.store(true, Ordering::Relaxed);
-    controller::run(client, metrics, config, shutdown).await;
+    // Ready once every cache has its initial list (the controllers flip it).
+    controller::run(client, metrics, config, health.ready.clone(), shutdown).await;
     health.ready.store(false, Ordering::Relaxed);
 
     match server.await {

@@ -18,7 +18,7 @@ use crate::metrics::Metrics;
 pub struct Health {
     /// The metrics to serve.
     pub metrics: Arc<Metrics>,
-    /// Set once the CRDs were found and the controllers started.
+    /// Set once the CRDs were found, the controllers started and every cache synced.
     pub ready: Arc<AtomicBool>,
 }
 

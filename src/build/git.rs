@@ -344,13 +344,22 @@ pub enum Mode {
     Continuous,
 }
 
-/// A git-sync container that checks `repo` out as `<root>/<name>` in the volume `volume`.
-pub fn container(repo: &Checkout, volume: &str, root: &str, mode: Mode) -> Container {
+/// Where git-sync keeps a repository inside the volume mounted at `mount`: a directory of its
+/// own. git-sync empties its root when that is not a valid checkout, so the root must never be
+/// a directory that holds anything else (a home with notebooks in it).
+pub fn sync_root(mount: &str, repo: &str) -> String {
+    format!("{mount}/.git-sync/{repo}")
+}
+
+/// A git-sync container that checks `repo` out in the volume `volume`, mounted at `mount` as in
+/// the containers that use it, and publishes it as `<checkout_dir>/<name>` (a symlink, relative,
+/// to the synced worktree under [`sync_root`]).
+pub fn container(repo: &Checkout, volume: &str, mount: &str, checkout_dir: &str, mode: Mode) -> Container {
     let mut env = vec![
         env_var("GITSYNC_REPO", &repo.url),
         env_var("GITSYNC_REF", &repo.r#ref),
-        env_var("GITSYNC_ROOT", root),
-        env_var("GITSYNC_LINK", &repo.name),
+        env_var("GITSYNC_ROOT", &sync_root(mount, &repo.name)),
+        env_var("GITSYNC_LINK", &format!("{checkout_dir}/{}", repo.name)),
         env_var("GITSYNC_DEPTH", "1"),
     ];
     match mode {
@@ -361,7 +370,7 @@ pub fn container(repo: &Checkout, volume: &str, root: &str, mode: Mode) -> Conta
         }
     }
     let mut mounts = vec![
-        VolumeMount { name: volume.into(), mount_path: root.into(), ..VolumeMount::default() },
+        VolumeMount { name: volume.into(), mount_path: mount.into(), ..VolumeMount::default() },
         VolumeMount { name: "git-sync-tmp".into(), mount_path: "/tmp".into(), ..VolumeMount::default() },
     ];
     match &repo.auth {
@@ -470,7 +479,13 @@ mod tests {
 
     #[test]
     fn https_credentials_are_referenced_not_copied() {
-        let c = container(&repo(GitAuth::Https { secret: "creds".into() }), "repos", "/repos", Mode::Once);
+        let c = container(
+            &repo(GitAuth::Https { secret: "creds".into() }),
+            "repos",
+            "/home",
+            "/home/repos",
+            Mode::Once,
+        );
         let env = c.env.unwrap();
         let password = env.iter().find(|e| e.name == "GITSYNC_PASSWORD").unwrap();
         assert_eq!(password.value, None);
@@ -486,7 +501,7 @@ mod tests {
             url: "git@git.example.com:a/p.git".into(),
             ..repo(Checkout::auth_for("git@x:y", Some("key")))
         };
-        let c = container(&r, "repos", "/repos", Mode::Continuous);
+        let c = container(&r, "repos", "/home", "/home/repos", Mode::Continuous);
         let mount = c.volume_mounts.unwrap().into_iter().find(|m| m.mount_path == "/etc/git-secret").unwrap();
         assert_eq!(mount.read_only, Some(true));
         let vols = volumes(&[r]);
@@ -495,8 +510,20 @@ mod tests {
     }
 
     #[test]
+    fn git_sync_owns_only_a_directory_of_its_own() {
+        // git-sync empties its root when that is not a valid checkout: never the home itself.
+        let c = container(&repo(GitAuth::None), "home", "/home/jovyan", "/home/jovyan/repos", Mode::Once);
+        let env: std::collections::BTreeMap<String, String> =
+            c.env.unwrap().into_iter().map(|e| (e.name, e.value.unwrap_or_default())).collect();
+        assert_eq!(env["GITSYNC_ROOT"], "/home/jovyan/.git-sync/pipelines");
+        assert_eq!(env["GITSYNC_LINK"], "/home/jovyan/repos/pipelines");
+        let mounts = c.volume_mounts.unwrap();
+        assert_eq!(mounts[0].mount_path, "/home/jovyan", "mounted where its consumers mount it");
+    }
+
+    #[test]
     fn runs_with_read_only_root_and_pinned_image() {
-        let c = container(&repo(GitAuth::None), "repos", "/repos", Mode::Once);
+        let c = container(&repo(GitAuth::None), "repos", "/home", "/home/repos", Mode::Once);
         assert_eq!(c.image.as_deref(), Some(GIT_SYNC_IMAGE));
         let sc = c.security_context.unwrap();
         assert_eq!(sc.read_only_root_filesystem, Some(true));
@@ -632,7 +659,7 @@ mod tests {
         let checkout = Checkout::new("p", "git@github.com:org/repo.git", "release/1.2", Some("key")).unwrap();
         assert_eq!(checkout.auth, GitAuth::Ssh { secret: "key".into() });
         for mode in [Mode::Once, Mode::Continuous] {
-            let c = container(&checkout, "repos", "/repos", mode);
+            let c = container(&checkout, "repos", "/home", "/home/repos", mode);
             assert_eq!(
                 (c.command.as_ref(), c.args.as_ref()),
                 (None, None),

@@ -200,8 +200,13 @@ pub async fn check_crd_installed<K: Managed>(client: &Client) -> std::result::Re
 }
 
 /// Runs all four controllers until `shutdown` resolves, then lets running passes finish.
-pub async fn run<F>(client: Client, metrics: Arc<Metrics>, config: Config, shutdown: F)
-where
+pub async fn run<F>(
+    client: Client,
+    metrics: Arc<Metrics>,
+    config: Config,
+    ready: Arc<std::sync::atomic::AtomicBool>,
+    shutdown: F,
+) where
     F: Future<Output = ()> + Clone + Send + Sync + 'static,
 {
     let mut feeds = Feeds::new(&client);
@@ -211,6 +216,13 @@ where
     let projects = project::controller(&mut feeds, &ctx);
     let environments = root(&mut feeds.environments);
     let watches = futures::future::join_all(feeds.drive(&ctx.metrics));
+    let caches = ctx.caches.clone();
+    let synced = async move {
+        while caches.ready().await.is_err() {}
+        ready.store(true, std::sync::atomic::Ordering::Relaxed);
+        info!("caches synced; ready");
+        std::future::pending::<()>().await
+    };
     let controllers = async {
         tokio::join!(
             drive(workspaces, ctx.clone(), shutdown.clone()),
@@ -223,6 +235,7 @@ where
     tokio::select! {
         _ = controllers => {}
         _ = watches => {}
+        _ = synced => {}
     }
 }
 

@@ -501,7 +501,7 @@ pub fn studio_statefulset(ws: &ValidatedWorkspace, studio: &Studio, proxied: boo
     let clones: Vec<Container> = ws
         .repos
         .iter()
-        .map(|r| git::container(r, STUDIO_HOME, &format!("{HOME}/repos"), git::Mode::Once))
+        .map(|r| git::container(r, STUDIO_HOME, HOME, &format!("{HOME}/repos"), git::Mode::Once))
         .collect();
     let pod_spec = PodSpec {
         automount_service_account_token: Some(false),

@@ -123,8 +123,10 @@ fn statefulset(
         ..Container::default()
     };
     let checkouts: Vec<git::Checkout> = project.source.iter().cloned().collect();
-    let clones: Vec<Container> =
-        checkouts.iter().map(|r| git::container(r, HOME_VOLUME, WORK_DIR, git::Mode::Once)).collect();
+    let clones: Vec<Container> = checkouts
+        .iter()
+        .map(|r| git::container(r, HOME_VOLUME, jupyter::HOME, WORK_DIR, git::Mode::Once))
+        .collect();
     let mut volumes = vec![
         Volume {
             name: "jupyter-config".into(),
