@@ -21,7 +21,7 @@ crds: ## Regenerate crds/ from the Rust types.
 test: lint test-unit test-process test-e2e ## Lint, unit tests, the process test, then the e2e suite on a fresh local control plane.
 
 test-unit: ## Unit tests, CRD drift and example checks (no cluster needed).
-	$(CARGO) test --locked --lib --bins --test crds --test examples
+	$(CARGO) test --locked --lib --bins --test crds --test examples --test workspace_props
 
 test-process: ## Runs the generated Notebook command and configuration with the pinned JupyterLab (a venv cached from PyPI).
 	$(CARGO) test --locked --test notebook_process
