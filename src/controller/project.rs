@@ -140,3 +140,37 @@ async fn fail(
         _ => Action::await_change(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn children_reach_their_project_and_a_workspace_its_projects() {
+        let owned: k8s_openapi::api::core::v1::Service = serde_yaml::from_str(
+            "metadata: {name: nb, namespace: dw-a, ownerReferences: [{apiVersion: dataworkspace.io/v1alpha1, kind: Project, name: nb, uid: u}]}",
+        )
+        .unwrap();
+        let reference = owning_project(&owned).unwrap();
+        assert_eq!((reference.name.as_str(), reference.namespace.as_deref()), ("nb", Some("dw-a")));
+        let foreign: k8s_openapi::api::core::v1::Service = serde_yaml::from_str(
+            "metadata: {name: nb, namespace: dw-a, ownerReferences: [{apiVersion: example.com/v1, kind: Project, name: nb, uid: u}]}",
+        )
+        .unwrap();
+        assert!(owning_project(&foreign).is_none(), "another group's Project");
+
+        let workspace: Workspace = serde_yaml::from_str("metadata: {name: a}\nspec: {}").unwrap();
+        let projects: Vec<Project> = ["dw-a", "dw-b"]
+            .iter()
+            .map(|ns| {
+                serde_yaml::from_str(&format!(
+                    "metadata: {{name: p, namespace: {ns}}}\nspec: {{runtime: Notebook, notebook: {{}}}}"
+                ))
+                .unwrap()
+            })
+            .collect();
+        let reached = projects_of_workspace(&projects, &workspace);
+        assert_eq!(reached.len(), 1);
+        assert_eq!(reached[0].namespace.as_deref(), Some("dw-a"));
+    }
+}

@@ -309,4 +309,49 @@ mod tests {
         assert_eq!(binding.role_ref.name, PLATFORM_ADMIN_ROLE);
         assert_eq!(binding.subjects.unwrap()[0].name, "alice@x");
     }
+
+    fn names(refs: Vec<ObjectRef<DeserializeGuard<User>>>) -> Vec<String> {
+        let mut names: Vec<String> = refs.into_iter().map(|r| r.name).collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_workspace_reaches_its_members_and_those_who_just_left() {
+        let (alice, workspaces, _) = fixture();
+        let mut carol: User = from("metadata: {name: carol}\nspec: {username: carol@x}");
+        carol.status = Some(from("workspaces: [{workspace: a, role: viewer}]"));
+        let dave: User = from("metadata: {name: dave}\nspec: {username: dave@x, teams: [ops]}");
+        let users = vec![alice, carol, dave];
+        // alice by team eng, carol because her status still lists a; dave is unrelated.
+        assert_eq!(names(users_of_workspace(&users, &workspaces[0])), vec!["alice", "carol"]);
+        assert!(users_of_workspace(&users, &workspaces[1]).is_empty());
+    }
+
+    #[test]
+    fn a_project_reaches_who_pins_or_lists_it_and_while_new_the_members() {
+        let (alice, workspaces, projects) = fixture();
+        let mut bob: User = from("metadata: {name: bob}\nspec: {username: bob@x}");
+        bob.status = Some(from("recent: [{namespace: dw-a, name: p3}]"));
+        let eve: User = from("metadata: {name: eve}\nspec: {username: eve@x, teams: [eng]}");
+        let users = vec![alice, bob, eve];
+        let etl = projects.iter().find(|p| p.name_any() == "etl").unwrap();
+        // etl has a status: only alice, who pins it.
+        assert_eq!(names(users_of_project(&users, &workspaces, etl)), vec!["alice"]);
+        let p3 = projects.iter().find(|p| p.name_any() == "p3").unwrap();
+        assert_eq!(names(users_of_project(&users, &workspaces, p3)), vec!["bob"]);
+        // A new project (no status) reaches every member of its workspace.
+        let new: Project =
+            from("metadata: {name: fresh, namespace: dw-a}\nspec: {runtime: Notebook, notebook: {}}");
+        assert_eq!(names(users_of_project(&users, &workspaces, &new)), vec!["alice", "eve"]);
+    }
+
+    #[test]
+    fn users_sharing_a_username_reach_each_other() {
+        let one: User = from("metadata: {name: one}\nspec: {username: same@x}");
+        let two: User = from("metadata: {name: two}\nspec: {username: same@x}");
+        let other: User = from("metadata: {name: other}\nspec: {username: other@x}");
+        let users = vec![one.clone(), two, other];
+        assert_eq!(names(users_sharing_username(&users, &one)), vec!["two"]);
+    }
 }

@@ -910,4 +910,21 @@ mod tests {
         );
         assert!(containers[1].args.as_ref().unwrap().contains(&"--auth=password".to_string()));
     }
+
+    #[test]
+    fn golden_objects_of_the_example_workspace() {
+        let objs = build(&with_host(Some("analytics.data.example.com")), &auth());
+        insta::assert_yaml_snapshot!("namespace", objs.namespace);
+        insta::assert_yaml_snapshot!("workspace-roles", objs.workspace_roles);
+        insta::assert_yaml_snapshot!("workspace-role-bindings", objs.workspace_role_bindings);
+        insta::assert_yaml_snapshot!("quota", objs.quota);
+        insta::assert_yaml_snapshot!("limit-range", objs.limit_range);
+        insta::assert_yaml_snapshot!("network-policy", objs.network_policy);
+        insta::assert_yaml_snapshot!("role-bindings", objs.role_bindings);
+        insta::assert_yaml_snapshot!("variables", objs.variables);
+        let studio = objs.studio.unwrap();
+        insta::assert_yaml_snapshot!("studio-service", studio.service);
+        insta::assert_yaml_snapshot!("studio-statefulset", studio.statefulset);
+        insta::assert_yaml_snapshot!("studio-ingress", studio.ingress);
+    }
 }
