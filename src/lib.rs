@@ -8,6 +8,8 @@ pub mod config;
 pub mod controller;
 pub mod crd;
 pub mod error;
+#[cfg(test)]
+pub mod fixtures;
 pub mod metrics;
 pub mod names;
 pub mod runtime;

@@ -595,31 +595,10 @@ mod tests {
     use super::*;
     use crate::{
         build::pod::tests::assert_restricted,
-        controller::{
-            identity::Identities,
-            workspace::validate::{Observed, Ownership, validate},
-        },
-        crd::{User, Workspace},
+        controller::workspace::validate::{Ownership, validate},
+        fixtures::{example_workspace, observed},
         names::{LABEL_MANAGED_BY, MANAGER},
     };
-
-    fn example<K: serde::de::DeserializeOwned>(file: &str) -> Vec<K> {
-        let text =
-            std::fs::read_to_string(format!("{}/examples/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
-        serde_yaml::Deserializer::from_str(&text)
-            .map(|d| serde::Deserialize::deserialize(d).unwrap())
-            .collect()
-    }
-
-    fn observed(users: Vec<User>) -> Observed {
-        Observed { identities: Identities::new(&users, &Config::default()), ..Observed::default() }
-    }
-
-    fn example_workspace() -> (Workspace, Vec<User>) {
-        let mut ws: Workspace = example("02-workspace.yaml").remove(0);
-        ws.metadata.uid = Some("uid-1".into());
-        (ws, example("01-users.yaml"))
-    }
 
     fn objects(config: &Config) -> WorkspaceObjects {
         let (ws, users) = example_workspace();

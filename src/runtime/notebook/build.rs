@@ -179,30 +179,14 @@ mod tests {
     use super::*;
     use crate::{
         build::pod::tests::assert_restricted,
-        controller::{
-            identity::Identities,
-            workspace::validate::{Observed, validate},
-        },
-        crd::{Project, User, Workspace},
+        crd::Project,
+        fixtures::{example, validated_example_workspace},
         runtime::{self, RuntimeSpec},
     };
 
-    fn example<K: serde::de::DeserializeOwned>(file: &str) -> Vec<K> {
-        let text =
-            std::fs::read_to_string(format!("{}/examples/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
-        serde_yaml::Deserializer::from_str(&text)
-            .map(|d| serde::Deserialize::deserialize(d).unwrap())
-            .collect()
-    }
-
     /// The example Notebook in the example Workspace, with UIDs as the API server would set.
     pub fn example_project(patch: impl FnOnce(&mut Project)) -> ValidatedProject {
-        let mut workspace: Workspace = example("02-workspace.yaml").remove(0);
-        workspace.metadata.uid = Some("ws-uid".into());
-        let users: Vec<User> = example("01-users.yaml");
-        let observed =
-            Observed { identities: Identities::new(&users, &Config::default()), ..Observed::default() };
-        let workspace = validate(&workspace, &observed).unwrap();
+        let workspace = validated_example_workspace();
         let mut project: Project = example("23-project-notebook.yaml").remove(0);
         project.metadata.uid = Some("project-uid".into());
         patch(&mut project);
