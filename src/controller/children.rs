@@ -20,7 +20,7 @@ use kube::{
 };
 use ring::rand::{SecureRandom, SystemRandom};
 
-use super::{Context, apply_namespaced};
+use super::{Context, apply_namespaced, cache::cached_meta};
 use crate::{
     build::children::{Child, GeneratedSecret},
     error::{Error, Result},
@@ -36,8 +36,13 @@ pub struct Applied {
     pub jobs: BTreeMap<String, Job>,
 }
 
-/// Applies `children` in order.
+/// Applies `children` in order. A child whose name is taken by an object its owner did not make
+/// (another Project's, the Workspace's Studio, something a person created) is not touched: the
+/// pass fails with `NameConflict`, so no name ever lets one owner take over another's object.
 pub async fn apply(ctx: &Context, children: &[Child]) -> Result<Applied> {
+    for child in children {
+        check_unclaimed(ctx, child)?;
+    }
     let mut applied = Applied::default();
     for child in children {
         match child {
@@ -57,6 +62,46 @@ pub async fn apply(ctx: &Context, children: &[Child]) -> Result<Applied> {
         }
     }
     Ok(applied)
+}
+
+fn check_unclaimed(ctx: &Context, child: &Child) -> Result<()> {
+    let (kind, name) = child.key();
+    let (namespace, owner) = match child {
+        Child::ServiceAccount(o) => meta_of(&o.metadata),
+        Child::ConfigMap(o) => meta_of(&o.metadata),
+        Child::GeneratedSecret(o) => meta_of(&o.metadata),
+        Child::Service(o) => meta_of(&o.metadata),
+        Child::NetworkPolicy(o) => meta_of(&o.metadata),
+        Child::StatefulSet(o) => meta_of(&o.metadata),
+        Child::Job(o) => meta_of(&o.metadata),
+    };
+    let namespace = Some(namespace.as_str());
+    let live = match child {
+        Child::ServiceAccount(_) => cached_meta::<ServiceAccount>(&ctx.caches, namespace, &name),
+        Child::ConfigMap(_) => cached_meta::<ConfigMap>(&ctx.caches, namespace, &name),
+        Child::GeneratedSecret(_) => cached_meta::<Secret>(&ctx.caches, namespace, &name),
+        Child::Service(_) => cached_meta::<Service>(&ctx.caches, namespace, &name),
+        Child::NetworkPolicy(_) => cached_meta::<NetworkPolicy>(&ctx.caches, namespace, &name),
+        Child::StatefulSet(_) => cached_meta::<StatefulSet>(&ctx.caches, namespace, &name),
+        Child::Job(_) => cached_meta::<Job>(&ctx.caches, namespace, &name),
+    };
+    match live {
+        Some(live) if !live.owner_references.iter().flatten().any(|o| o.uid == owner) => {
+            Err(Error::Dependency {
+                reason: "NameConflict",
+                message: format!(
+                    "the {kind} {name} already exists and belongs to something else; rename the Project (or remove that {kind})"
+                ),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The namespace and the owner UID of a child.
+fn meta_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (String, String) {
+    let owner = meta.owner_references.iter().flatten().next().map(|o| o.uid.clone()).unwrap_or_default();
+    (meta.namespace.clone().unwrap_or_default(), owner)
 }
 
 /// Creates the Secret with freshly generated values unless it exists. Values are 32 random

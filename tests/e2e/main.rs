@@ -69,6 +69,7 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         workspaces::studio_is_exposed_only_behind_the_proxy,
         notebook::example_notebook_runs,
         notebook::notebook_stops_restarts_and_deletes_cleanly,
+        notebook::a_project_cannot_take_over_another_owners_objects,
         tenancy::existing_namespaces_are_never_taken_over,
         tenancy::namespace_cannot_be_added_or_removed,
         tenancy::retained_namespaces_are_not_inherited,

@@ -164,3 +164,32 @@ pub async fn notebook_stops_restarts_and_deletes_cleanly(scope: Scope) -> TestRe
     workspaces.delete(&id, &DeleteParams::default()).await.context("delete")?;
     Ok(())
 }
+
+/// A Project named like the Workspace's Studio (or anything else it does not own) takes
+/// nothing over: it reports `NameConflict`, and the Studio is untouched.
+pub async fn a_project_cannot_take_over_another_owners_objects(scope: Scope) -> TestResult {
+    scope.involve("dw-analytics");
+    kubectl(&["apply", "-f", &scope.env.path("examples")])?;
+    let client = scope.env.client.clone();
+    let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), "dw-analytics");
+    let before = statefulsets.get("studio").await.context("the Studio")?;
+    let projects: Api<Project> = Api::namespaced(client.clone(), "dw-analytics");
+    let squatter: Project = from_yaml("metadata: {name: studio}\nspec: {runtime: Notebook, notebook: {}}")?;
+    projects.create(&PostParams::default(), &squatter).await.context("creating the Project")?;
+    let refused = wait_for(&projects, "studio", "Ready=False NameConflict", |p: Option<&Project>| {
+        p.and_then(|p| p.status.as_ref())
+            .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.reason == "NameConflict"))
+    })
+    .await;
+    let after = statefulsets.get("studio").await.context("the Studio")?;
+    projects.delete("studio", &DeleteParams::default()).await.context("deleting the Project")?;
+    refused?;
+    // Status changes move the resource version; a spec change moves the generation.
+    ensure!(
+        before.metadata.generation == after.metadata.generation,
+        "the Studio StatefulSet's spec was changed by the Project"
+    );
+    let owners = after.metadata.owner_references.unwrap_or_default();
+    ensure!(owners.len() == 1 && owners[0].kind == "Workspace", "owners {owners:?}");
+    Ok(())
+}
