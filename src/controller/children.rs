@@ -41,7 +41,7 @@ pub struct Applied {
 /// pass fails with `NameConflict`, so no name ever lets one owner take over another's object.
 pub async fn apply(ctx: &Context, children: &[Child]) -> Result<Applied> {
     for child in children {
-        check_unclaimed(ctx, child)?;
+        check_unclaimed(ctx, child).await?;
     }
     let mut applied = Applied::default();
     for child in children {
@@ -64,7 +64,10 @@ pub async fn apply(ctx: &Context, children: &[Child]) -> Result<Applied> {
     Ok(applied)
 }
 
-fn check_unclaimed(ctx: &Context, child: &Child) -> Result<()> {
+/// Fails with `NameConflict` when a child's name is taken by an object its owner did not make.
+/// The caches of most kinds hold only the operator's objects, so a name the cache does not know
+/// is looked up once (a metadata read, only until the child exists; idle passes read nothing).
+async fn check_unclaimed(ctx: &Context, child: &Child) -> Result<()> {
     let (kind, name) = child.key();
     let (namespace, owner) = match child {
         Child::ServiceAccount(o) => meta_of(&o.metadata),
@@ -75,15 +78,15 @@ fn check_unclaimed(ctx: &Context, child: &Child) -> Result<()> {
         Child::StatefulSet(o) => meta_of(&o.metadata),
         Child::Job(o) => meta_of(&o.metadata),
     };
-    let namespace = Some(namespace.as_str());
     let live = match child {
-        Child::ServiceAccount(_) => cached_meta::<ServiceAccount>(&ctx.caches, namespace, &name),
-        Child::ConfigMap(_) => cached_meta::<ConfigMap>(&ctx.caches, namespace, &name),
-        Child::GeneratedSecret(_) => cached_meta::<Secret>(&ctx.caches, namespace, &name),
-        Child::Service(_) => cached_meta::<Service>(&ctx.caches, namespace, &name),
-        Child::NetworkPolicy(_) => cached_meta::<NetworkPolicy>(&ctx.caches, namespace, &name),
-        Child::StatefulSet(_) => cached_meta::<StatefulSet>(&ctx.caches, namespace, &name),
-        Child::Job(_) => cached_meta::<Job>(&ctx.caches, namespace, &name),
+        Child::ServiceAccount(_) => live_meta::<ServiceAccount>(ctx, &namespace, &name).await?,
+        Child::ConfigMap(_) => live_meta::<ConfigMap>(ctx, &namespace, &name).await?,
+        // Every Secret is cached (metadata): no read needed.
+        Child::GeneratedSecret(_) => cached_meta::<Secret>(&ctx.caches, Some(&namespace), &name),
+        Child::Service(_) => live_meta::<Service>(ctx, &namespace, &name).await?,
+        Child::NetworkPolicy(_) => live_meta::<NetworkPolicy>(ctx, &namespace, &name).await?,
+        Child::StatefulSet(_) => live_meta::<StatefulSet>(ctx, &namespace, &name).await?,
+        Child::Job(_) => live_meta::<Job>(ctx, &namespace, &name).await?,
     };
     match live {
         Some(live) if !live.owner_references.iter().flatten().any(|o| o.uid == owner) => {
@@ -96,6 +99,30 @@ fn check_unclaimed(ctx: &Context, child: &Child) -> Result<()> {
         }
         _ => Ok(()),
     }
+}
+
+/// The metadata of an object: from the cache, or, when the cache does not know it, read once.
+async fn live_meta<K>(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + super::cache::Cached
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned,
+{
+    if let Some(meta) = cached_meta::<K>(&ctx.caches, Some(namespace), name) {
+        return Ok(Some(meta));
+    }
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    let found = api
+        .get_metadata_opt(name)
+        .await
+        .map_err(|source| Error::Read { what: format!("{} {namespace}/{name}", K::kind(&())), source })?;
+    Ok(found.map(|m| m.metadata))
 }
 
 /// The namespace and the owner UID of a child.

@@ -38,6 +38,7 @@ pub const MAX_NAME_LENGTH: usize = 38;
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("size(self.metadata.name) <= 38").message("Project names are at most 38 characters: names of the Services, workloads and pods it creates are derived from them"),
     validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("Project names must be DNS labels that start with a letter (they name Services)"),
+    validation = Rule::new("!(self.metadata.name in ['studio', 'default'])").message("Project names 'studio' and 'default' are reserved: the workspace's Studio server and the namespace's default ServiceAccount use them"),
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.airflow) == (self.runtime == 'Airflow')").message("spec.airflow must be set when spec.runtime is Airflow, and only then"))]

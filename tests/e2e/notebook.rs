@@ -165,31 +165,39 @@ pub async fn notebook_stops_restarts_and_deletes_cleanly(scope: Scope) -> TestRe
     Ok(())
 }
 
-/// A Project named like the Workspace's Studio (or anything else it does not own) takes
-/// nothing over: it reports `NameConflict`, and the Studio is untouched.
+/// A Project whose children's names are taken by objects it does not own (here a ConfigMap a
+/// person made) takes nothing over: it reports `NameConflict` and the object is untouched. (The
+/// names `studio` and `default` are refused at admission.)
 pub async fn a_project_cannot_take_over_another_owners_objects(scope: Scope) -> TestResult {
     scope.involve("dw-analytics");
     kubectl(&["apply", "-f", &scope.env.path("examples")])?;
     let client = scope.env.client.clone();
-    let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), "dw-analytics");
-    let before = statefulsets.get("studio").await.context("the Studio")?;
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), "dw-analytics");
+    let theirs: ConfigMap = from_yaml("metadata: {name: squat-jupyter}\ndata: {note: someone else's}")?;
+    config_maps.create(&PostParams::default(), &theirs).await.context("creating the ConfigMap")?;
     let projects: Api<Project> = Api::namespaced(client.clone(), "dw-analytics");
-    let squatter: Project = from_yaml("metadata: {name: studio}\nspec: {runtime: Notebook, notebook: {}}")?;
+    let squatter: Project = from_yaml("metadata: {name: squat}\nspec: {runtime: Notebook, notebook: {}}")?;
     projects.create(&PostParams::default(), &squatter).await.context("creating the Project")?;
-    let refused = wait_for(&projects, "studio", "Ready=False NameConflict", |p: Option<&Project>| {
+    let refused = wait_for(&projects, "squat", "Ready=False NameConflict", |p: Option<&Project>| {
         p.and_then(|p| p.status.as_ref())
             .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.reason == "NameConflict"))
     })
     .await;
-    let after = statefulsets.get("studio").await.context("the Studio")?;
-    projects.delete("studio", &DeleteParams::default()).await.context("deleting the Project")?;
+    let after = config_maps.get("squat-jupyter").await.context("the ConfigMap")?;
+    projects.delete("squat", &DeleteParams::default()).await.context("deleting the Project")?;
     refused?;
-    // Status changes move the resource version; a spec change moves the generation.
+    ensure!(after.metadata.owner_references.is_none(), "the Project claimed the ConfigMap");
     ensure!(
-        before.metadata.generation == after.metadata.generation,
-        "the Studio StatefulSet's spec was changed by the Project"
+        after.data.unwrap_or_default().get("note").map(String::as_str) == Some("someone else's"),
+        "the ConfigMap was rewritten"
     );
-    let owners = after.metadata.owner_references.unwrap_or_default();
-    ensure!(owners.len() == 1 && owners[0].kind == "Workspace", "owners {owners:?}");
+    // Deleting the Project leaves it too.
+    wait_until(WAIT, "the Project to be gone", || {
+        let projects = projects.clone();
+        async move { Ok(projects.get_opt("squat").await.context("get")?.is_none()) }
+    })
+    .await?;
+    config_maps.get("squat-jupyter").await.context("the ConfigMap after the Project's deletion")?;
+    config_maps.delete("squat-jupyter", &DeleteParams::default()).await.context("clean-up")?;
     Ok(())
 }
