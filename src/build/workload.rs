@@ -77,3 +77,13 @@ pub fn service(metadata: ObjectMeta, selector: BTreeMap<String, String>, ports: 
         ..Service::default()
     }
 }
+
+/// The Service without a cluster IP: its name resolves to the pods themselves. The governing
+/// Service of a StatefulSet, and one virtual IP fewer per server (a cluster's service range is
+/// small: a /24 holds 254).
+pub fn headless(mut service: Service) -> Service {
+    if let Some(spec) = service.spec.as_mut() {
+        spec.cluster_ip = Some("None".into());
+    }
+    service
+}

@@ -70,11 +70,11 @@ pub fn build(project: &ValidatedProject, notebook: &Notebook, _config: &Config) 
             ..ConfigMap::default()
         }),
         Child::GeneratedSecret(GeneratedSecret { metadata: meta(&token), keys: vec![TOKEN_KEY.into()] }),
-        Child::Service(workload::service(
+        Child::Service(workload::headless(workload::service(
             meta(name),
             project.labels(APP, COMPONENT),
             &[("http", jupyter::PORT)],
-        )),
+        ))),
         Child::StatefulSet(statefulset(project, notebook, &token, &config_map)),
     ]
 }
