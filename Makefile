@@ -29,8 +29,8 @@ test-process: ## Runs the generated Notebook command and configuration with the 
 test-e2e: ## The e2e suite on a freshly started local control plane, stopped afterwards.
 	hack/e2e.sh
 
-bench: ## Scale benchmark: convergence time, write requests and memory for N=50 Workspaces and Users.
-	hack/bench.sh 50
+bench: ## Scale benchmark: 50 Workspaces × 10 Notebook Projects + 50 Users (other sizes: hack/bench.sh N M U).
+	hack/bench.sh 50 10 50
 
 tools: ## Build the pinned control-plane tools into the cache (once per machine).
 	hack/build-tools.sh
