@@ -3,6 +3,7 @@
 use crate::{
     config::Config,
     controller::{
+        Valid,
         identity::Identities,
         workspace::validate::{Observed, ValidatedWorkspace, validate},
     },
@@ -15,9 +16,14 @@ pub fn example<K: serde::de::DeserializeOwned>(file: &str) -> Vec<K> {
     serde_yaml::Deserializer::from_str(&text).map(|d| serde::Deserialize::deserialize(d).unwrap()).collect()
 }
 
+/// Objects as the caches hand them out.
+pub fn shared<K>(objects: Vec<K>) -> Vec<Valid<K>> {
+    objects.into_iter().map(Valid::from).collect()
+}
+
 /// What validation observes when these Users exist and nothing else does.
 pub fn observed(users: Vec<User>) -> Observed {
-    Observed { identities: Identities::new(&users, &Config::default()), ..Observed::default() }
+    Observed { identities: Identities::new(&shared(users), &Config::default()), ..Observed::default() }
 }
 
 /// The example Workspace (UID `uid-1`, as the API server would set one) and the example Users.

@@ -27,6 +27,7 @@ use dataworkspace_operator::{
     build::children::Child,
     config::Config,
     controller::{
+        Valid,
         identity::Identities,
         workspace::{
             self,
@@ -115,7 +116,7 @@ struct Generated {
 
 impl Generated {
     fn build() -> Generated {
-        let users: Vec<User> = vec![parse(USERS)];
+        let users: Vec<Valid<User>> = vec![parse::<User>(USERS).into()];
         let workspace: Workspace = parse(WORKSPACE);
         let project: Project = parse(PROJECT);
         let config = Config::default();

@@ -10,6 +10,7 @@ use dataworkspace_operator::{
     build::git,
     config::{Config, StudioAuth},
     controller::{
+        Valid,
         identity::Identities,
         workspace::{build, validate},
     },
@@ -311,7 +312,7 @@ proptest! {
     ) {
         let config = config(variant);
         let observed = validate::Observed {
-            identities: Identities::new(&users, &config),
+            identities: Identities::new(&users.into_iter().map(Valid::from).collect::<Vec<_>>(), &config),
             ..validate::Observed::default()
         };
         match validate::validate(&ws, &observed) {

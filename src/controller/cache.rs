@@ -6,7 +6,13 @@
 //! cached as metadata only, with annotations dropped except the operator's own (a client-side
 //! `kubectl apply` leaves a Secret's data in `last-applied-configuration`).
 
-use std::{fmt::Debug, hash::Hash, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    fmt::Debug,
+    hash::{DefaultHasher, Hash, Hasher},
+    sync::Arc,
+    time::Duration,
+};
 
 use futures::{
     SinkExt, Stream, StreamExt,
@@ -52,9 +58,90 @@ where
 {
     /// The store every pass reads.
     pub store: Store<K>,
-    events: BoxStream<'static, watcher::Result<K>>,
-    subscribers: Vec<mpsc::Sender<K>>,
+    events: BoxStream<'static, watcher::Result<watcher::Event<K>>>,
+    subscribers: Vec<mpsc::Sender<Change<K>>>,
     kind: &'static str,
+}
+
+/// What a watch reported about one object: it was added or changed (or listed again), or it is
+/// gone.
+#[derive(Clone, Debug)]
+pub enum Change<K> {
+    /// Added, changed, or listed again after a relist.
+    Touched(K),
+    /// Deleted: the last state seen.
+    Deleted(K),
+}
+
+/// The part of an object a subscriber reacts to, reduced to a hash: an object whose signature is
+/// unchanged since the last event does not trigger that subscriber. Deletions always do.
+pub type Signature<K> = fn(&K) -> u64;
+
+/// A hash of what a subscriber reacts to.
+pub fn signature_of(parts: impl Hash) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    parts.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// A hash of a serializable part of an object (for types without `Hash`).
+pub fn json_signature(part: &impl serde::Serialize) -> u64 {
+    signature_of(serde_json::to_string(part).unwrap_or_default())
+}
+
+/// The signature that never changes: the subscriber hears of additions and deletions only.
+pub fn existence<K>(_: &K) -> u64 {
+    0
+}
+
+/// For root kinds: the spec (its generation) and the start of deletion; a status write does not
+/// trigger. An object that failed to parse is never filtered, so its error is reported.
+pub fn generation<K: Resource>(guard: &DeserializeGuard<K>) -> u64 {
+    let meta = guard.meta();
+    match &guard.0 {
+        Ok(_) => signature_of((meta.generation, meta.deletion_timestamp.is_some())),
+        Err(_) => signature_of(&meta.resource_version),
+    }
+}
+
+/// Lets through the changes whose signature differs from the last one seen for that object.
+pub struct Changed<K> {
+    /// `None`: every change passes, and nothing is remembered.
+    signature: Option<Signature<K>>,
+    seen: HashMap<(Option<String>, String), u64>,
+}
+
+impl<K: Resource> Changed<K> {
+    /// A filter with nothing seen yet.
+    pub fn new(signature: Signature<K>) -> Self {
+        Changed { signature: Some(signature), seen: HashMap::new() }
+    }
+
+    /// No filter.
+    pub fn all() -> Self {
+        Changed { signature: None, seen: HashMap::new() }
+    }
+
+    /// The object of a change that passes, or `None`.
+    pub fn admit(&mut self, change: Change<K>) -> Option<K> {
+        let Some(signature) = self.signature else {
+            return Some(match change {
+                Change::Touched(object) | Change::Deleted(object) => object,
+            });
+        };
+        match change {
+            Change::Touched(object) => {
+                let key = (object.meta().namespace.clone(), object.meta().name.clone().unwrap_or_default());
+                let signature = signature(&object);
+                (self.seen.insert(key, signature) != Some(signature)).then_some(object)
+            }
+            Change::Deleted(object) => {
+                let key = (object.meta().namespace.clone(), object.meta().name.clone().unwrap_or_default());
+                self.seen.remove(&key);
+                Some(object)
+            }
+        }
+    }
 }
 
 impl<K> Feed<K>
@@ -68,15 +155,32 @@ where
         trim: impl FnMut(&mut K) + Send + 'static,
     ) -> Self {
         let (store, writer) = reflector::store();
-        let events = stream.default_backoff().modify(trim).reflect(writer).touched_objects().boxed();
+        let events = stream.default_backoff().modify(trim).reflect(writer).boxed();
         Feed { store, events, subscribers: Vec::new(), kind }
     }
 
     /// A trigger stream for one controller: every object added, changed or deleted.
     pub fn subscribe(&mut self) -> impl Stream<Item = watcher::Result<K>> + Send + 'static {
+        self.filtered(Changed::all())
+    }
+
+    /// A trigger stream for one controller: objects added or deleted, and those whose
+    /// `signature` changed — so a subscriber is not woken by changes it does not read (a status
+    /// write, a field another controller owns).
+    pub fn subscribe_when(
+        &mut self,
+        signature: Signature<K>,
+    ) -> impl Stream<Item = watcher::Result<K>> + Send + 'static {
+        self.filtered(Changed::new(signature))
+    }
+
+    fn filtered(
+        &mut self,
+        mut changed: Changed<K>,
+    ) -> impl Stream<Item = watcher::Result<K>> + Send + 'static {
         let (sender, receiver) = mpsc::channel(FANOUT_BUFFER);
         self.subscribers.push(sender);
-        receiver.map(Ok)
+        receiver.filter_map(move |change| futures::future::ready(changed.admit(change).map(Ok)))
     }
 
     /// Runs the watch until the process stops, keeping the store and feeding the subscribers.
@@ -84,17 +188,21 @@ where
         let Feed { mut events, mut subscribers, kind, .. } = self;
         async move {
             while let Some(event) = events.next().await {
-                match event {
-                    Ok(object) => {
-                        for subscriber in &mut subscribers {
-                            // A controller that stopped (shutdown) no longer listens.
-                            let _ = subscriber.send(object.clone()).await;
-                        }
+                let change = match event {
+                    Ok(watcher::Event::Apply(object) | watcher::Event::InitApply(object)) => {
+                        Change::Touched(object)
                     }
+                    Ok(watcher::Event::Delete(object)) => Change::Deleted(object),
+                    Ok(watcher::Event::Init | watcher::Event::InitDone) => continue,
                     Err(error) => {
                         metrics.watch_errors.get_or_create(&KindLabels { kind }).inc();
                         warn!(kind, %error, "watch failed; retrying with backoff");
+                        continue;
                     }
+                };
+                for subscriber in &mut subscribers {
+                    // A controller that stopped (shutdown) no longer listens.
+                    let _ = subscriber.send(change.clone()).await;
                 }
             }
         }
@@ -302,13 +410,49 @@ pub struct Caches {
     pub jobs: Store<Job>,
 }
 
+/// A well-formed root object, shared with its store rather than copied: passes and mappers read
+/// every Workspace, User or Project often, and copies of whole stores made memory grow with the
+/// number of passes running at once.
+pub struct Valid<K>(Arc<DeserializeGuard<K>>);
+
+impl<K> Clone for Valid<K> {
+    fn clone(&self) -> Self {
+        Valid(self.0.clone())
+    }
+}
+
+impl<K> std::ops::Deref for Valid<K> {
+    type Target = K;
+
+    fn deref(&self) -> &K {
+        match &self.0.0 {
+            Ok(object) => object,
+            // Only `valid` and `From<K>` make a `Valid`, both from well-formed objects.
+            Err(_) => unreachable!("a Valid holds a well-formed object"),
+        }
+    }
+}
+
+impl<K: Debug> Debug for Valid<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (**self).fmt(f)
+    }
+}
+
+impl<K> From<K> for Valid<K> {
+    fn from(object: K) -> Self {
+        Valid(Arc::new(DeserializeGuard(Ok(object))))
+    }
+}
+
 /// The well-formed objects of a root store.
-pub fn valid<K: Clone>(store: &Store<DeserializeGuard<K>>) -> Vec<K>
+pub fn valid<K>(store: &Store<DeserializeGuard<K>>) -> Vec<Valid<K>>
 where
+    K: Clone,
     DeserializeGuard<K>: Resource,
     <DeserializeGuard<K> as Resource>::DynamicType: Hash + Eq + Clone,
 {
-    store.state().iter().filter_map(|g| g.0.as_ref().ok().cloned()).collect()
+    store.state().into_iter().filter(|g| g.0.is_ok()).map(Valid).collect()
 }
 
 impl Caches {
@@ -429,4 +573,60 @@ where
         .filter(|o| o.namespace().as_deref() == Some(namespace))
         .map(|o| o.name_any())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::ConfigMap;
+
+    use super::*;
+
+    fn map(name: &str, value: &str) -> ConfigMap {
+        serde_yaml::from_str(&format!("metadata: {{name: {name}, namespace: ns}}\ndata: {{k: '{value}'}}"))
+            .unwrap()
+    }
+
+    fn value(map: &ConfigMap) -> u64 {
+        signature_of(map.data.as_ref().and_then(|d| d.get("k")))
+    }
+
+    fn passed(changed: &mut Changed<ConfigMap>, change: Change<ConfigMap>) -> bool {
+        changed.admit(change).is_some()
+    }
+
+    #[test]
+    fn only_changes_of_the_signature_and_deletions_pass() {
+        let mut changed = Changed::new(value);
+        assert!(passed(&mut changed, Change::Touched(map("a", "1"))), "first sight");
+        assert!(
+            !passed(&mut changed, Change::Touched(map("a", "1"))),
+            "same signature: relist, other fields"
+        );
+        assert!(passed(&mut changed, Change::Touched(map("b", "1"))), "objects are told apart");
+        assert!(passed(&mut changed, Change::Touched(map("a", "2"))));
+        assert!(passed(&mut changed, Change::Deleted(map("a", "2"))), "a deletion always passes");
+        assert!(passed(&mut changed, Change::Touched(map("a", "2"))), "re-created: seen afresh");
+        assert_eq!(changed.seen.len(), 2);
+
+        let mut all = Changed::all();
+        assert!(passed(&mut all, Change::Touched(map("a", "1"))));
+        assert!(passed(&mut all, Change::Touched(map("a", "1"))));
+        assert!(all.seen.is_empty(), "an unfiltered subscriber remembers nothing");
+    }
+
+    #[test]
+    fn a_root_is_woken_by_its_generation_and_deletion_not_by_status() {
+        let guard =
+            |yaml: &str| DeserializeGuard::<crate::crd::User>(Ok(serde_yaml::from_str(yaml).unwrap()));
+        let spec = "metadata: {name: u, generation: 1}\nspec: {username: u@x}";
+        let before = generation(&guard(spec));
+        assert_eq!(generation(&guard(&format!("{spec}\nstatus: {{recent: []}}"))), before);
+        assert_ne!(generation(&guard("metadata: {name: u, generation: 2}\nspec: {username: u@x}")), before);
+        assert_ne!(
+            generation(&guard(
+                "metadata: {name: u, generation: 1, deletionTimestamp: '2026-01-01T00:00:00Z'}\nspec: {username: u@x}"
+            )),
+            before
+        );
+    }
 }

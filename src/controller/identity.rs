@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::Valid;
 use crate::{config::Config, crd::User};
 
 /// Prefix of the usernames Kubernetes gives ServiceAccounts.
@@ -74,7 +75,7 @@ pub fn refusal(user: &User, claims: &BTreeMap<&str, Vec<&str>>, config: &Config)
 }
 
 /// Usernames and the User objects claiming each.
-pub fn claims(users: &[User]) -> BTreeMap<&str, Vec<&str>> {
+pub fn claims(users: &[Valid<User>]) -> BTreeMap<&str, Vec<&str>> {
     let mut claims: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for user in users {
         claims
@@ -89,7 +90,7 @@ pub fn claims(users: &[User]) -> BTreeMap<&str, Vec<&str>> {
 #[derive(Clone, Debug, Default)]
 pub struct Identities {
     /// Users that pass every check.
-    pub bindable: Vec<User>,
+    pub bindable: Vec<Valid<User>>,
     /// Teams listed by a User who may not be bound. A team group binding would give that person
     /// access through the identity provider's group, so such a team is bound through its
     /// bindable Users only.
@@ -98,7 +99,7 @@ pub struct Identities {
 
 impl Identities {
     /// Sorts all Users into bindable ones and the teams that cannot be bound as groups.
-    pub fn new(users: &[User], config: &Config) -> Self {
+    pub fn new(users: &[Valid<User>], config: &Config) -> Self {
         let claims = claims(users);
         let mut identities = Identities::default();
         for user in users {
@@ -116,9 +117,12 @@ impl Identities {
 mod tests {
     use super::*;
 
-    fn user(name: &str, username: &str, extra: &str) -> User {
-        serde_yaml::from_str(&format!("metadata: {{name: {name}}}\nspec: {{username: '{username}'{extra}}}"))
-            .unwrap()
+    fn user(name: &str, username: &str, extra: &str) -> Valid<User> {
+        serde_yaml::from_str::<User>(&format!(
+            "metadata: {{name: {name}}}\nspec: {{username: '{username}'{extra}}}"
+        ))
+        .unwrap()
+        .into()
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub mod workspace;
 pub use apply::{
     apply_cluster, apply_namespaced, apply_status, delete_cluster_if_managed, delete_if_managed,
 };
-pub use cache::{Caches, Feed, Feeds, valid};
+pub use cache::{Caches, Feed, Feeds, Valid, valid};
 
 use std::{
     collections::HashMap,
@@ -246,9 +246,10 @@ const DEBOUNCE: Duration = Duration::from_millis(500);
 /// API server under credentials nothing throttles.
 const CONCURRENCY: u16 = 8;
 
-/// A controller over a root kind, fed by its cache.
+/// A controller over a root kind, fed by its cache: woken by spec changes and deletion, not by
+/// its own status writes.
 pub fn root<K: Managed>(feed: &mut Feed<DeserializeGuard<K>>) -> Controller<DeserializeGuard<K>> {
-    Controller::for_stream(feed.subscribe(), feed.store.clone())
+    Controller::for_stream(feed.subscribe_when(cache::generation::<K>), feed.store.clone())
         .with_config(controller::Config::default().debounce(DEBOUNCE).concurrency(CONCURRENCY))
 }
 

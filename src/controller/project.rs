@@ -7,12 +7,12 @@ use std::sync::Arc;
 use kube::{
     ResourceExt,
     core::DeserializeGuard,
-    runtime::{Controller, WatchStreamExt, controller::Action, predicates, reflector::ObjectRef},
+    runtime::{Controller, controller::Action, reflector::ObjectRef},
 };
 
 use tracing::info;
 
-use super::{Context, Feeds, RESYNC, apply_status, children, resolve, root, valid};
+use super::{Context, Feeds, RESYNC, Valid, apply_status, cache::generation, children, resolve, root, valid};
 use crate::{
     conditions::{Desired, READY},
     crd::{
@@ -39,13 +39,10 @@ pub fn controller(feeds: &mut Feeds, ctx: &Arc<Context>) -> Controller<Deseriali
         .watches_stream(feeds.stateful_sets.subscribe(), |o| owning_project(&o))
         .watches_stream(feeds.jobs.subscribe(), |o| owning_project(&o))
         // A Workspace's status changes with its projects' phases: only spec changes matter here.
-        .watches_stream(
-            feeds.workspaces.subscribe().predicate_filter(predicates::generation, Default::default()),
-            move |workspace| match &workspace.0 {
-                Ok(workspace) => projects_of_workspace(&valid(&caches.projects), workspace),
-                Err(_) => Vec::new(),
-            },
-        )
+        .watches_stream(feeds.workspaces.subscribe_when(generation), move |workspace| match &workspace.0 {
+            Ok(workspace) => projects_of_workspace(&valid(&caches.projects), workspace),
+            Err(_) => Vec::new(),
+        })
 }
 
 /// The Project that owns a child.
@@ -60,7 +57,7 @@ pub fn owning_project<K: kube::Resource>(object: &K) -> Option<ObjectRef<Deseria
 
 /// The Projects in a Workspace's namespace.
 pub fn projects_of_workspace(
-    projects: &[Project],
+    projects: &[Valid<Project>],
     workspace: &Workspace,
 ) -> Vec<ObjectRef<DeserializeGuard<Project>>> {
     let namespace = workspace_namespace(&workspace.name_any(), workspace.spec.namespace.as_deref());
@@ -169,7 +166,7 @@ mod tests {
                 .unwrap()
             })
             .collect();
-        let reached = projects_of_workspace(&projects, &workspace);
+        let reached = projects_of_workspace(&crate::fixtures::shared(projects), &workspace);
         assert_eq!(reached.len(), 1);
         assert_eq!(reached[0].namespace.as_deref(), Some("dw-a"));
     }

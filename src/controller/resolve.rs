@@ -6,7 +6,7 @@ use k8s_openapi::api::{core::v1::Namespace, rbac::v1::RoleBinding};
 use kube::{ResourceExt, core::PartialObjectMeta, runtime::reflector::ObjectRef};
 
 use super::{
-    Caches,
+    Caches, Valid,
     identity::Identities,
     valid,
     workspace::{build::ROLE_BINDINGS, referenced_secrets},
@@ -66,7 +66,7 @@ pub fn observe(workspace: &Workspace, caches: &Caches, config: &Config) -> Obser
 pub fn existing_namespace(
     ns: &PartialObjectMeta<Namespace>,
     workspace: &Workspace,
-    workspaces: &[Workspace],
+    workspaces: &[Valid<Workspace>],
 ) -> ExistingNamespace {
     let uid = ns.labels().get(LABEL_WORKSPACE_UID).cloned();
     let live_owner = uid.as_ref().and_then(|uid| {

@@ -1,7 +1,7 @@
 //! Reconciles Users: the platform-admin binding, and status — the workspaces and roles the user
 //! has, their pinned projects with phase, and their recent projects.
 
-use std::sync::Arc;
+use std::{collections::BTreeSet, sync::Arc};
 
 use k8s_openapi::{
     api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject},
@@ -14,7 +14,9 @@ use kube::{
 };
 
 use super::{
-    Context, Feeds, RESYNC, apply_cluster, apply_status, delete_cluster_if_managed,
+    Context, Feeds, RESYNC, Valid, apply_cluster, apply_status,
+    cache::{existence, generation, json_signature, signature_of},
+    delete_cluster_if_managed,
     identity::{self, Identities, Refusal},
     root, valid,
     workspace::validate::resolve_members,
@@ -37,12 +39,13 @@ pub const PLATFORM_ADMIN_ROLE: &str = "dataworkspace-platform-admin";
 /// How many recent projects a User's status lists.
 pub const RECENT_LIMIT: usize = 5;
 
-/// The User controller, fed by the caches. Triggers are narrow: a Workspace reaches its members
-/// and the Users whose status lists it; a Project reaches the Users who pin it or list it among
-/// their recent projects, and, while it is new (no status yet), the members of its workspace.
-/// So `recent` refreshes when a project appears, for those already showing it, and at resync.
+/// The User controller, fed by the caches. Triggers are narrow, each by the part of the object
+/// the User's status reads: a Workspace's members reach its members and the Users whose status
+/// lists it; a Project's phase reaches the Users who pin it; a Project appearing or going away
+/// reaches the members of its workspace (their `recent`) and the Users listing it.
 pub fn controller(feeds: &mut Feeds, ctx: &Arc<Context>) -> Controller<DeserializeGuard<User>> {
-    let (same_name, by_workspace, by_project) = (ctx.caches.clone(), ctx.caches.clone(), ctx.caches.clone());
+    let (same_name, by_workspace, by_phase, by_existence) =
+        (ctx.caches.clone(), ctx.caches.clone(), ctx.caches.clone(), ctx.caches.clone());
     root(&mut feeds.users)
         .watches_stream(feeds.cluster_role_bindings.subscribe(), |binding| {
             binding
@@ -52,24 +55,59 @@ pub fn controller(feeds: &mut Feeds, ctx: &Arc<Context>) -> Controller<Deseriali
                 .map(|o| ObjectRef::new(&o.name))
         })
         // Users sharing a username are refused together, and freed together.
-        .watches_stream(feeds.users.subscribe(), move |changed| match &changed.0 {
+        .watches_stream(feeds.users.subscribe_when(username), move |changed| match &changed.0 {
             Ok(changed) => users_sharing_username(&valid(&same_name.users), changed),
             Err(_) => Vec::new(),
         })
-        .watches_stream(feeds.workspaces.subscribe(), move |workspace| match &workspace.0 {
+        .watches_stream(feeds.workspaces.subscribe_when(membership), move |workspace| match &workspace.0 {
             Ok(workspace) => users_of_workspace(&valid(&by_workspace.users), workspace),
             Err(_) => Vec::new(),
         })
-        .watches_stream(feeds.projects.subscribe(), move |project| match &project.0 {
+        .watches_stream(feeds.projects.subscribe_when(project_phase), move |project| match &project.0 {
+            Ok(project) => users_pinning(&valid(&by_phase.users), project),
+            Err(_) => Vec::new(),
+        })
+        .watches_stream(feeds.projects.subscribe_when(existence), move |project| match &project.0 {
             Ok(project) => {
-                users_of_project(&valid(&by_project.users), &valid(&by_project.workspaces), project)
+                users_of_project(&valid(&by_existence.users), &valid(&by_existence.workspaces), project)
             }
             Err(_) => Vec::new(),
         })
 }
 
+/// What Users sharing a username react to.
+fn username(user: &DeserializeGuard<User>) -> u64 {
+    match &user.0 {
+        Ok(user) => signature_of(&user.spec.username),
+        Err(_) => generation(user),
+    }
+}
+
+/// What a User's status reads of a Workspace: who its members are, and its namespace.
+pub fn membership(workspace: &DeserializeGuard<Workspace>) -> u64 {
+    match &workspace.0 {
+        Ok(workspace) => json_signature(&(&workspace.spec.members, &workspace.spec.namespace)),
+        Err(_) => generation(workspace),
+    }
+}
+
+/// What a pinned project in a User's status, or a Workspace's project count, shows: runtime
+/// and phase.
+pub fn project_phase(project: &DeserializeGuard<Project>) -> u64 {
+    match &project.0 {
+        Ok(project) => signature_of((
+            project.spec.runtime.as_str(),
+            project.status.as_ref().and_then(|s| s.phase).map(|p| p.as_str()),
+        )),
+        Err(_) => generation(project),
+    }
+}
+
 /// Other Users with the same username.
-pub fn users_sharing_username(users: &[User], changed: &User) -> Vec<ObjectRef<DeserializeGuard<User>>> {
+pub fn users_sharing_username(
+    users: &[Valid<User>],
+    changed: &User,
+) -> Vec<ObjectRef<DeserializeGuard<User>>> {
     users
         .iter()
         .filter(|u| u.spec.username == changed.spec.username && u.name_any() != changed.name_any())
@@ -79,7 +117,10 @@ pub fn users_sharing_username(users: &[User], changed: &User) -> Vec<ObjectRef<D
 
 /// The members of a Workspace (by name or team) and the Users whose status lists it (who may
 /// have just left it).
-pub fn users_of_workspace(users: &[User], workspace: &Workspace) -> Vec<ObjectRef<DeserializeGuard<User>>> {
+pub fn users_of_workspace(
+    users: &[Valid<User>],
+    workspace: &Workspace,
+) -> Vec<ObjectRef<DeserializeGuard<User>>> {
     let name = workspace.name_any();
     users
         .iter()
@@ -93,28 +134,42 @@ pub fn users_of_workspace(users: &[User], workspace: &Workspace) -> Vec<ObjectRe
         .collect()
 }
 
-/// The Users a change of a Project can affect.
+/// The Users who pin a Project.
+pub fn users_pinning(users: &[Valid<User>], project: &Project) -> Vec<ObjectRef<DeserializeGuard<User>>> {
+    let (namespace, name) = (project.namespace().unwrap_or_default(), project.name_any());
+    users
+        .iter()
+        .filter(|u| u.spec.pinned.iter().any(|p| p.namespace == namespace && p.name == name))
+        .map(|u| ObjectRef::new(&u.name_any()))
+        .collect()
+}
+
+/// The Users a Project appearing or going away can affect: those who pin it or list it, and
+/// the members of its workspace, whose `recent` it may enter.
 pub fn users_of_project(
-    users: &[User],
-    workspaces: &[Workspace],
+    users: &[Valid<User>],
+    workspaces: &[Valid<Workspace>],
     project: &Project,
 ) -> Vec<ObjectRef<DeserializeGuard<User>>> {
     let (namespace, name) = (project.namespace().unwrap_or_default(), project.name_any());
     let is = |r: &str, n: &str| r == namespace && n == name;
-    let new = project.status.is_none();
     let workspace = workspaces
         .iter()
         .find(|w| workspace_namespace(&w.name_any(), w.spec.namespace.as_deref()) == namespace);
-    users
+    let mut refs: Vec<_> = users
         .iter()
         .filter(|u| {
             u.spec.pinned.iter().any(|p| is(&p.namespace, &p.name))
                 || u.status.iter().flat_map(|s| &s.recent).any(|p| is(&p.namespace, &p.name))
-                || (new
-                    && workspace.is_some_and(|w| !users_of_workspace(std::slice::from_ref(u), w).is_empty()))
         })
         .map(|u| ObjectRef::new(&u.name_any()))
-        .collect()
+        .collect();
+    if let Some(workspace) = workspace {
+        refs.extend(users_of_workspace(users, workspace));
+    }
+    refs.sort_by(|a, b| a.name.cmp(&b.name));
+    refs.dedup();
+    refs
 }
 
 /// Name of a platform admin's ClusterRoleBinding.
@@ -179,11 +234,11 @@ pub async fn reconcile(user: Arc<User>, ctx: Arc<Context>) -> Result<Action> {
 pub fn desired_status(
     user: &User,
     bound: bool,
-    workspaces: &[Workspace],
-    projects: &[Project],
+    workspaces: &[Valid<Workspace>],
+    projects: &[Valid<Project>],
 ) -> UserStatus {
     let name = user.name_any();
-    let identities = Identities { bindable: vec![user.clone()], ..Identities::default() };
+    let identities = Identities { bindable: vec![user.clone().into()], ..Identities::default() };
     let mut access: Vec<WorkspaceAccess> = workspaces
         .iter()
         .filter(|_| bound)
@@ -200,11 +255,11 @@ pub fn desired_status(
         .collect();
     access.sort_by(|a, b| a.workspace.cmp(&b.workspace));
 
-    let summary = |p: &Project| ProjectSummary {
+    let summary = |p: &Project, phase: bool| ProjectSummary {
         namespace: p.namespace().unwrap_or_default(),
         name: p.name_any(),
         runtime: Some(p.spec.runtime.as_str().into()),
-        phase: p.status.as_ref().and_then(|s| s.phase).map(|ph| ph.as_str().to_string()),
+        phase: p.status.as_ref().and_then(|s| s.phase).filter(|_| phase).map(|ph| ph.as_str().to_string()),
     };
     let pinned = user
         .spec
@@ -214,7 +269,7 @@ pub fn desired_status(
             projects
                 .iter()
                 .find(|p| p.namespace().as_deref() == Some(r.namespace.as_str()) && p.name_any() == r.name)
-                .map(summary)
+                .map(|p| summary(p, true))
                 .unwrap_or_else(|| ProjectSummary {
                     namespace: r.namespace.clone(),
                     name: r.name.clone(),
@@ -224,18 +279,21 @@ pub fn desired_status(
         })
         .collect();
 
-    let namespaces: Vec<&str> = access.iter().filter_map(|a| a.namespace.as_deref()).collect();
+    // The newest projects of the user's workspaces, by creation: a project's phase changes
+    // rewrite only the statuses of the Users who pin it, never of everyone who can see it.
+    let namespaces: BTreeSet<&str> = access.iter().filter_map(|a| a.namespace.as_deref()).collect();
     let mut mine: Vec<&Project> = projects
         .iter()
-        .filter(|p| p.namespace().as_deref().is_some_and(|ns| namespaces.contains(&ns)))
+        .map(|p| &**p)
+        .filter(|p| p.metadata.namespace.as_deref().is_some_and(|ns| namespaces.contains(ns)))
         .collect();
-    // Most recently changed first: the newest condition transition, else the creation time.
-    let changed = |p: &Project| {
-        let transitions = p.status.iter().flat_map(|s| s.conditions.iter()).map(|c| c.last_transition_time.0);
-        transitions.chain(p.metadata.creation_timestamp.iter().map(|t| t.0)).max()
-    };
-    mine.sort_by(|a, b| changed(b).cmp(&changed(a)).then_with(|| a.name_any().cmp(&b.name_any())));
-    let recent = mine.into_iter().take(RECENT_LIMIT).map(summary).collect();
+    mine.sort_by(|a, b| {
+        let (a, b) = (&a.metadata, &b.metadata);
+        (b.creation_timestamp.cmp(&a.creation_timestamp))
+            .then_with(|| a.namespace.cmp(&b.namespace))
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    let recent = mine.into_iter().take(RECENT_LIMIT).map(|p| summary(p, false)).collect();
 
     UserStatus { workspaces: access, pinned, recent, ..UserStatus::default() }
 }
@@ -243,31 +301,32 @@ pub fn desired_status(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::common::Role;
+    use crate::{crd::common::Role, fixtures::shared};
 
     fn from<K: serde::de::DeserializeOwned>(yaml: &str) -> K {
         serde_yaml::from_str(yaml).unwrap()
     }
 
-    fn fixture() -> (User, Vec<Workspace>, Vec<Project>) {
+    fn fixture() -> (User, Vec<Valid<Workspace>>, Vec<Valid<Project>>) {
         let user: User = from(
             "metadata: {name: alice}\nspec: {username: alice@x, teams: [eng], pinned: [{namespace: dw-a, name: etl}, {namespace: dw-a, name: gone}]}",
         );
-        let workspaces = vec![
+        let workspaces = shared(vec![
             from(
                 "metadata: {name: a}\nspec: {members: [{team: eng, role: developer}, {user: alice, role: viewer}]}",
             ),
             from("metadata: {name: b}\nspec: {members: [{user: bob, role: admin}]}"),
-        ];
+        ]);
         let projects = (0..7)
             .map(|i| {
-                from(&format!(
+                from::<Project>(&format!(
                     "metadata: {{name: p{i}, namespace: dw-a, creationTimestamp: '2026-01-0{}T00:00:00Z'}}\nspec: {{runtime: Notebook, notebook: {{}}}}\nstatus: {{phase: Running}}",
                     i + 1
                 ))
             })
             .chain([from("metadata: {name: etl, namespace: dw-a}\nspec: {runtime: Airflow, airflow: {}}\nstatus: {phase: Pending}")])
             .chain([from("metadata: {name: other, namespace: dw-b}\nspec: {runtime: Spark, spark: {}}")])
+            .map(Valid::from)
             .collect();
         (user, workspaces, projects)
     }
@@ -322,28 +381,73 @@ mod tests {
         let mut carol: User = from("metadata: {name: carol}\nspec: {username: carol@x}");
         carol.status = Some(from("workspaces: [{workspace: a, role: viewer}]"));
         let dave: User = from("metadata: {name: dave}\nspec: {username: dave@x, teams: [ops]}");
-        let users = vec![alice, carol, dave];
+        let users = shared(vec![alice, carol, dave]);
         // alice by team eng, carol because her status still lists a; dave is unrelated.
         assert_eq!(names(users_of_workspace(&users, &workspaces[0])), vec!["alice", "carol"]);
         assert!(users_of_workspace(&users, &workspaces[1]).is_empty());
     }
 
     #[test]
-    fn a_project_reaches_who_pins_or_lists_it_and_while_new_the_members() {
+    fn a_phase_reaches_who_pins_it_and_a_new_or_deleted_project_its_members() {
         let (alice, workspaces, projects) = fixture();
         let mut bob: User = from("metadata: {name: bob}\nspec: {username: bob@x}");
         bob.status = Some(from("recent: [{namespace: dw-a, name: p3}]"));
         let eve: User = from("metadata: {name: eve}\nspec: {username: eve@x, teams: [eng]}");
-        let users = vec![alice, bob, eve];
-        let etl = projects.iter().find(|p| p.name_any() == "etl").unwrap();
-        // etl has a status: only alice, who pins it.
-        assert_eq!(names(users_of_project(&users, &workspaces, etl)), vec!["alice"]);
-        let p3 = projects.iter().find(|p| p.name_any() == "p3").unwrap();
-        assert_eq!(names(users_of_project(&users, &workspaces, p3)), vec!["bob"]);
-        // A new project (no status) reaches every member of its workspace.
-        let new: Project =
-            from("metadata: {name: fresh, namespace: dw-a}\nspec: {runtime: Notebook, notebook: {}}");
-        assert_eq!(names(users_of_project(&users, &workspaces, &new)), vec!["alice", "eve"]);
+        let mallory: User = from("metadata: {name: mallory}\nspec: {username: m@x, teams: [ops]}");
+        let users = shared(vec![alice, bob, eve, mallory]);
+        let project = |name: &str| projects.iter().find(|p| p.name_any() == name).unwrap();
+        // A phase change: only alice, who pins etl; nobody pins p3.
+        assert_eq!(names(users_pinning(&users, project("etl"))), vec!["alice"]);
+        assert!(users_pinning(&users, project("p3")).is_empty());
+        // Appearing or going away: the members of dw-a (alice, eve) and bob, who lists p3.
+        assert_eq!(names(users_of_project(&users, &workspaces, project("p3"))), vec!["alice", "bob", "eve"]);
+        // A project of a namespace no Workspace owns reaches only who pins or lists it.
+        let stray: Project =
+            from("metadata: {name: p3, namespace: elsewhere}\nspec: {runtime: Notebook, notebook: {}}");
+        assert!(users_of_project(&users, &workspaces, &stray).is_empty());
+    }
+
+    #[test]
+    fn recent_projects_carry_no_phase_and_ties_are_ordered_by_namespace_and_name() {
+        let (user, mut workspaces, _) = fixture();
+        workspaces.push(Valid::from(from::<Workspace>(
+            "metadata: {name: c}\nspec: {members: [{team: eng, role: viewer}]}",
+        )));
+        // Created in the same second in two namespaces, listed in any order: one order out.
+        let at = |ns: &str, name: &str| -> Valid<Project> {
+            Valid::from(from::<Project>(&format!(
+                "metadata: {{name: {name}, namespace: {ns}, creationTimestamp: '2026-01-01T00:00:00Z'}}\nspec: {{runtime: Notebook, notebook: {{}}}}\nstatus: {{phase: Running}}"
+            )))
+        };
+        let mut projects = vec![at("dw-c", "p0"), at("dw-a", "p1"), at("dw-a", "p0"), at("dw-c", "p1")];
+        let first = desired_status(&user, true, &workspaces, &projects).recent;
+        projects.reverse();
+        assert_eq!(desired_status(&user, true, &workspaces, &projects).recent, first);
+        let listed: Vec<String> = first.iter().map(|p| format!("{}/{}", p.namespace, p.name)).collect();
+        assert_eq!(listed, ["dw-a/p0", "dw-a/p1", "dw-c/p0", "dw-c/p1"]);
+        assert!(
+            first.iter().all(|p| p.phase.is_none()),
+            "a phase change must not rewrite who merely sees it"
+        );
+    }
+
+    #[test]
+    fn signatures_ignore_status_writes() {
+        let (_, workspaces, projects) = fixture();
+        let guard = |p: &Project| DeserializeGuard(Ok(p.clone()));
+        let mut project = (*projects[0]).clone();
+        let before = project_phase(&guard(&project));
+        project.status.as_mut().unwrap().conditions.clear();
+        assert_eq!(project_phase(&guard(&project)), before, "conditions alone do not matter");
+        project.status.as_mut().unwrap().phase = Some(crate::crd::project::Phase::Stopped);
+        assert_ne!(project_phase(&guard(&project)), before);
+
+        let mut workspace = (*workspaces[0]).clone();
+        let before = membership(&DeserializeGuard(Ok(workspace.clone())));
+        workspace.status = Some(from("projectCount: 3"));
+        assert_eq!(membership(&DeserializeGuard(Ok(workspace.clone()))), before);
+        workspace.spec.members.pop();
+        assert_ne!(membership(&DeserializeGuard(Ok(workspace))), before);
     }
 
     #[test]
@@ -351,7 +455,7 @@ mod tests {
         let one: User = from("metadata: {name: one}\nspec: {username: same@x}");
         let two: User = from("metadata: {name: two}\nspec: {username: same@x}");
         let other: User = from("metadata: {name: other}\nspec: {username: other@x}");
-        let users = vec![one.clone(), two, other];
+        let users = shared(vec![one.clone(), two, other]);
         assert_eq!(names(users_sharing_username(&users, &one)), vec!["two"]);
     }
 }

@@ -27,8 +27,11 @@ use self::{
     validate::{Observed, Ownership, ValidatedWorkspace},
 };
 use super::{
-    Caches, Context, Feeds, RESYNC, apply_cluster, apply_namespaced, apply_status, delete_if_managed,
-    resolve, root, valid,
+    Caches, Context, Feeds, RESYNC, Valid, apply_cluster, apply_namespaced, apply_status,
+    cache::{existence, generation, signature_of},
+    delete_if_managed, resolve, root,
+    user::project_phase,
+    valid,
 };
 use crate::{
     conditions::{Desired, READY},
@@ -51,7 +54,11 @@ pub fn controller(feeds: &mut Feeds, ctx: &Arc<Context>) -> Controller<Deseriali
     let owned = move || {
         let caches = caches.clone();
         move |namespace: Option<String>, owners: &[OwnerReference]| {
-            owning_workspace(&valid(&caches.workspaces), namespace.as_deref(), owners)
+            // Most children belong to Projects: skip the store for them.
+            owners
+                .iter()
+                .any(|o| o.kind == "Workspace")
+                .then(|| owning_workspace(&valid(&caches.workspaces), namespace.as_deref(), owners))?
         }
     };
     let in_namespace = {
@@ -83,21 +90,35 @@ pub fn controller(feeds: &mut Feeds, ctx: &Arc<Context>) -> Controller<Deseriali
         .watches_stream(feeds.role_bindings.subscribe(), move |o| n1(o.namespace()))
         // Every namespace: one may appear, be handed over, or go away at any time.
         .watches_stream(feeds.namespaces.subscribe(), move |ns| n2(Some(ns.name_any())))
-        .watches_stream(feeds.projects.subscribe(), move |project| n3(project.namespace()))
-        .watches_stream(feeds.users.subscribe(), move |user| match &user.0 {
+        // The project counts by runtime and phase in status.
+        .watches_stream(feeds.projects.subscribe_when(project_phase), move |project| n3(project.namespace()))
+        // Who a User is and may be bound as; their status is the User controller's output.
+        .watches_stream(feeds.users.subscribe_when(identity), move |user| match &user.0 {
             Ok(user) => workspaces_for_user(&valid(&users.workspaces), &valid(&users.users), user),
             Err(_) => Vec::new(),
         })
-        .watches_stream(feeds.secrets.subscribe(), move |secret| {
+        // A referenced Secret appearing or going away; the operator never reads Secret values.
+        .watches_stream(feeds.secrets.subscribe_when(existence), move |secret| {
             workspaces_referencing(&valid(&secrets.workspaces), &secret)
         })
+}
+
+/// What a Workspace's bindings read of a User: the username, teams, and what makes it bindable.
+pub fn identity(user: &DeserializeGuard<User>) -> u64 {
+    match &user.0 {
+        Ok(user) => {
+            let spec = &user.spec;
+            signature_of((&spec.username, &spec.teams, spec.disabled, spec.admin))
+        }
+        Err(_) => generation(user),
+    }
 }
 
 /// The Workspace that owns a child, by owner reference, and only when the child sits in that
 /// Workspace's namespace (or is cluster-scoped): an object a tenant creates in its own namespace
 /// with an owner reference to another Workspace reaches nobody.
 pub fn owning_workspace(
-    workspaces: &[Workspace],
+    workspaces: &[Valid<Workspace>],
     namespace: Option<&str>,
     owners: &[OwnerReference],
 ) -> Option<ObjectRef<DeserializeGuard<Workspace>>> {
@@ -116,8 +137,8 @@ pub fn owning_workspace(
 /// left, by leaving a team or being disabled, and that Workspace must unbind them), and, since
 /// Users sharing a username are refused together, those of every User with the same username.
 pub fn workspaces_for_user(
-    workspaces: &[Workspace],
-    users: &[User],
+    workspaces: &[Valid<Workspace>],
+    users: &[Valid<User>],
     user: &User,
 ) -> Vec<ObjectRef<DeserializeGuard<Workspace>>> {
     let mut refs = workspaces_of_user(workspaces, user);
@@ -134,7 +155,7 @@ pub fn workspaces_for_user(
 /// The Workspaces, of those that exist, that a User's status lists as theirs: where the User
 /// was bound when its status was last written.
 pub fn workspaces_in_status(
-    workspaces: &[Workspace],
+    workspaces: &[Valid<Workspace>],
     user: &User,
 ) -> Vec<ObjectRef<DeserializeGuard<Workspace>>> {
     let listed = user.status.iter().flat_map(|s| &s.workspaces).map(|a| a.workspace.as_str());
@@ -144,7 +165,7 @@ pub fn workspaces_in_status(
 /// The Workspaces of a Secret's namespace that reference it (connections, secrets, Git
 /// credentials); other Secrets, such as a runtime's own, reach nobody.
 pub fn workspaces_referencing(
-    workspaces: &[Workspace],
+    workspaces: &[Valid<Workspace>],
     secret: &PartialObjectMeta<Secret>,
 ) -> Vec<ObjectRef<DeserializeGuard<Workspace>>> {
     let name = secret.name_any();
@@ -171,7 +192,7 @@ pub fn referenced_secrets(workspace: &Workspace) -> std::collections::BTreeSet<S
 
 /// Workspaces that name the user, or one of the user's teams, as a member.
 pub fn workspaces_of_user(
-    workspaces: &[Workspace],
+    workspaces: &[Valid<Workspace>],
     user: &User,
 ) -> Vec<ObjectRef<DeserializeGuard<Workspace>>> {
     let name = user.name_any();
@@ -189,7 +210,7 @@ pub fn workspaces_of_user(
 
 /// The Workspace owning a namespace, if any.
 pub fn workspaces_in_namespace(
-    workspaces: &[Workspace],
+    workspaces: &[Valid<Workspace>],
     namespace: Option<&str>,
 ) -> Vec<ObjectRef<DeserializeGuard<Workspace>>> {
     workspaces
@@ -438,7 +459,7 @@ fn status(
     };
     conditions.insert(0, ready);
 
-    let projects: Vec<Project> = valid(&caches.projects)
+    let projects: Vec<Valid<Project>> = valid(&caches.projects)
         .into_iter()
         .filter(|p| p.namespace().as_deref() == Some(ws.namespace.as_str()))
         .collect();
@@ -485,6 +506,7 @@ fn status(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures::shared;
 
     fn from<K: serde::de::DeserializeOwned>(yaml: &str) -> K {
         serde_yaml::from_str(yaml).unwrap()
@@ -494,12 +516,12 @@ mod tests {
         refs.iter().map(|r| r.name.as_str()).collect()
     }
 
-    fn workspaces() -> Vec<Workspace> {
-        vec![
+    fn workspaces() -> Vec<Valid<Workspace>> {
+        shared(vec![
             from("metadata: {name: a}\nspec: {members: [{team: eng, role: developer}]}"),
             from("metadata: {name: b}\nspec: {members: [{user: alice, role: viewer}]}"),
             from("metadata: {name: c}\nspec: {namespace: shared-c, members: [{user: bob, role: admin}]}"),
-        ]
+        ])
     }
 
     #[test]
@@ -534,12 +556,12 @@ mod tests {
             ["a"],
             "Workspaces that no longer exist are left out"
         );
-        let users = vec![alice.clone()];
+        let users = shared(vec![alice.clone()]);
         assert_eq!(names(&workspaces_for_user(&all, &users, &alice)), ["a", "b"]);
         // Without a status, only the spec counts.
         let fresh: User = from("metadata: {name: dave}\nspec: {username: dave@x, teams: [eng]}");
         assert!(workspaces_in_status(&all, &fresh).is_empty());
-        assert_eq!(names(&workspaces_for_user(&all, std::slice::from_ref(&fresh), &fresh)), ["a"]);
+        assert_eq!(names(&workspaces_for_user(&all, &shared(vec![fresh.clone()]), &fresh)), ["a"]);
     }
 
     #[test]
@@ -548,7 +570,7 @@ mod tests {
         let impostor: User = from(
             "metadata: {name: impostor}\nspec: {username: shared@x, teams: [eng]}\nstatus: {workspaces: [{workspace: a, role: developer}]}",
         );
-        let users = vec![bob.clone(), impostor.clone()];
+        let users = shared(vec![bob.clone(), impostor.clone()]);
         assert_eq!(names(&workspaces_for_user(&workspaces(), &users, &bob)), ["a", "c"]);
         assert_eq!(names(&workspaces_for_user(&workspaces(), &users, &impostor)), ["a", "c"]);
     }

@@ -11,6 +11,7 @@ use k8s_openapi::{
 
 use crate::{
     build::{git::Checkout, owner_reference},
+    controller::Valid,
     controller::identity::Identities,
     crd::{
         User, Workspace,
@@ -326,6 +327,7 @@ pub fn resolve_members(
                 (None, Some(team)) => u.spec.teams.contains(team),
                 (None, None) => false,
             })
+            .map(|u| &**u)
             .collect();
         if let Some(team) = &member.team
             && !identities.untrusted_teams.contains(team)
@@ -360,7 +362,7 @@ pub fn resolve_members(
 fn studio_access(
     access: Option<&AccessList>,
     people: &BTreeMap<Role, Vec<Person>>,
-    users: &[User],
+    users: &[Valid<User>],
 ) -> Vec<Person> {
     let members: Vec<&Person> = people.values().flatten().collect();
     let mut allowed: Vec<Person> = match access {
@@ -633,7 +635,7 @@ mod tests {
                 serde_yaml::from_str(&format!("metadata: {{name: {n}}}\nspec: {{username: {n}@x}}")).unwrap()
             })
             .collect();
-        let identities = Identities::new(&users, &crate::config::Config::default());
+        let identities = Identities::new(&crate::fixtures::shared(users), &crate::config::Config::default());
         let v = validate(&ws, &Observed { identities, ..Observed::default() }).unwrap();
         let allowed: Vec<&str> = v.studio.as_ref().unwrap().allowed.iter().map(|p| p.user.as_str()).collect();
         assert_eq!(allowed, vec!["d"]);
