@@ -106,7 +106,8 @@ pub struct UserStatus {
     /// The pinned projects with their current phase.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pinned: Vec<ProjectSummary>,
-    /// The most recently started or changed projects in the user's workspaces, newest first.
+    /// The newest projects in the user's workspaces by creation, newest first (without their
+    /// phase: the Project has it).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recent: Vec<ProjectSummary>,
 }
