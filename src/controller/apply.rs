@@ -282,7 +282,20 @@ pub async fn apply_status<K: Managed>(
     status: K::Status,
     desired: &[Desired],
 ) -> Result<()> {
-    write_status(ctx, obj, status, desired, false).await
+    write_status(ctx, obj, status, desired, false, false).await.map(|_| ())
+}
+
+/// Like [`apply_status`] for statuses that mostly list things: a change that leaves every
+/// condition's status and reason as stored is written at most once per
+/// [`STATUS_PACE`](super::STATUS_PACE) per object. Returns how long to wait when it was held
+/// back; the caller requeues the object for then.
+pub async fn apply_status_paced<K: Managed>(
+    ctx: &Context,
+    obj: &K,
+    status: K::Status,
+    desired: &[Desired],
+) -> Result<Option<std::time::Duration>> {
+    write_status(ctx, obj, status, desired, false, true).await
 }
 
 /// The status write of a failed pass: like [`apply_status`], but the owned conditions not in
@@ -293,7 +306,7 @@ pub(super) async fn apply_failure_status<K: Managed>(
     status: K::Status,
     desired: &[Desired],
 ) -> Result<()> {
-    write_status(ctx, obj, status, desired, true).await
+    write_status(ctx, obj, status, desired, true, false).await.map(|_| ())
 }
 
 async fn write_status<K: Managed>(
@@ -302,7 +315,8 @@ async fn write_status<K: Managed>(
     mut status: K::Status,
     desired: &[Desired],
     keep_owned: bool,
-) -> Result<()> {
+    paced: bool,
+) -> Result<Option<std::time::Duration>> {
     let current = obj.status().cloned().unwrap_or_default();
     let generation = obj.meta().generation;
     let merged = conditions::merge(current.conditions(), desired, generation, &Time(Timestamp::now()));
@@ -312,7 +326,23 @@ async fn write_status<K: Managed>(
     status.set_conditions(conditions::stored(&merged, &applied, K::CONDITION_TYPES));
     status.set_observed_generation(generation);
     if status == current {
-        return Ok(());
+        return Ok(None);
+    }
+    if paced {
+        // The same conditions, by type, status and reason, in the same order: only messages,
+        // counts and lists changed.
+        let states = |conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]| {
+            conditions
+                .iter()
+                .filter(|c| K::CONDITION_TYPES.contains(&c.type_.as_str()))
+                .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone()))
+                .collect::<Vec<_>>()
+        };
+        let listings_only = states(status.conditions()) == states(current.conditions());
+        let key = super::object_key(K::KIND, obj.namespace().as_deref(), &obj.name_any());
+        if let Some(wait) = ctx.paced.wait(&key, listings_only, std::time::Instant::now()) {
+            return Ok(Some(wait));
+        }
     }
 
     let before = conditions::find(current.conditions(), READY);
@@ -339,7 +369,7 @@ async fn write_status<K: Managed>(
     if let Some((type_, reason, message)) = event {
         publish(ctx, &obj.object_ref(&()), type_, &reason, &message).await;
     }
-    Ok(())
+    Ok(None)
 }
 
 #[cfg(test)]

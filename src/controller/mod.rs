@@ -15,7 +15,8 @@ pub mod user;
 pub mod workspace;
 
 pub use apply::{
-    apply_cluster, apply_namespaced, apply_status, delete_cluster_if_managed, delete_if_managed,
+    apply_cluster, apply_namespaced, apply_status, apply_status_paced, delete_cluster_if_managed,
+    delete_if_managed,
 };
 pub use cache::{Caches, Feed, Feeds, Valid, valid};
 
@@ -54,6 +55,11 @@ use crate::{
 /// How long an object that reconciled cleanly waits before it is looked at again without a
 /// change. Such passes write nothing when nothing changed.
 pub const RESYNC: Duration = Duration::from_secs(3600);
+/// The shortest time between two status writes of one object when only what the status lists
+/// changes (a User's workspaces and recent projects, a Workspace's project counts and usage),
+/// not a condition: a burst of changes elsewhere costs one write per object per interval, and a
+/// listing is at most this stale.
+pub const STATUS_PACE: Duration = Duration::from_secs(10);
 
 /// State shared by every controller.
 pub struct Context {
@@ -69,6 +75,8 @@ pub struct Context {
     pub caches: Caches,
     /// Consecutive transient failures per object, for the growing retry delay.
     failures: Mutex<HashMap<String, u32>>,
+    /// When each object's paced status was last written (see [`apply_status_paced`]).
+    paced: Pacer,
 }
 
 impl Context {
@@ -82,6 +90,7 @@ impl Context {
             config,
             caches,
             failures: Mutex::default(),
+            paced: Pacer::default(),
         }
     }
 
@@ -99,6 +108,25 @@ impl Context {
     /// Forgets an object's failure count: its pass succeeded, or it is gone.
     fn clear_failures(&self, key: &str) {
         self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    }
+}
+
+/// When each object's status was last written, for the writes [`apply_status_paced`] spaces.
+#[derive(Default)]
+pub struct Pacer(Mutex<HashMap<String, Instant>>);
+
+impl Pacer {
+    /// How long a status write of `key` must wait: the rest of [`STATUS_PACE`] since the last
+    /// write when it changes only listings, else nothing. `None` records a write at `now`.
+    /// Entries older than the pace are dropped, so the map holds only recent writers.
+    pub fn wait(&self, key: &str, listings_only: bool, now: Instant) -> Option<Duration> {
+        let mut written = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        written.retain(|_, at| now.duration_since(*at) < STATUS_PACE);
+        if let Some(at) = written.get(key).filter(|_| listings_only) {
+            return Some(STATUS_PACE - now.duration_since(*at));
+        }
+        written.insert(key.to_string(), now);
+        None
     }
 }
 
@@ -451,6 +479,24 @@ async fn publish(ctx: &Context, reference: &ObjectReference, type_: EventType, r
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listing_changes_are_spaced_and_condition_changes_are_not() {
+        let pacer = Pacer::default();
+        let start = Instant::now();
+        let at = |seconds: u64| start + Duration::from_secs(seconds);
+        assert_eq!(pacer.wait("User/a", true, at(0)), None, "the first write goes at once");
+        assert_eq!(pacer.wait("User/a", true, at(3)), Some(Duration::from_secs(7)));
+        assert_eq!(pacer.wait("User/b", true, at(3)), None, "per object");
+        assert_eq!(pacer.wait("User/a", false, at(4)), None, "a condition change goes at once");
+        assert_eq!(
+            pacer.wait("User/a", true, at(9)),
+            Some(Duration::from_secs(5)),
+            "and restarts the interval"
+        );
+        assert_eq!(pacer.wait("User/a", true, at(14)), None);
+        assert_eq!(pacer.0.lock().unwrap().len(), 1, "b's write is older than the pace: forgotten");
+    }
 
     #[test]
     fn retry_delay_grows_and_is_capped() {

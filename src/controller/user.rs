@@ -14,7 +14,7 @@ use kube::{
 };
 
 use super::{
-    Context, Feeds, RESYNC, Valid, apply_cluster, apply_status,
+    Context, Feeds, RESYNC, Valid, apply_cluster, apply_status_paced,
     cache::{existence, generation, json_signature, signature_of},
     delete_cluster_if_managed,
     identity::{self, Identities, Refusal},
@@ -225,8 +225,11 @@ pub async fn reconcile(user: Arc<User>, ctx: Arc<Context>) -> Result<Action> {
         Some(r @ Refusal::Disabled) => Desired::yes(READY, r.reason(), r.message(&user.spec.username)),
         Some(r) => Desired::no(READY, r.reason(), r.message(&user.spec.username)),
     };
-    apply_status(&ctx, &*user, status, &[ready]).await?;
-    Ok(Action::requeue(RESYNC))
+    // The listings change with every workspace and project the user can see: paced.
+    Ok(match apply_status_paced(&ctx, &*user, status, &[ready]).await? {
+        Some(wait) => Action::requeue(wait),
+        None => Action::requeue(RESYNC),
+    })
 }
 
 /// The user's workspaces with their strongest role (none unless `bound`), pinned projects and

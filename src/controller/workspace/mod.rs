@@ -27,7 +27,7 @@ use self::{
     validate::{Observed, Ownership, ValidatedWorkspace},
 };
 use super::{
-    Caches, Context, Feeds, RESYNC, Valid, apply_cluster, apply_namespaced, apply_status,
+    Caches, Context, Feeds, RESYNC, Valid, apply_cluster, apply_namespaced, apply_status_paced,
     cache::{existence, generation, signature_of},
     delete_if_managed, resolve, root,
     user::project_phase,
@@ -240,8 +240,11 @@ pub async fn reconcile(workspace: Arc<Workspace>, ctx: Arc<Context>) -> Result<A
     let objects = build::build(&validated, &ctx.config);
     let applied = apply(&ctx, &validated, objects).await?;
     let (status, conditions) = status(&validated, &observed, &applied, &ctx.caches);
-    apply_status(&ctx, &*workspace, status, &conditions).await?;
-    Ok(Action::requeue(RESYNC))
+    // Project counts and quota usage change with every project and pod: paced.
+    Ok(match apply_status_paced(&ctx, &*workspace, status, &conditions).await? {
+        Some(wait) => Action::requeue(wait),
+        None => Action::requeue(RESYNC),
+    })
 }
 
 /// Creates the namespace, labelled with the Workspace's name and UID, if it does not exist.
