@@ -2,14 +2,16 @@
 # Builds the pinned control-plane tools for the local e2e cluster from upstream Go modules:
 # kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (k8s.io/kubernetes via the
 # wrapper module hack/tools/k8s), etcd, etcdctl, etcdutl (wrapper hack/tools/etcd), kwok, kwokctl
-# (sigs.k8s.io/kwok) and helm (helm.sh/helm/v3). Pins come from hack/versions.env.
+# (sigs.k8s.io/kwok), helm (helm.sh/helm/v3), and for the access-layer process tests
+# oauth2-proxy and a mock OpenID Connect provider (wrapper hack/tools/mockoidc). Pins come from
+# hack/versions.env.
 #
 # Binaries go to a cache outside the work tree, one directory per set of pins:
 #   ${DWO_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dataworkspace-operator/tools}/<versions-key>/bin
 # Each component is rebuilt only when its fingerprint (pins, wrapper go.mod/go.sum, build flags)
 # changes, so a warm run takes seconds. Logs go to stderr; the bin dir is the last line on stdout.
 #
-# Usage: hack/build-tools.sh [--print-bin-dir] [--force] [k8s|etcd|kwok|helm ...]
+# Usage: hack/build-tools.sh [--print-bin-dir] [--force] [k8s|etcd|kwok|helm|access ...]
 set -euo pipefail
 
 HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -39,12 +41,12 @@ while [[ $# -gt 0 ]]; do
 	--print-bin-dir) echo "${BIN_DIR}"; exit 0 ;;
 	--force) force=1 ;;
 	-h | --help) usage; exit 0 ;;
-	k8s | etcd | kwok | helm) components+=("$1") ;;
+	k8s | etcd | kwok | helm | access) components+=("$1") ;;
 	*) usage; die "unknown argument: $1" ;;
 	esac
 	shift
 done
-[[ ${#components[@]} -gt 0 ]] || components=(k8s etcd kwok helm)
+[[ ${#components[@]} -gt 0 ]] || components=(k8s etcd kwok helm access)
 
 command -v go >/dev/null || die "go is not on PATH (a Go toolchain >= 1.26 is needed)"
 
@@ -69,6 +71,7 @@ fingerprint() {
 		etcd) echo "${ETCD_VERSION}"; cat "${HACK_DIR}/tools/etcd/go.mod" "${HACK_DIR}/tools/etcd/go.sum" ;;
 		kwok) echo "${KWOK_VERSION}" ;;
 		helm) echo "${HELM_VERSION}" ;;
+		access) echo "${OAUTH2_PROXY_VERSION} ${MOCKOIDC_VERSION}"; cat "${HACK_DIR}/tools/mockoidc/go.mod" "${HACK_DIR}/tools/mockoidc/go.sum" "${HACK_DIR}/tools/mockoidc/main.go" ;;
 		esac
 	} | sha256sum | cut -c1-16
 }
@@ -79,6 +82,7 @@ binaries_of() {
 	etcd) echo etcd etcdctl etcdutl ;;
 	kwok) echo kwok kwokctl ;;
 	helm) echo helm ;;
+	access) echo oauth2-proxy mockoidc ;;
 	esac
 }
 
@@ -177,6 +181,16 @@ build_helm() {
 	done
 	GOBIN="${staging}" go install -ldflags="${ldflags}" "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}"
 	expect_output "${HELM_VERSION}" "${staging}/helm" version --short
+}
+
+build_access() {
+	local staging="$1"
+	check_wrapper mockoidc "github.com/oauth2-proxy/mockoidc ${MOCKOIDC_VERSION}"
+	# oauth2-proxy has no replace directives: go install pkg@version uses its own go.sum.
+	GOBIN="${staging}" go install -ldflags="-s -w -X github.com/oauth2-proxy/oauth2-proxy/v7/pkg/version.VERSION=${OAUTH2_PROXY_VERSION}" \
+		"github.com/oauth2-proxy/oauth2-proxy/v7@${OAUTH2_PROXY_VERSION}"
+	expect_output "${OAUTH2_PROXY_VERSION}" "${staging}/oauth2-proxy" --version
+	(cd "${HACK_DIR}/tools/mockoidc" && go build -mod=readonly -ldflags="-s -w" -o "${staging}/mockoidc" .)
 }
 
 mkdir -p "${BIN_DIR}" "${STAMP_DIR}"

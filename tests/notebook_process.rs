@@ -11,6 +11,8 @@
 //! It needs python3 and PyPI; it fails when the virtualenv cannot be prepared. Locally,
 //! `DWO_PROCESS_SKIP=1` skips it (loudly); with `CI` set it never skips.
 
+mod support;
+
 use std::{
     collections::BTreeMap,
     fs::{self, File},
@@ -389,8 +391,7 @@ impl Response {
     }
 }
 
-/// One HTTP/1.1 request over a fresh connection (`Connection: close`), with an optional token
-/// and JSON body.
+/// One request to the server on `port`, with an optional token and JSON body.
 fn request(
     port: u16,
     method: &str,
@@ -398,39 +399,18 @@ fn request(
     token: Option<&str>,
     body: Option<&Value>,
 ) -> Result<Response, String> {
-    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let mut stream =
-        TcpStream::connect_timeout(&address, Duration::from_secs(2)).map_err(|e| e.to_string())?;
-    stream.set_read_timeout(Some(Duration::from_secs(60))).map_err(|e| e.to_string())?;
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
-    if let Some(token) = token {
-        head.push_str(&format!("Authorization: token {token}\r\n"));
+    let authorization = token.map(|t| format!("token {t}"));
+    let mut headers = Vec::new();
+    if let Some(authorization) = &authorization {
+        headers.push(("Authorization", authorization.as_str()));
     }
     if method != "GET" {
-        head.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
+        headers.push(("Content-Type", "application/json"));
     }
-    head.push_str("\r\n");
-    stream
-        .write_all(head.as_bytes())
-        .and_then(|_| stream.write_all(body.as_bytes()))
-        .map_err(|e| e.to_string())?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) =
-        text.split_once("\r\n\r\n").ok_or_else(|| format!("not an HTTP response: {text:.200}"))?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("no status in {head:.200}"))?;
-    let chunked = head.lines().any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
-    });
-    let body = if chunked { dechunk(body) } else { body.to_string() };
-    Ok(Response { status, body })
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let response = support::http::request(address, method, path, &headers, &body)?;
+    Ok(Response { status: response.status, body: response.body })
 }
 
 /// Runs `code` in a kernel through its WebSocket (`/api/kernels/<id>/channels`, the JSON
@@ -549,20 +529,6 @@ impl WebSocket {
             }
         }
     }
-}
-
-/// The body of a chunked response.
-fn dechunk(mut rest: &str) -> String {
-    let mut body = String::new();
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16).unwrap_or(0);
-        if size == 0 || after.len() < size {
-            break;
-        }
-        body.push_str(&after[..size]);
-        rest = after[size..].trim_start_matches("\r\n");
-    }
-    body
 }
 
 /// The effective user id of this process (from `/proc/self/status`).

@@ -23,6 +23,8 @@ pub struct GeneratedSecret {
     pub metadata: ObjectMeta,
     /// The keys to generate.
     pub keys: Vec<String>,
+    /// Random bytes per value, hex-encoded (so twice as many characters).
+    pub bytes: usize,
 }
 
 /// One child, in apply order: the set lists them as they must be applied (identities and

@@ -2,6 +2,7 @@
 //! `restricted` settings, the workspace environment, Jupyter settings, workload pieces and the Git
 //! checkout. No client, no clock, no randomness.
 
+pub mod access;
 pub mod children;
 pub mod env;
 pub mod git;

@@ -131,8 +131,9 @@ fn meta_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) ->
     (meta.namespace.clone().unwrap_or_default(), owner)
 }
 
-/// Creates the Secret with freshly generated values unless it exists. Values are 32 random
-/// bytes, hex-encoded; they never pass through logs, status or Events.
+/// Creates the Secret with freshly generated values unless it exists. Values are random bytes
+/// (as many as the child asks, at least 16), hex-encoded; they never pass through logs, status
+/// or Events.
 async fn generate_once(ctx: &Context, secret: &GeneratedSecret) -> Result<()> {
     let namespace = secret.metadata.namespace.clone().unwrap_or_default();
     let name = secret.metadata.name.clone().unwrap_or_default();
@@ -142,7 +143,7 @@ async fn generate_once(ctx: &Context, secret: &GeneratedSecret) -> Result<()> {
     let random = SystemRandom::new();
     let mut data = BTreeMap::new();
     for key in &secret.keys {
-        let mut bytes = [0u8; 32];
+        let mut bytes = vec![0u8; secret.bytes.max(16)];
         random.fill(&mut bytes).map_err(|_| Error::InvalidSpec {
             reason: "RandomUnavailable",
             message: "the system's random number generator failed".into(),

@@ -69,7 +69,11 @@ pub fn build(project: &ValidatedProject, notebook: &Notebook, _config: &Config) 
             data: Some(BTreeMap::from([(CONFIG_FILE.into(), jupyter::as_config(&settings(notebook)))])),
             ..ConfigMap::default()
         }),
-        Child::GeneratedSecret(GeneratedSecret { metadata: meta(&token), keys: vec![TOKEN_KEY.into()] }),
+        Child::GeneratedSecret(GeneratedSecret {
+            metadata: meta(&token),
+            keys: vec![TOKEN_KEY.into()],
+            bytes: 32,
+        }),
         Child::Service(workload::headless(workload::service(
             meta(name),
             project.labels(APP, COMPONENT),

@@ -1,0 +1,15 @@
+// Wrapper module: builds the mock OpenID Connect provider of the access-layer tests from a
+// pinned github.com/oauth2-proxy/mockoidc (hack/versions.env: MOCKOIDC_VERSION; after changing
+// it: go get github.com/oauth2-proxy/mockoidc@<version> && go mod tidy, here).
+module dataworkspace.io/hack/tools/mockoidc
+
+go 1.26
+
+require (
+	github.com/oauth2-proxy/mockoidc v0.0.0-20261103160011-e06ed0b7cb7f
+)
+
+require (
+	github.com/go-jose/go-jose/v4 v4.1.8 // indirect
+	github.com/golang-jwt/jwt/v5 v5.2.0 // indirect
+)

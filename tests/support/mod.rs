@@ -1,0 +1,4 @@
+//! Helpers shared by the process tests. Each test binary uses a part of them.
+#![allow(dead_code)]
+
+pub mod http;
