@@ -404,6 +404,11 @@ fn an_allowed_address_reaches_the_ui_and_others_are_refused() {
     assert_eq!(seen.len(), 1);
     assert!(seen[0].to_ascii_lowercase().contains("x-forwarded-email: alice@example.com"), "{}", seen[0]);
 
+    // The memory one exposed UI costs: the proxy's resident set after serving a login.
+    let status = fs::read_to_string(format!("/proc/{}/status", proxy.pid())).unwrap_or_default();
+    let rss = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).unwrap_or("?").trim().to_string();
+    println!("oauth2-proxy resident memory after a login: {rss}");
+
     let mut mallory = Browser::default();
     let refused = login(&mut mallory, &proxy, "mallory@example.com");
     assert_eq!(refused.status, 403, "{}", refused.body);
