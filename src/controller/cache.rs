@@ -46,8 +46,10 @@ use crate::{
     names::{LABEL_MANAGED_BY, MANAGER},
 };
 
-/// How many touched objects may wait for a slow controller before the watch waits too.
-const FANOUT_BUFFER: usize = 1024;
+/// How many triggers may wait for a controller before the watch waits too. Small: each holds a
+/// copy of an object, and a controller's own queue (which keeps one reference per object, not a
+/// copy) takes them as fast as they come; at a restart every object passes through here at once.
+const FANOUT_BUFFER: usize = 32;
 /// How long a pass waits for the caches to fill.
 const CACHE_WAIT: Duration = Duration::from_secs(10);
 
@@ -59,7 +61,8 @@ where
     /// The store every pass reads.
     pub store: Store<K>,
     events: BoxStream<'static, watcher::Result<watcher::Event<K>>>,
-    subscribers: Vec<mpsc::Sender<Change<K>>>,
+    /// Each subscriber's filter, applied before an object is copied for it.
+    subscribers: Vec<(Changed<K>, mpsc::Sender<K>)>,
     kind: &'static str,
 }
 
@@ -122,23 +125,26 @@ impl<K: Resource> Changed<K> {
         Changed { signature: None, seen: HashMap::new() }
     }
 
-    /// The object of a change that passes, or `None`.
-    pub fn admit(&mut self, change: Change<K>) -> Option<K> {
+    /// A copy of the object of a change that passes, or `None`.
+    pub fn admit(&mut self, change: &Change<K>) -> Option<K>
+    where
+        K: Clone,
+    {
         let Some(signature) = self.signature else {
             return Some(match change {
-                Change::Touched(object) | Change::Deleted(object) => object,
+                Change::Touched(object) | Change::Deleted(object) => object.clone(),
             });
         };
         match change {
             Change::Touched(object) => {
                 let key = (object.meta().namespace.clone(), object.meta().name.clone().unwrap_or_default());
-                let signature = signature(&object);
-                (self.seen.insert(key, signature) != Some(signature)).then_some(object)
+                let signature = signature(object);
+                (self.seen.insert(key, signature) != Some(signature)).then(|| object.clone())
             }
             Change::Deleted(object) => {
                 let key = (object.meta().namespace.clone(), object.meta().name.clone().unwrap_or_default());
                 self.seen.remove(&key);
-                Some(object)
+                Some(object.clone())
             }
         }
     }
@@ -174,13 +180,10 @@ where
         self.filtered(Changed::new(signature))
     }
 
-    fn filtered(
-        &mut self,
-        mut changed: Changed<K>,
-    ) -> impl Stream<Item = watcher::Result<K>> + Send + 'static {
+    fn filtered(&mut self, changed: Changed<K>) -> impl Stream<Item = watcher::Result<K>> + Send + 'static {
         let (sender, receiver) = mpsc::channel(FANOUT_BUFFER);
-        self.subscribers.push(sender);
-        receiver.filter_map(move |change| futures::future::ready(changed.admit(change).map(Ok)))
+        self.subscribers.push((changed, sender));
+        receiver.map(Ok)
     }
 
     /// Runs the watch until the process stops, keeping the store and feeding the subscribers.
@@ -200,9 +203,11 @@ where
                         continue;
                     }
                 };
-                for subscriber in &mut subscribers {
-                    // A controller that stopped (shutdown) no longer listens.
-                    let _ = subscriber.send(change.clone()).await;
+                for (changed, subscriber) in &mut subscribers {
+                    if let Some(object) = changed.admit(&change) {
+                        // A controller that stopped (shutdown) no longer listens.
+                        let _ = subscriber.send(object).await;
+                    }
                 }
             }
         }
@@ -591,7 +596,7 @@ mod tests {
     }
 
     fn passed(changed: &mut Changed<ConfigMap>, change: Change<ConfigMap>) -> bool {
-        changed.admit(change).is_some()
+        changed.admit(&change).is_some()
     }
 
     #[test]
