@@ -17,9 +17,8 @@ use k8s_openapi::{
             ResourceRequirements, SecretVolumeSource, Service, Volume, VolumeMount,
         },
         networking::v1::{
-            HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
-            IngressServiceBackend, IngressSpec, IngressTLS, NetworkPolicy, NetworkPolicyIngressRule,
-            NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec, ServiceBackendPort,
+            Ingress, IngressSpec, IngressTLS, NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer,
+            NetworkPolicyPort, NetworkPolicySpec,
         },
     },
     apimachinery::pkg::{
@@ -32,7 +31,7 @@ use k8s_openapi::{
 use super::{
     children::{GeneratedSecret, hashed_name},
     pod::{container_security, pod_security},
-    workload::{http_probe, liveness, service},
+    workload::{http_probe, ingress_rule, liveness, service},
 };
 use crate::names::{LABEL_MANAGED_BY, LABEL_NAME, MANAGER};
 
@@ -346,25 +345,7 @@ pub fn build(layer: &AccessLayer, exposure: &Exposure) -> AccessObjects {
                     secret_name: Some(secret.clone()),
                 }]
             }),
-            rules: Some(vec![IngressRule {
-                host: Some(exposure.host.clone()),
-                http: Some(HTTPIngressRuleValue {
-                    paths: vec![HTTPIngressPath {
-                        path: Some("/".into()),
-                        path_type: "Prefix".into(),
-                        backend: IngressBackend {
-                            service: Some(IngressServiceBackend {
-                                name: name.clone(),
-                                port: Some(ServiceBackendPort {
-                                    name: Some("http".into()),
-                                    ..ServiceBackendPort::default()
-                                }),
-                            }),
-                            ..IngressBackend::default()
-                        },
-                    }],
-                }),
-            }]),
+            rules: Some(vec![ingress_rule(&exposure.host, &name, "http")]),
             ..IngressSpec::default()
         }),
         ..Ingress::default()

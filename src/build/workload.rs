@@ -3,9 +3,15 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::{
-    api::core::v1::{
-        HTTPGetAction, PersistentVolumeClaim, PersistentVolumeClaimSpec, Probe, Service, ServicePort,
-        ServiceSpec, VolumeResourceRequirements,
+    api::{
+        core::v1::{
+            HTTPGetAction, PersistentVolumeClaim, PersistentVolumeClaimSpec, Probe, Service, ServicePort,
+            ServiceSpec, VolumeResourceRequirements,
+        },
+        networking::v1::{
+            HTTPIngressPath, HTTPIngressRuleValue, IngressBackend, IngressRule, IngressServiceBackend,
+            ServiceBackendPort,
+        },
     },
     apimachinery::pkg::{api::resource::Quantity, apis::meta::v1::ObjectMeta, util::intstr::IntOrString},
 };
@@ -31,6 +37,26 @@ pub fn liveness(path: &str, port: &str) -> Probe {
         failure_threshold: Some(6),
         timeout_seconds: Some(10),
         ..http_probe(path, port)
+    }
+}
+
+/// An Ingress rule sending every path of `host` to a named port of a Service.
+pub fn ingress_rule(host: &str, service: &str, port: &str) -> IngressRule {
+    IngressRule {
+        host: Some(host.into()),
+        http: Some(HTTPIngressRuleValue {
+            paths: vec![HTTPIngressPath {
+                path: Some("/".into()),
+                path_type: "Prefix".into(),
+                backend: IngressBackend {
+                    service: Some(IngressServiceBackend {
+                        name: service.into(),
+                        port: Some(ServiceBackendPort { name: Some(port.into()), number: None }),
+                    }),
+                    ..IngressBackend::default()
+                },
+            }],
+        }),
     }
 }
 

@@ -10,10 +10,8 @@ use k8s_openapi::{
             Namespace, PodSpec, PodTemplateSpec, ResourceQuota, ResourceQuotaSpec, Service, VolumeMount,
         },
         networking::v1::{
-            HTTPIngressPath, HTTPIngressRuleValue, IPBlock, Ingress, IngressBackend, IngressRule,
-            IngressServiceBackend, IngressSpec, IngressTLS, NetworkPolicy, NetworkPolicyEgressRule,
+            IPBlock, Ingress, IngressSpec, IngressTLS, NetworkPolicy, NetworkPolicyEgressRule,
             NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
-            ServiceBackendPort,
         },
         rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleBinding, RoleRef, Subject},
     },
@@ -557,29 +555,16 @@ pub fn studio_ingress(ws: &ValidatedWorkspace, studio: &Studio, auth: &StudioAut
         ),
         ("nginx.ingress.kubernetes.io/proxy-body-size".to_string(), "0".to_string()),
     ]);
-    let rule = |host: String, port: &str| IngressRule {
-        host: Some(host),
-        http: Some(HTTPIngressRuleValue {
-            paths: vec![HTTPIngressPath {
-                path: Some("/".into()),
-                path_type: "Prefix".into(),
-                backend: IngressBackend {
-                    service: Some(IngressServiceBackend {
-                        name: STUDIO.into(),
-                        port: Some(ServiceBackendPort { name: Some(port.into()), number: None }),
-                    }),
-                    ..IngressBackend::default()
-                },
-            }],
-        }),
-    };
     let mut metadata = studio_meta(ws);
     metadata.annotations = Some(annotations);
     Some(Ingress {
         metadata,
         spec: Some(IngressSpec {
             ingress_class_name: auth.ingress_class.clone(),
-            rules: Some(vec![rule(host.clone(), "lab"), rule(format!("ide.{host}"), "ide")]),
+            rules: Some(vec![
+                workload::ingress_rule(host, STUDIO, "lab"),
+                workload::ingress_rule(&format!("ide.{host}"), STUDIO, "ide"),
+            ]),
             tls: Some(vec![IngressTLS {
                 hosts: Some(vec![host.clone(), format!("ide.{host}")]),
                 secret_name: Some(format!("{STUDIO}-tls")),
