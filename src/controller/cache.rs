@@ -7,7 +7,7 @@
 //! `kubectl apply` leaves a Secret's data in `last-applied-configuration`).
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     fmt::Debug,
     hash::{DefaultHasher, Hash, Hasher},
     sync::Arc,
@@ -67,13 +67,17 @@ where
 }
 
 /// What a watch reported about one object: it was added or changed (or listed again), or it is
-/// gone.
+/// gone; or that a (re)list begins or ends.
 #[derive(Clone, Debug)]
 pub enum Change<K> {
     /// Added, changed, or listed again after a relist.
     Touched(K),
     /// Deleted: the last state seen.
     Deleted(K),
+    /// A list of every object begins (at start, or after the watch lost its place).
+    Relisting,
+    /// That list is complete: objects it did not hold were deleted meanwhile.
+    Relisted,
 }
 
 /// The part of an object a subscriber reacts to, reduced to a hash: an object whose signature is
@@ -111,41 +115,63 @@ pub fn generation<K: Resource>(guard: &DeserializeGuard<K>) -> u64 {
 pub struct Changed<K> {
     /// `None`: every change passes, and nothing is remembered.
     signature: Option<Signature<K>>,
-    seen: HashMap<(Option<String>, String), u64>,
+    seen: HashMap<Key, u64>,
+    /// During a (re)list: the objects it held so far.
+    listed: Option<HashSet<Key>>,
+}
+
+/// Namespace and name.
+type Key = (Option<String>, String);
+
+fn key_of<K: Resource>(object: &K) -> Key {
+    (object.meta().namespace.clone(), object.meta().name.clone().unwrap_or_default())
 }
 
 impl<K: Resource> Changed<K> {
     /// A filter with nothing seen yet.
     pub fn new(signature: Signature<K>) -> Self {
-        Changed { signature: Some(signature), seen: HashMap::new() }
+        Changed { signature: Some(signature), seen: HashMap::new(), listed: None }
     }
 
     /// No filter.
     pub fn all() -> Self {
-        Changed { signature: None, seen: HashMap::new() }
+        Changed { signature: None, seen: HashMap::new(), listed: None }
     }
 
-    /// A copy of the object of a change that passes, or `None`.
+    /// A copy of the object of a change that passes, or `None`. A relist forgets the objects it
+    /// no longer holds (deleted while the watch was away), so memory follows the live objects.
     pub fn admit(&mut self, change: &Change<K>) -> Option<K>
     where
         K: Clone,
     {
-        let Some(signature) = self.signature else {
-            return Some(match change {
-                Change::Touched(object) | Change::Deleted(object) => object.clone(),
-            });
+        let signature = match (self.signature, change) {
+            (_, Change::Relisting) => {
+                self.listed = self.signature.map(|_| HashSet::new());
+                return None;
+            }
+            (_, Change::Relisted) => {
+                if let Some(listed) = self.listed.take() {
+                    self.seen.retain(|key, _| listed.contains(key));
+                }
+                return None;
+            }
+            (None, Change::Touched(object) | Change::Deleted(object)) => return Some(object.clone()),
+            (Some(signature), _) => signature,
         };
         match change {
             Change::Touched(object) => {
-                let key = (object.meta().namespace.clone(), object.meta().name.clone().unwrap_or_default());
+                let key = key_of(object);
+                if let Some(listed) = &mut self.listed {
+                    listed.insert(key.clone());
+                }
                 let signature = signature(object);
                 (self.seen.insert(key, signature) != Some(signature)).then(|| object.clone())
             }
             Change::Deleted(object) => {
-                let key = (object.meta().namespace.clone(), object.meta().name.clone().unwrap_or_default());
-                self.seen.remove(&key);
+                self.seen.remove(&key_of(object));
                 Some(object.clone())
             }
+            Change::Relisting | Change::Relisted => None,
         }
     }
 }
@@ -196,7 +222,8 @@ where
                         Change::Touched(object)
                     }
                     Ok(watcher::Event::Delete(object)) => Change::Deleted(object),
-                    Ok(watcher::Event::Init | watcher::Event::InitDone) => continue,
+                    Ok(watcher::Event::Init) => Change::Relisting,
+                    Ok(watcher::Event::InitDone) => Change::Relisted,
                     Err(error) => {
                         metrics.watch_errors.get_or_create(&KindLabels { kind }).inc();
                         warn!(kind, %error, "watch failed; retrying with backoff");
@@ -612,6 +639,13 @@ mod tests {
         assert!(passed(&mut changed, Change::Deleted(map("a", "2"))), "a deletion always passes");
         assert!(passed(&mut changed, Change::Touched(map("a", "2"))), "re-created: seen afresh");
         assert_eq!(changed.seen.len(), 2);
+
+        // A relist that no longer holds b (deleted while the watch was away): b is forgotten,
+        // and a, unchanged, does not pass again.
+        assert!(!passed(&mut changed, Change::Relisting));
+        assert!(!passed(&mut changed, Change::Touched(map("a", "2"))));
+        assert!(!passed(&mut changed, Change::Relisted));
+        assert_eq!(changed.seen.keys().map(|(_, n)| n.as_str()).collect::<Vec<_>>(), ["a"]);
 
         let mut all = Changed::all();
         assert!(passed(&mut all, Change::Touched(map("a", "1"))));
