@@ -28,7 +28,7 @@ use self::{
 };
 use super::{
     Caches, Context, Feeds, RESYNC, Valid, apply_cluster, apply_namespaced, apply_status_paced,
-    cache::{existence, generation, signature_of},
+    cache::{existence, generation, json_signature},
     delete_if_managed, resolve, root,
     user::project_phase,
     valid,
@@ -103,13 +103,11 @@ pub fn controller(feeds: &mut Feeds, ctx: &Arc<Context>) -> Controller<Deseriali
         })
 }
 
-/// What a Workspace's bindings read of a User: the username, teams, and what makes it bindable.
+/// What a Workspace reads of a User: its whole spec (username, teams, e-mail for the Studio's
+/// access list, what makes it bindable) except the projects it pins.
 pub fn identity(user: &DeserializeGuard<User>) -> u64 {
     match &user.0 {
-        Ok(user) => {
-            let spec = &user.spec;
-            signature_of((&spec.username, &spec.teams, spec.disabled, spec.admin))
-        }
+        Ok(user) => json_signature(&crate::crd::user::UserSpec { pinned: Vec::new(), ..user.spec.clone() }),
         Err(_) => generation(user),
     }
 }
@@ -576,6 +574,21 @@ mod tests {
         let users = shared(vec![bob.clone(), impostor.clone()]);
         assert_eq!(names(&workspaces_for_user(&workspaces(), &users, &bob)), ["a", "c"]);
         assert_eq!(names(&workspaces_for_user(&workspaces(), &users, &impostor)), ["a", "c"]);
+    }
+
+    #[test]
+    fn a_users_pins_do_not_wake_workspaces_but_their_email_does() {
+        let guard = |yaml: &str| DeserializeGuard(Ok(from::<User>(yaml)));
+        let base = identity(&guard("metadata: {name: a}\nspec: {username: a@x, email: a@x.io}"));
+        let pinned = guard(
+            "metadata: {name: a}\nspec: {username: a@x, email: a@x.io, pinned: [{namespace: dw-a, name: p}]}",
+        );
+        assert_eq!(identity(&pinned), base);
+        assert_ne!(identity(&guard("metadata: {name: a}\nspec: {username: a@x, email: b@x.io}")), base);
+        assert_ne!(
+            identity(&guard("metadata: {name: a}\nspec: {username: a@x, email: a@x.io, disabled: true}")),
+            base
+        );
     }
 
     #[test]
