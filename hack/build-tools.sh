@@ -4,7 +4,7 @@
 # wrapper module hack/tools/k8s), etcd, etcdctl, etcdutl (wrapper hack/tools/etcd), kwok, kwokctl
 # (sigs.k8s.io/kwok), helm (helm.sh/helm/v3), and for the access-layer process tests
 # oauth2-proxy and a mock OpenID Connect provider (wrapper hack/tools/mockoidc). Pins come from
-# hack/versions.env.
+# hack/versions.env. The access component also carries the Gateway API's HTTPRoute CRD.
 #
 # Binaries go to a cache outside the work tree, one directory per set of pins:
 #   ${DWO_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dataworkspace-operator/tools}/<versions-key>/bin
@@ -71,7 +71,7 @@ fingerprint() {
 		etcd) echo "${ETCD_VERSION}"; cat "${HACK_DIR}/tools/etcd/go.mod" "${HACK_DIR}/tools/etcd/go.sum" ;;
 		kwok) echo "${KWOK_VERSION}" ;;
 		helm) echo "${HELM_VERSION}" ;;
-		access) echo "${OAUTH2_PROXY_VERSION} ${MOCKOIDC_VERSION}"; cat "${HACK_DIR}/tools/mockoidc/go.mod" "${HACK_DIR}/tools/mockoidc/go.sum" "${HACK_DIR}/tools/mockoidc/main.go" ;;
+		access) echo "${OAUTH2_PROXY_VERSION} ${MOCKOIDC_VERSION} ${GATEWAY_API_VERSION}"; cat "${HACK_DIR}/tools/mockoidc/go.mod" "${HACK_DIR}/tools/mockoidc/go.sum" "${HACK_DIR}/tools/mockoidc/main.go" ;;
 		esac
 	} | sha256sum | cut -c1-16
 }
@@ -82,7 +82,7 @@ binaries_of() {
 	etcd) echo etcd etcdctl etcdutl ;;
 	kwok) echo kwok kwokctl ;;
 	helm) echo helm ;;
-	access) echo oauth2-proxy mockoidc ;;
+	access) echo oauth2-proxy mockoidc gateway-api-httproutes.yaml ;;
 	esac
 }
 
@@ -91,7 +91,7 @@ is_current() {
 	[[ -f "${STAMP_DIR}/${component}" ]] || return 1
 	[[ "$(cat "${STAMP_DIR}/${component}")" == "$(fingerprint "${component}")" ]] || return 1
 	for b in $(binaries_of "${component}"); do
-		[[ -x "${BIN_DIR}/${b}" ]] || return 1
+		[[ -e "${BIN_DIR}/${b}" ]] || return 1
 	done
 }
 
@@ -100,7 +100,7 @@ is_current() {
 install_built() {
 	local component="$1" staging="$2" b
 	for b in $(binaries_of "${component}"); do
-		[[ -x "${staging}/${b}" ]] || die "${component}: ${b} was not built"
+		[[ -e "${staging}/${b}" ]] || die "${component}: ${b} was not built"
 		mv -f "${staging}/${b}" "${BIN_DIR}/${b}"
 	done
 	fingerprint "${component}" >"${STAMP_DIR}/${component}"
@@ -191,6 +191,12 @@ build_access() {
 		"github.com/oauth2-proxy/oauth2-proxy/v7@${OAUTH2_PROXY_VERSION}"
 	expect_output "${OAUTH2_PROXY_VERSION}" "${staging}/oauth2-proxy" --version
 	(cd "${HACK_DIR}/tools/mockoidc" && go build -mod=readonly -ldflags="-s -w" -o "${staging}/mockoidc" .)
+	# The HTTPRoute CustomResourceDefinition (standard channel), to check the routes the access
+	# layer builds against the real schema on the e2e control plane.
+	local dir
+	dir="$(cd "${staging}" && go mod download -json "sigs.k8s.io/gateway-api@${GATEWAY_API_VERSION}" |
+		sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')"
+	cp "${dir}/config/crd/standard/gateway.networking.k8s.io_httproutes.yaml" "${staging}/gateway-api-httproutes.yaml"
 }
 
 mkdir -p "${BIN_DIR}" "${STAMP_DIR}"

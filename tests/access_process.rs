@@ -218,6 +218,7 @@ impl Proxy {
             image: "unused".into(),
             ingress_class: None,
             tls_secret: None,
+            gateway: None,
         };
         let exposure = Exposure {
             owner: Owner { namespace: "dw-test".into(), uid: "uid".into() },

@@ -30,6 +30,10 @@ use k8s_openapi::{
 
 use super::{
     children::{GeneratedSecret, hashed_name},
+    gateway::{
+        HTTPBackendRef, HTTPPathMatch, HTTPRoute, HTTPRouteMatch, HTTPRouteRule, HTTPRouteSpec,
+        ParentReference,
+    },
     pod::{container_security, pod_security},
     workload::{http_probe, ingress_rule, liveness, service},
 };
@@ -76,6 +80,19 @@ pub struct AccessLayer {
     /// A TLS Secret in [`AccessLayer::namespace`] for every exposed host (a wildcard
     /// certificate of the domain), if the ingress does not terminate TLS on its own.
     pub tls_secret: Option<String>,
+    /// The Gateway HTTPRoutes for exposed hosts attach to.
+    pub gateway: Option<Gateway>,
+}
+
+/// A platform Gateway, and optionally its listener for exposed hosts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Gateway {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// The listener (`sectionName`), if not all.
+    pub listener: Option<String>,
 }
 
 /// Which object exposes a UI.
@@ -231,6 +248,8 @@ pub struct AccessObjects {
     pub service: Service,
     /// The route from the public host to the proxy, when the platform names an IngressClass.
     pub ingress: Option<Ingress>,
+    /// The route from the public host to the proxy, when the platform names a Gateway.
+    pub route: Option<HTTPRoute>,
     /// In the owner's namespace: the UI's port admits the proxy's pods.
     pub network_policy: NetworkPolicy,
 }
@@ -350,6 +369,30 @@ pub fn build(layer: &AccessLayer, exposure: &Exposure) -> AccessObjects {
         }),
         ..Ingress::default()
     });
+    let route = layer.gateway.as_ref().map(|gateway| HTTPRoute {
+        metadata: meta(&name),
+        spec: HTTPRouteSpec {
+            parent_refs: vec![ParentReference {
+                group: "gateway.networking.k8s.io".into(),
+                kind: "Gateway".into(),
+                namespace: gateway.namespace.clone(),
+                name: gateway.name.clone(),
+                section_name: gateway.listener.clone(),
+            }],
+            hostnames: vec![exposure.host.clone()],
+            rules: vec![HTTPRouteRule {
+                matches: vec![HTTPRouteMatch {
+                    path: HTTPPathMatch { type_: "PathPrefix".into(), value: "/".into() },
+                }],
+                backend_refs: vec![HTTPBackendRef {
+                    group: String::new(),
+                    kind: "Service".into(),
+                    name: name.clone(),
+                    port: PROXY_PORT,
+                }],
+            }],
+        },
+    });
     let network_policy = NetworkPolicy {
         metadata: ObjectMeta {
             name: Some(format!("{}-access", exposure.ui)),
@@ -387,7 +430,7 @@ pub fn build(layer: &AccessLayer, exposure: &Exposure) -> AccessObjects {
             ..NetworkPolicySpec::default()
         }),
     };
-    AccessObjects { emails, cookie, deployment, service: proxy_service, ingress, network_policy }
+    AccessObjects { emails, cookie, deployment, service: proxy_service, ingress, route, network_policy }
 }
 
 #[cfg(test)]
@@ -403,6 +446,7 @@ mod tests {
             image: "quay.io/oauth2-proxy/oauth2-proxy:v7.15.6".into(),
             ingress_class: Some("public".into()),
             tls_secret: Some("wildcard-tls".into()),
+            gateway: Some(Gateway { namespace: "gateways".into(), name: "public".into(), listener: None }),
         }
     }
 
@@ -511,9 +555,20 @@ mod tests {
             peer.namespace_selector.as_ref().unwrap().match_labels.as_ref().unwrap()["kubernetes.io/metadata.name"],
             "dataworkspace-access"
         );
-        let mut without_class = layer();
-        without_class.ingress_class = None;
-        assert!(build(&without_class, &exposure()).ingress.is_none());
+        let route = objects.route.as_ref().unwrap();
+        assert_eq!(route.metadata.namespace.as_deref(), Some("dataworkspace-access"));
+        let backends: Vec<&str> =
+            route.spec.rules.iter().flat_map(|r| &r.backend_refs).map(|b| b.name.as_str()).collect();
+        assert_eq!(backends, vec![name.as_str()], "the route names the proxy's Service, never the UI's");
+        assert_eq!(route.spec.hostnames, vec![exposure().host]);
+        let mut without_routes = layer();
+        without_routes.ingress_class = None;
+        without_routes.gateway = None;
+        let bare = build(&without_routes, &exposure());
+        assert!(
+            bare.ingress.is_none() && bare.route.is_none(),
+            "nothing routed without the platform's settings"
+        );
     }
 
     #[test]

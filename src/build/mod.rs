@@ -5,6 +5,7 @@
 pub mod access;
 pub mod children;
 pub mod env;
+pub mod gateway;
 pub mod git;
 pub mod jupyter;
 pub mod pod;

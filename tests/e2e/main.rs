@@ -1,6 +1,7 @@
 //! End-to-end tests against a real control plane (see `hack/cluster.sh`). One operator process
 //! runs for the whole suite; each test gets its own namespace and unique cluster-scoped names.
 
+mod access;
 mod cluster;
 mod harness;
 mod manifests;
@@ -67,6 +68,7 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         workspaces::missing_secret_is_reported_until_created,
         workspaces::deletion_policies_keep_or_remove_data,
         workspaces::studio_is_exposed_only_behind_the_proxy,
+        access::access_objects_are_accepted_by_the_api_server,
         notebook::example_notebook_runs,
         notebook::notebook_stops_restarts_and_deletes_cleanly,
         notebook::a_project_cannot_take_over_another_owners_objects,
