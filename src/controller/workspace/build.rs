@@ -477,6 +477,9 @@ pub fn studio_statefulset(ws: &ValidatedWorkspace, studio: &Studio, proxied: boo
             format!("0.0.0.0:{IDE_PORT}"),
             "--disable-telemetry".into(),
             "--disable-update-check".into(),
+            // No /proxy/<port> or port subdomains: a listener a member starts in the Studio
+            // would receive the session cookie of whoever follows a link to it.
+            "--disable-proxy".into(),
             format!("--auth={}", if proxied { "none" } else { "password" }),
             format!("--user-data-dir={HOME}/.local/share/code-server"),
             format!("{HOME}/repos"),
@@ -699,6 +702,11 @@ mod tests {
         assert_restricted(&pod);
         let clone = &pod.init_containers.as_ref().unwrap()[0];
         assert_eq!(clone.name, "git-clone-pipelines");
+        let ide = pod.containers.iter().find(|c| c.name == "ide").unwrap();
+        assert!(
+            ide.args.as_ref().unwrap().contains(&"--disable-proxy".to_string()),
+            "code-server's port proxy is off"
+        );
         let claim = &spec.volume_claim_templates.unwrap()[0];
         assert_eq!(
             claim.spec.as_ref().unwrap().resources.as_ref().unwrap().requests.as_ref().unwrap()["storage"],
