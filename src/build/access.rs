@@ -180,6 +180,24 @@ pub fn plain_email(email: &str) -> bool {
     email.len() <= EMAIL_MAX && local_ok && domain_ok
 }
 
+/// Checks a host a UI is to be exposed at: a lower-case DNS name inside the platform's `domain`
+/// (one or more labels before it), at most 253 characters. Anything else — a port, a path, a
+/// wildcard, the domain itself or a look-alike suffix — is refused before it reaches the proxy's
+/// arguments or a route.
+pub fn check_host(host: &str, domain: &str) -> Result<(), String> {
+    let Some(prefix) = host.strip_suffix(domain).and_then(|p| p.strip_suffix('.')) else {
+        return Err(format!("the host {host:?} is not inside the domain {domain:?}"));
+    };
+    if host.len() > 253 {
+        return Err(format!("the host {host:?} is longer than 253 characters"));
+    }
+    prefix
+        .split('.')
+        .chain(domain.split('.'))
+        .try_for_each(crate::names::check_dns_label)
+        .map_err(|e| format!("the host {host:?} is not a DNS name: {e}"))
+}
+
 /// The proxy's access list: the plain addresses, lower-cased (the proxy compares lower-cased),
 /// sorted and unique, one per line.
 pub fn emails_file<'a>(emails: impl IntoIterator<Item = &'a str>) -> String {
@@ -495,6 +513,31 @@ mod tests {
             "alice+data@example.com\nbob@example.com\n"
         );
         assert_eq!(emails_file([]), "", "nobody: the proxy admits no one");
+    }
+
+    #[test]
+    fn hosts_are_dns_names_inside_the_platform_domain() {
+        let domain = "data.example.com";
+        for ok in ["analytics.data.example.com", "ide.analytics.data.example.com", "a-1.data.example.com"] {
+            assert_eq!(check_host(ok, domain), Ok(()), "{ok}");
+        }
+        for bad in [
+            "data.example.com",
+            "evil-data.example.com",
+            "x.data.example.com.evil.test",
+            "*.data.example.com",
+            "a..data.example.com",
+            "A.data.example.com",
+            "a.data.example.com:443",
+            "a/b.data.example.com",
+            "a b.data.example.com",
+            "-a.data.example.com",
+            ".data.example.com",
+        ] {
+            assert!(check_host(bad, domain).is_err(), "{bad}");
+        }
+        let long = format!("{}.{}", vec!["a".repeat(60); 4].join("."), domain);
+        assert!(check_host(&long, domain).unwrap_err().contains("253"));
     }
 
     #[test]
