@@ -262,8 +262,17 @@ where
     Api::all(client.clone())
 }
 
+/// How many objects one page of a (re)list holds: the caches fill from pages of this size, so a
+/// restart never holds more than a page per kind in flight beside the stores.
+const LIST_PAGE: u32 = 100;
+
+/// Every object of a kind, listed from any API server cache, in pages.
+fn everything() -> watcher::Config {
+    watcher::Config::default().any_semantic().page_size(LIST_PAGE)
+}
+
 fn managed() -> watcher::Config {
-    watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGER}")).any_semantic()
+    everything().labels(&format!("{LABEL_MANAGED_BY}={MANAGER}"))
 }
 
 fn typed<K>(client: &Client, kind: &'static str, config: watcher::Config) -> Feed<K>
@@ -279,7 +288,7 @@ where
 {
     Feed::new(
         kind,
-        watcher(all::<PartialObjectMeta<K>>(client), watcher::Config::default().any_semantic()),
+        watcher(all::<PartialObjectMeta<K>>(client), everything()),
         trim_metadata::<PartialObjectMeta<K>>,
     )
 }
@@ -327,7 +336,7 @@ pub struct Feeds {
 impl Feeds {
     /// One watch per kind, not started yet.
     pub fn new(client: &Client) -> Self {
-        let root = || watcher::Config::default().any_semantic();
+        let root = everything;
         Feeds {
             workspaces: typed(client, "Workspace", root()),
             users: typed(client, "User", root()),
