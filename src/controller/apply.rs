@@ -286,7 +286,7 @@ pub async fn apply_status<K: Managed>(
 }
 
 /// Like [`apply_status`] for statuses that mostly list things: a change that leaves every
-/// condition's status and reason as stored is written at most once per
+/// condition's status and reason, and the observed generation, as stored is written at most once per
 /// [`STATUS_PACE`](super::STATUS_PACE) per object. Returns how long to wait when it was held
 /// back; the caller requeues the object for then.
 pub async fn apply_status_paced<K: Managed>(
@@ -338,7 +338,9 @@ async fn write_status<K: Managed>(
                 .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone()))
                 .collect::<Vec<_>>()
         };
-        let listings_only = states(status.conditions()) == states(current.conditions());
+        // A new generation (someone changed the spec) is answered at once, too.
+        let listings_only = states(status.conditions()) == states(current.conditions())
+            && status.observed_generation() == current.observed_generation();
         let key = super::object_key(K::KIND, obj.namespace().as_deref(), &obj.name_any());
         if let Some(wait) = ctx.paced.wait(&key, listings_only, std::time::Instant::now()) {
             return Ok(Some(wait));
