@@ -9,7 +9,11 @@ use std::{
 
 use clap::{Parser, Subcommand};
 use dataworkspace_operator::{
-    config::{Config, StudioAuth},
+    build::{
+        access::{AccessLayer, Gateway},
+        gateway::HTTPRoute,
+    },
+    config::Config,
     controller::{self, Managed, check_crd_installed},
     crd::{self, Project, PythonEnvironment, User, Workspace},
     metrics::Metrics,
@@ -38,24 +42,12 @@ enum Command {
         /// Log format; the level comes from RUST_LOG (default `info`).
         #[arg(long, env = "DWO_LOG_FORMAT", value_enum, default_value = "text")]
         log_format: LogFormat,
-        /// Namespace of the ingress controller, whose pods may reach every workspace.
-        #[arg(long, env = "DWO_INGRESS_NAMESPACE")]
-        ingress_namespace: Option<String>,
         /// Also bind each team as the group `<prefix><team>`, for clusters whose authentication
         /// supplies team groups (for example `oidc:`).
         #[arg(long, env = "DWO_TEAM_GROUP_PREFIX")]
         team_group_prefix: Option<String>,
-        /// Check endpoint of the shared authenticating proxy (oauth2-proxy `/oauth2/auth`).
-        /// With it, Studio servers that set `spec.studio.host` get an Ingress that admits only
-        /// the users allowed to open them; without it they stay reachable in-cluster only.
-        #[arg(long, env = "DWO_STUDIO_AUTH_URL", requires = "studio_auth_signin_url")]
-        studio_auth_url: Option<String>,
-        /// Sign-in URL of the shared authenticating proxy (oauth2-proxy `/oauth2/start?rd=...`).
-        #[arg(long, env = "DWO_STUDIO_AUTH_SIGNIN_URL", requires = "studio_auth_url")]
-        studio_auth_signin_url: Option<String>,
-        /// IngressClass for Studio Ingresses (the cluster default when unset).
-        #[arg(long, env = "DWO_INGRESS_CLASS")]
-        ingress_class: Option<String>,
+        #[command(flatten)]
+        access: AccessFlags,
         /// Every username must start with this prefix (the API server's
         /// `--oidc-username-prefix`); ServiceAccount usernames are exempt. Users without it
         /// are not bound and report `UsernamePrefix`.
@@ -84,6 +76,98 @@ enum Command {
     },
 }
 
+/// The access layer's settings. Without `--access-namespace` the layer is off: no UI is exposed
+/// outside the cluster, and each keeps its own authentication.
+#[derive(clap::Args)]
+struct AccessFlags {
+    /// Namespace the platform made for the authenticating proxies (one oauth2-proxy per exposed
+    /// UI), their access lists, cookie secrets and routes. Setting it turns the layer on.
+    #[arg(
+        long,
+        env = "DWO_ACCESS_NAMESPACE",
+        requires_all = ["access_domain", "access_issuer_url", "access_client_id", "access_client_secret"]
+    )]
+    access_namespace: Option<String>,
+    /// DNS domain every exposed host must lie inside, for example `data.example.com`.
+    #[arg(long, env = "DWO_ACCESS_DOMAIN", requires = "access_namespace")]
+    access_domain: Option<String>,
+    /// OpenID Connect issuer URL of the identity provider.
+    #[arg(long, env = "DWO_ACCESS_ISSUER_URL", requires = "access_namespace")]
+    access_issuer_url: Option<String>,
+    /// Client ID registered with the identity provider.
+    #[arg(long, env = "DWO_ACCESS_CLIENT_ID", requires = "access_namespace")]
+    access_client_id: Option<String>,
+    /// Secret in the access namespace holding the client secret under `client-secret`.
+    #[arg(long, env = "DWO_ACCESS_CLIENT_SECRET", requires = "access_namespace")]
+    access_client_secret: Option<String>,
+    /// The oauth2-proxy image.
+    #[arg(long, env = "DWO_ACCESS_PROXY_IMAGE", default_value = DEFAULT_PROXY_IMAGE)]
+    access_proxy_image: String,
+    /// IngressClass of the Ingresses routing exposed hosts to their proxies.
+    #[arg(long, env = "DWO_ACCESS_INGRESS_CLASS", requires = "access_namespace")]
+    access_ingress_class: Option<String>,
+    /// TLS Secret in the access namespace for every exposed host (a wildcard certificate of
+    /// the domain), named in each Ingress.
+    #[arg(long, env = "DWO_ACCESS_TLS_SECRET", requires = "access_ingress_class")]
+    access_tls_secret: Option<String>,
+    /// Gateway the HTTPRoutes of exposed hosts attach to: `<namespace>/<name>[/<listener>]`.
+    #[arg(long, env = "DWO_ACCESS_GATEWAY", requires = "access_namespace", value_parser = parse_gateway)]
+    access_gateway: Option<Gateway>,
+}
+
+/// The pinned oauth2-proxy image.
+const DEFAULT_PROXY_IMAGE: &str = "quay.io/oauth2-proxy/oauth2-proxy:v7.15.6";
+
+impl AccessFlags {
+    /// The layer, when turned on: a route (Ingress or Gateway) is required, and every name is
+    /// checked before it reaches an object.
+    fn layer(self) -> Result<Option<AccessLayer>, String> {
+        let Some(namespace) = self.access_namespace else { return Ok(None) };
+        if self.access_ingress_class.is_none() && self.access_gateway.is_none() {
+            return Err("the access layer needs a route: --access-ingress-class or --access-gateway".into());
+        }
+        let client_secret = self.access_client_secret.unwrap_or_default();
+        for (flag, name) in [("--access-namespace", &namespace), ("--access-client-secret", &client_secret)] {
+            dataworkspace_operator::names::check_dns_label(name)
+                .map_err(|e| format!("{flag} {name:?}: {e}"))?;
+        }
+        let domain = self.access_domain.unwrap_or_default();
+        domain
+            .split('.')
+            .try_for_each(dataworkspace_operator::names::check_dns_label)
+            .map_err(|e| format!("--access-domain {domain:?}: {e}"))?;
+        let issuer_url = self.access_issuer_url.unwrap_or_default();
+        if !issuer_url.starts_with("https://") && !issuer_url.starts_with("http://") {
+            return Err(format!("--access-issuer-url {issuer_url:?} is not an http(s) URL"));
+        }
+        Ok(Some(AccessLayer {
+            namespace,
+            domain,
+            issuer_url,
+            client_id: self.access_client_id.unwrap_or_default(),
+            client_secret,
+            image: self.access_proxy_image,
+            ingress_class: self.access_ingress_class,
+            tls_secret: self.access_tls_secret,
+            gateway: self.access_gateway,
+        }))
+    }
+}
+
+/// `<namespace>/<name>[/<listener>]`.
+fn parse_gateway(value: &str) -> Result<Gateway, String> {
+    let parts: Vec<&str> = value.split('/').collect();
+    let (namespace, name, listener) = match parts.as_slice() {
+        [namespace, name] => (*namespace, *name, None),
+        [namespace, name, listener] => (*namespace, *name, Some(listener.to_string())),
+        _ => return Err("expected <namespace>/<name>[/<listener>]".into()),
+    };
+    for part in [namespace, name].into_iter().chain(listener.as_deref()) {
+        dataworkspace_operator::names::check_dns_label(part).map_err(|e| format!("{part:?}: {e}"))?;
+    }
+    Ok(Gateway { namespace: namespace.into(), name: name.into(), listener })
+}
+
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Crd { output_dir } => match write_crds(output_dir) {
@@ -96,23 +180,23 @@ fn main() -> ExitCode {
         Command::Run {
             listen_address,
             log_format,
-            ingress_namespace,
             team_group_prefix,
-            studio_auth_url,
-            studio_auth_signin_url,
-            ingress_class,
+            access,
             username_prefix,
             egress_deny_cidrs,
             remove_foreign_rolebindings,
             namespace_prefix,
         } => {
-            let studio_auth = studio_auth_url
-                .zip(studio_auth_signin_url)
-                .map(|(auth_url, signin_url)| StudioAuth { auth_url, signin_url, ingress_class });
+            let access = match access.layer() {
+                Ok(access) => access,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
             let config = Config {
-                ingress_namespace,
                 team_group_prefix,
-                studio_auth,
+                access,
                 username_prefix,
                 egress_deny_cidrs,
                 remove_foreign_role_bindings: remove_foreign_rolebindings,
@@ -170,6 +254,9 @@ async fn run(listen_address: SocketAddr, config: Config) -> Result<(), String> {
     check_crd_installed::<PythonEnvironment>(&client).await?;
     check_crd_installed::<Project>(&client).await?;
     info!(kinds = ?[Workspace::KIND, User::KIND, PythonEnvironment::KIND, Project::KIND], "CRDs installed");
+    if let Some(layer) = &config.access {
+        check_access_layer(&client, layer).await?;
+    }
 
     let shutdown = shutdown_signal().shared();
     let metrics = Arc::new(Metrics::default());
@@ -185,6 +272,31 @@ async fn run(listen_address: SocketAddr, config: Config) -> Result<(), String> {
         Ok(Err(e)) => Err(format!("the HTTP endpoint on {listen_address} failed: {e}")),
         Err(e) => Err(format!("the HTTP endpoint task failed: {e}")),
     }
+}
+
+/// The access layer's namespace must exist, and with a Gateway, the HTTPRoute kind too: the
+/// operator stops at start rather than failing every exposure later.
+async fn check_access_layer(client: &kube::Client, layer: &AccessLayer) -> Result<(), String> {
+    use k8s_openapi::api::core::v1::Namespace;
+    let namespaces: kube::Api<Namespace> = kube::Api::all(client.clone());
+    match namespaces.get_metadata_opt(&layer.namespace).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return Err(format!(
+                "the access namespace {} does not exist; create it (--access-namespace)",
+                layer.namespace
+            ));
+        }
+        Err(e) => return Err(format!("cannot read the access namespace {}: {e}", layer.namespace)),
+    }
+    if layer.gateway.is_some() {
+        let routes: kube::Api<HTTPRoute> = kube::Api::namespaced(client.clone(), &layer.namespace);
+        routes.list_metadata(&kube::api::ListParams::default().limit(1)).await.map_err(|e| {
+            format!("--access-gateway needs Gateway API's HTTPRoute (gateway.networking.k8s.io/v1): {e}")
+        })?;
+    }
+    info!(namespace = %layer.namespace, domain = %layer.domain, "access layer configured");
+    Ok(())
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -31,6 +31,7 @@ use std::{
 use dataworkspace_operator::build::access::{
     AccessLayer, COOKIE_NAME, Exposure, Files, Owner, emails_file, proxy_args,
 };
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use support::http::{Response, request};
 
 const CLIENT_ID: &str = "dataworkspace";
@@ -212,6 +213,7 @@ impl Proxy {
         let port = free_port();
         let layer = AccessLayer {
             namespace: "dataworkspace-access".into(),
+            domain: "data.example.com".into(),
             issuer_url: shared.issuer.clone(),
             client_id: CLIENT_ID.into(),
             client_secret: "oidc-client".into(),
@@ -221,7 +223,10 @@ impl Proxy {
             gateway: None,
         };
         let exposure = Exposure {
-            owner: Owner { namespace: "dw-test".into(), uid: "uid".into() },
+            owner: Owner {
+                namespace: "dw-test".into(),
+                reference: OwnerReference { uid: "uid".into(), ..OwnerReference::default() },
+            },
             ui: ui.into(),
             host: format!("127.0.0.1:{port}"),
             service: ui.into(),

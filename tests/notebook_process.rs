@@ -124,7 +124,7 @@ impl Generated {
         let config = Config::default();
         let observed = Observed { identities: Identities::new(&users, &config), ..Observed::default() };
         let workspace = validate(&workspace, &observed).expect("the fixture Workspace validates");
-        let variables = workspace::build::build(&workspace, &config).variables;
+        let variables = workspace::build::build(&workspace, &config, None).variables;
         let project = runtime::validate(&project, workspace).expect("the fixture Project validates");
         Generated { children: runtime::build(&project, &config), variables }
     }

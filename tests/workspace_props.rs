@@ -7,8 +7,11 @@
 //! validation gets through to the build; some are garbage at every place.
 
 use dataworkspace_operator::{
-    build::git,
-    config::{Config, StudioAuth},
+    build::{
+        access::{self, AccessLayer},
+        git,
+    },
+    config::Config,
     controller::{
         Valid,
         identity::Identities,
@@ -262,16 +265,18 @@ fn user() -> BoxedStrategy<User> {
 fn config(variant: u8) -> Config {
     match variant % 3 {
         0 => Config::default(),
-        1 => Config {
-            ingress_namespace: Some("ingress-nginx".into()),
-            team_group_prefix: Some("oidc:".into()),
-            ..Config::default()
-        },
+        1 => Config { team_group_prefix: Some("oidc:".into()), ..Config::default() },
         _ => Config {
-            studio_auth: Some(StudioAuth {
-                auth_url: "https://auth.example.com/oauth2/auth".into(),
-                signin_url: "https://auth.example.com/oauth2/start?rd=$escaped_request_uri".into(),
-                ingress_class: Some("nginx".into()),
+            access: Some(AccessLayer {
+                namespace: "dataworkspace-access".into(),
+                domain: "example.com".into(),
+                issuer_url: "https://login.example.com/realms/data".into(),
+                client_id: "dataworkspace".into(),
+                client_secret: "oidc-client".into(),
+                image: "quay.io/oauth2-proxy/oauth2-proxy:v7.15.6".into(),
+                ingress_class: Some("public".into()),
+                tls_secret: None,
+                gateway: None,
             }),
             ..Config::default()
         },
@@ -321,11 +326,23 @@ proptest! {
                     assert_safe_url(&repo.url);
                     prop_assert!(git::check_ref(&repo.r#ref).is_ok());
                 }
-                let objects = build::build(&validated, &config);
+                let reach = validated
+                    .studio
+                    .as_ref()
+                    .map(|studio| build::studio_reach(&validated, studio, &config, |_| None));
+                let objects = build::build(&validated, &config, reach.as_ref());
                 // The objects serialise, as applying them needs.
                 prop_assert!(serde_json::to_value(&objects.namespace).is_ok());
                 if let Some(studio) = &objects.studio {
                     prop_assert!(serde_json::to_value(&studio.statefulset).is_ok());
+                    // Whatever the members' e-mails and the host, an exposed host lies in the
+                    // domain and the access list holds plain addresses only, one per line.
+                    for exposed in &studio.access {
+                        let host = &exposed.emails.metadata.annotations.as_ref().unwrap()[access::ANNOTATION_HOST];
+                        prop_assert!(access::check_host(host, "example.com").is_ok(), "{host}");
+                        let list = &exposed.emails.data.as_ref().unwrap()[access::EMAILS_KEY];
+                        prop_assert!(list.lines().all(access::plain_email), "{list:?}");
+                    }
                 }
             }
             Err(error) => {

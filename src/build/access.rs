@@ -23,7 +23,7 @@ use k8s_openapi::{
     },
     apimachinery::pkg::{
         api::resource::Quantity,
-        apis::meta::v1::{LabelSelector, ObjectMeta},
+        apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference},
         util::intstr::IntOrString,
     },
 };
@@ -58,6 +58,9 @@ pub const LABEL_EXPOSURE: &str = "dataworkspace.io/exposure";
 pub const LABEL_OWNER_NAMESPACE: &str = "dataworkspace.io/owner-namespace";
 /// See [`LABEL_OWNER_NAMESPACE`].
 pub const LABEL_OWNER_UID: &str = "dataworkspace.io/owner-uid";
+/// Annotation on an exposure's access list naming its host, so that a second claim of a host
+/// is found and refused.
+pub const ANNOTATION_HOST: &str = "dataworkspace.io/host";
 /// Longest e-mail address accepted (RFC 5321 path limit).
 pub const EMAIL_MAX: usize = 254;
 
@@ -66,6 +69,8 @@ pub const EMAIL_MAX: usize = 254;
 pub struct AccessLayer {
     /// The namespace the proxies, their secrets, lists and routes live in.
     pub namespace: String,
+    /// The DNS domain every exposed host must lie inside (see [`check_host`]).
+    pub domain: String,
     /// OpenID Connect issuer URL of the identity provider.
     pub issuer_url: String,
     /// The client ID registered with the identity provider.
@@ -96,16 +101,17 @@ pub struct Gateway {
 }
 
 /// Which object exposes a UI.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Owner {
     /// Its namespace (the tenant's).
     pub namespace: String,
-    /// Its UID.
-    pub uid: String,
+    /// A reference to it, carried by the one object in its namespace (the NetworkPolicy); the
+    /// objects in the access namespace carry its UID as a label instead.
+    pub reference: OwnerReference,
 }
 
 /// One UI to expose.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Exposure {
     /// Who exposes it.
     pub owner: Owner,
@@ -243,7 +249,7 @@ fn proxy_labels(exposure: &Exposure) -> BTreeMap<String, String> {
         (LABEL_MANAGED_BY.into(), MANAGER.into()),
         (LABEL_EXPOSURE.into(), exposure.name()),
         (LABEL_OWNER_NAMESPACE.into(), exposure.owner.namespace.clone()),
-        (LABEL_OWNER_UID.into(), exposure.owner.uid.clone()),
+        (LABEL_OWNER_UID.into(), exposure.owner.reference.uid.clone()),
     ])
 }
 
@@ -283,7 +289,11 @@ pub fn build(layer: &AccessLayer, exposure: &Exposure) -> AccessObjects {
     };
     let files = Files::in_pod();
     let emails = ConfigMap {
-        metadata: meta(&name),
+        // The host, for the uniqueness check of the apply layer.
+        metadata: ObjectMeta {
+            annotations: Some(BTreeMap::from([(ANNOTATION_HOST.into(), exposure.host.clone())])),
+            ..meta(&name)
+        },
         data: Some(BTreeMap::from([(
             EMAILS_KEY.into(),
             emails_file(exposure.allowed.iter().map(String::as_str)),
@@ -416,6 +426,7 @@ pub fn build(layer: &AccessLayer, exposure: &Exposure) -> AccessObjects {
             name: Some(format!("{}-access", exposure.ui)),
             namespace: Some(exposure.owner.namespace.clone()),
             labels: Some(proxy_labels(exposure)),
+            owner_references: Some(vec![exposure.owner.reference.clone()]),
             ..ObjectMeta::default()
         },
         spec: Some(NetworkPolicySpec {
@@ -452,12 +463,13 @@ pub fn build(layer: &AccessLayer, exposure: &Exposure) -> AccessObjects {
 }
 
 #[cfg(test)]
-mod tests {
+pub mod tests {
     use super::*;
 
     pub fn layer() -> AccessLayer {
         AccessLayer {
             namespace: "dataworkspace-access".into(),
+            domain: "data.example.com".into(),
             issuer_url: "https://login.example.com/realms/data".into(),
             client_id: "dataworkspace".into(),
             client_secret: "oidc-client".into(),
@@ -470,7 +482,10 @@ mod tests {
 
     pub fn exposure() -> Exposure {
         Exposure {
-            owner: Owner { namespace: "dw-analytics".into(), uid: "uid-1".into() },
+            owner: Owner {
+                namespace: "dw-analytics".into(),
+                reference: OwnerReference { uid: "uid-1".into(), ..OwnerReference::default() },
+            },
             ui: "studio".into(),
             host: "analytics.data.example.com".into(),
             service: "studio".into(),

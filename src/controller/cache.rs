@@ -21,7 +21,7 @@ use futures::{
     stream::BoxStream,
 };
 use k8s_openapi::api::{
-    apps::v1::StatefulSet,
+    apps::v1::{Deployment, StatefulSet},
     batch::v1::Job,
     core::v1::{ConfigMap, LimitRange, Namespace, ResourceQuota, Secret, Service, ServiceAccount},
     networking::v1::{Ingress, NetworkPolicy},
@@ -40,6 +40,7 @@ use serde::de::DeserializeOwned;
 use tracing::warn;
 
 use crate::{
+    build::gateway::HTTPRoute,
     crd::{Project, PythonEnvironment, User, Workspace},
     error::{Error, Result},
     metrics::{KindLabels, Metrics},
@@ -331,11 +332,16 @@ pub struct Feeds {
     pub service_accounts: Feed<ServiceAccount>,
     /// The operator's Jobs.
     pub jobs: Feed<Job>,
+    /// The operator's Deployments: the access layer's proxies.
+    pub deployments: Feed<Deployment>,
+    /// The operator's HTTPRoutes, when the access layer routes through a Gateway (the kind
+    /// exists only where Gateway API is installed).
+    pub routes: Option<Feed<HTTPRoute>>,
 }
 
 impl Feeds {
-    /// One watch per kind, not started yet.
-    pub fn new(client: &Client) -> Self {
+    /// One watch per kind, not started yet; HTTPRoutes only with `routes`.
+    pub fn new(client: &Client, routes: bool) -> Self {
         let root = everything;
         Feeds {
             workspaces: typed(client, "Workspace", root()),
@@ -356,6 +362,8 @@ impl Feeds {
             cluster_role_bindings: typed(client, "ClusterRoleBinding", managed()),
             service_accounts: typed(client, "ServiceAccount", managed()),
             jobs: typed(client, "Job", managed()),
+            deployments: typed(client, "Deployment", managed()),
+            routes: routes.then(|| typed(client, "HTTPRoute", managed())),
         }
     }
 
@@ -380,6 +388,8 @@ impl Feeds {
             cluster_role_bindings: self.cluster_role_bindings.store.clone(),
             service_accounts: self.service_accounts.store.clone(),
             jobs: self.jobs.store.clone(),
+            deployments: self.deployments.store.clone(),
+            routes: self.routes.as_ref().map(|f| f.store.clone()),
         }
     }
 
@@ -387,7 +397,8 @@ impl Feeds {
     /// counted (`watch_errors_total{kind}`); the watch retries with backoff.
     pub fn drive(self, metrics: &Arc<Metrics>) -> Vec<BoxFuture<'static, ()>> {
         let m = || metrics.clone();
-        vec![
+        let routes = self.routes.map(|feed| feed.drive(m()));
+        let mut all = vec![
             self.workspaces.drive(m()),
             self.users.drive(m()),
             self.projects.drive(m()),
@@ -406,7 +417,10 @@ impl Feeds {
             self.cluster_role_bindings.drive(m()),
             self.service_accounts.drive(m()),
             self.jobs.drive(m()),
-        ]
+            self.deployments.drive(m()),
+        ];
+        all.extend(routes);
+        all
     }
 }
 
@@ -449,6 +463,10 @@ pub struct Caches {
     pub service_accounts: Store<ServiceAccount>,
     /// Jobs.
     pub jobs: Store<Job>,
+    /// Deployments.
+    pub deployments: Store<Deployment>,
+    /// HTTPRoutes, when watched.
+    pub routes: Option<Store<HTTPRoute>>,
 }
 
 /// A well-formed root object, shared with its store rather than copied: passes and mappers read
@@ -529,6 +547,11 @@ impl Caches {
             && is_ready(&self.cluster_role_bindings).await
             && is_ready(&self.service_accounts).await
             && is_ready(&self.jobs).await
+            && is_ready(&self.deployments).await
+            && match &self.routes {
+                Some(routes) => is_ready(routes).await,
+                None => true,
+            }
     }
 }
 
@@ -590,7 +613,18 @@ cached!(
     ClusterRoleBinding => cluster_role_bindings,
     ServiceAccount => service_accounts,
     Job => jobs,
+    Deployment => deployments,
 );
+
+impl Cached for HTTPRoute {
+    fn cached(caches: &Caches, namespace: Option<&str>, name: &str) -> Option<serde_json::Value> {
+        let route = lookup(caches.routes.as_ref()?, namespace, name)?;
+        let mut value = serde_json::to_value(&*route).ok()?;
+        value["apiVersion"] = <HTTPRoute as Resource>::api_version(&()).into();
+        value["kind"] = <HTTPRoute as Resource>::kind(&()).into();
+        Some(value)
+    }
+}
 
 /// The metadata of a cached object, whatever its kind's cache holds.
 pub fn cached_meta<K: Cached>(

@@ -134,7 +134,7 @@ fn meta_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) ->
 /// Creates the Secret with freshly generated values unless it exists. Values are random bytes
 /// (as many as the child asks, at least 16), hex-encoded; they never pass through logs, status
 /// or Events.
-async fn generate_once(ctx: &Context, secret: &GeneratedSecret) -> Result<()> {
+pub(super) async fn generate_once(ctx: &Context, secret: &GeneratedSecret) -> Result<()> {
     let namespace = secret.metadata.namespace.clone().unwrap_or_default();
     let name = secret.metadata.name.clone().unwrap_or_default();
     if ctx.caches.secrets.get(&ObjectRef::new(&name).within(&namespace)).is_some() {
@@ -243,7 +243,7 @@ where
         .collect()
 }
 
-async fn delete<K>(ctx: &Context, namespace: &str, name: &str) -> Result<()>
+pub(super) async fn delete<K>(ctx: &Context, namespace: &str, name: &str) -> Result<()>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone

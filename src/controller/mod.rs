@@ -4,6 +4,7 @@
 //! module holds what they share: the caches, the guarded entry point that turns malformed objects
 //! and errors into Events and `Ready=False`, and the error policy; `apply` writes.
 
+pub mod access;
 pub mod apply;
 pub mod cache;
 pub mod children;
@@ -237,12 +238,18 @@ pub async fn run<F>(
 ) where
     F: Future<Output = ()> + Clone + Send + Sync + 'static,
 {
-    let mut feeds = Feeds::new(&client);
+    let mut feeds = Feeds::new(&client, config.access.as_ref().is_some_and(|a| a.gateway.is_some()));
     let ctx = Arc::new(Context::new(client, metrics, config, feeds.caches()));
     let workspaces = workspace::controller(&mut feeds, &ctx);
     let users = user::controller(&mut feeds, &ctx);
     let projects = project::controller(&mut feeds, &ctx);
     let environments = root(&mut feeds.environments);
+    // Owners appearing or going away, and proxies changing, wake the sweep of the access layer.
+    let sweep_triggers = futures::stream::select_all([
+        feeds.workspaces.subscribe_when(cache::existence).map(drop).boxed(),
+        feeds.projects.subscribe_when(cache::existence).map(drop).boxed(),
+        feeds.deployments.subscribe_when(cache::existence).map(drop).boxed(),
+    ]);
     let watches = futures::future::join_all(feeds.drive(&ctx.metrics));
     let caches = ctx.caches.clone();
     let synced = async move {
@@ -256,12 +263,19 @@ pub async fn run<F>(
             drive(workspaces, ctx.clone(), shutdown.clone()),
             drive(users, ctx.clone(), shutdown.clone()),
             drive(environments, ctx.clone(), shutdown.clone()),
-            drive(projects, ctx.clone(), shutdown),
+            drive(projects, ctx.clone(), shutdown.clone()),
         )
+    };
+    let stop_sweep = shutdown.clone();
+    let sweep = async {
+        tokio::select! {
+            _ = access::sweep_orphans(ctx.clone(), sweep_triggers) => {}
+            _ = stop_sweep => {}
+        }
     };
     // The watches run until the controllers have stopped.
     tokio::select! {
-        _ = controllers => {}
+        _ = async { tokio::join!(controllers, sweep) } => {}
         _ = watches => {}
         _ = synced => {}
     }

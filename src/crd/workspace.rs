@@ -32,6 +32,8 @@ use super::common::{
     printcolumn(name = "Projects", type_ = "integer", json_path = ".status.projectCount"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason", priority = "1"),
+    printcolumn(name = "Studio", type_ = "string", json_path = ".status.conditions[?(@.type==\"Studio\")].reason"),
+    printcolumn(name = "Endpoint", type_ = "string", json_path = ".status.studioEndpoint", priority = "1"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("size(self.metadata.name) <= 60").message("Workspace names are at most 60 characters: the default namespace is 'dw-' followed by the name"),
     validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("Workspace names must be DNS labels that start with a letter: lowercase letters, digits and '-'"),
@@ -258,9 +260,11 @@ pub struct StudioSpec {
     #[schemars(length(max = 16))]
     #[x_kube(validation = Rule::new(DURATION_RULE).message(DURATION_MESSAGE))]
     pub idle_timeout: Option<String>,
-    /// Host name for an Ingress: JupyterLab at `https://<host>/`, the IDE at `https://ide.<host>/`.
-    /// Created only when the operator is configured with an authenticating proxy, which then
-    /// admits only the users allowed to open the server; otherwise the server stays in-cluster.
+    /// Public host name: JupyterLab at `https://<host>/`, the IDE at `https://ide.<host>/`, each
+    /// behind its own authenticating proxy that admits only the people allowed to open the
+    /// server. Exposed only when the platform configured the access layer, and only inside its
+    /// domain; a host another workspace already exposes is refused (`Studio` reason
+    /// `HostTaken`). Otherwise the server stays in-cluster with its own authentication.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         length(min = 1, max = 249),

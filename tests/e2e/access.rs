@@ -1,27 +1,29 @@
-//! The access layer's objects on the real control plane: with the Gateway API's HTTPRoute
-//! definition installed, the API server accepts everything the builder makes for one exposed
-//! UI, the proxy's pod passes Pod Security `restricted`, and every route names only the proxy.
+//! The access layer on the real control plane, driven by the operator: without the platform's
+//! settings a Studio stays in-cluster with its own authentication; with them each UI gets its
+//! own proxy in the access namespace (passing Pod Security `restricted`), every route (Ingress
+//! and HTTPRoute) names only a proxy, a removed member leaves the list without any pod
+//! restarting, a host already exposed is refused, and deleting the Workspace withdraws it all.
 
 use std::{collections::BTreeMap, path::Path, process::Command};
 
-use dataworkspace_operator::build::access::{AccessLayer, Exposure, Gateway, Owner, build};
-use k8s_openapi::{
-    ByteString,
-    api::{
-        apps::v1::Deployment,
-        core::v1::{ConfigMap, Pod, Secret, Service},
-        networking::v1::{Ingress, NetworkPolicy},
-    },
+use dataworkspace_operator::{
+    build::access::{EMAILS_KEY, LABEL_OWNER_UID},
+    crd::{User, Workspace},
+};
+use k8s_openapi::api::{
+    apps::v1::{Deployment, StatefulSet},
+    core::v1::{ConfigMap, Pod},
+    networking::v1::{Ingress, NetworkPolicy},
 };
 use kube::{
-    Api, Resource,
-    api::{ListParams, PostParams},
+    Api,
+    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
 };
-use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{
     Scope, ensure,
-    harness::{Context, TestResult, WAIT, kubectl, wait_until},
+    harness::{Context, TestResult, WAIT, kubectl, wait_for, wait_until},
+    workspaces::{from_yaml, ready},
 };
 
 /// The directory of the tools `hack/build-tools.sh access` builds (cached).
@@ -36,18 +38,25 @@ fn tools() -> Result<String, String> {
     Ok(String::from_utf8_lossy(&output.stdout).lines().last().unwrap_or_default().trim().to_string())
 }
 
-async fn create<K>(api: &Api<K>, object: &K) -> TestResult
-where
-    K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
-{
-    let name = object.meta().name.clone().unwrap_or_default();
-    api.create(&PostParams::default(), object)
-        .await
-        .map(drop)
-        .map_err(|e| format!("the API server refused {} {name}: {e}", K::kind(&())))
+fn studio_reason(w: Option<&Workspace>) -> Option<String> {
+    let w = w?;
+    let status = w.status.as_ref()?;
+    (status.observed_generation == w.metadata.generation)
+        .then(|| status.conditions.iter().find(|c| c.type_ == "Studio").map(|c| c.reason.clone()))
+        .flatten()
 }
 
-pub async fn access_objects_are_accepted_by_the_api_server(scope: Scope) -> TestResult {
+/// The names of the pods of a namespace with their UIDs.
+async fn pod_uids(api: &Api<Pod>, selector: &str) -> Result<BTreeMap<String, String>, String> {
+    let pods = api.list(&ListParams::default().labels(selector)).await.context("listing pods")?;
+    Ok(pods
+        .items
+        .into_iter()
+        .map(|p| (p.metadata.name.unwrap_or_default(), p.metadata.uid.unwrap_or_default()))
+        .collect())
+}
+
+pub async fn the_studio_is_exposed_only_through_its_proxies(scope: Scope) -> TestResult {
     let routes = format!("{}/gateway-api-httproutes.yaml", tools()?);
     kubectl(&["apply", "--server-side", "-f", &routes])?;
     kubectl(&[
@@ -56,90 +65,166 @@ pub async fn access_objects_are_accepted_by_the_api_server(scope: Scope) -> Test
         "crd/httproutes.gateway.networking.k8s.io",
         "--timeout=60s",
     ])?;
-
     let access = scope.namespace("access").await?;
-    let tenant = scope.namespace("tenant").await?;
     kubectl(&["label", "namespace", &access, "pod-security.kubernetes.io/enforce=restricted"])?;
-    let layer = AccessLayer {
-        namespace: access.clone(),
-        issuer_url: "https://login.example.com/realms/data".into(),
-        client_id: "dataworkspace".into(),
-        client_secret: "oidc-client".into(),
-        image: "quay.io/oauth2-proxy/oauth2-proxy:v7.15.6".into(),
-        ingress_class: Some("public".into()),
-        tls_secret: Some("wildcard-tls".into()),
-        gateway: Some(Gateway {
-            namespace: "gateways".into(),
-            name: "public".into(),
-            listener: Some("https".into()),
-        }),
-    };
-    let exposure = Exposure {
-        owner: Owner { namespace: tenant.clone(), uid: "uid-e2e".into() },
-        ui: "studio".into(),
-        host: "e2e.data.example.com".into(),
-        service: "studio".into(),
-        port: 8888,
-        pod_labels: BTreeMap::from([("app.kubernetes.io/component".into(), "studio".into())]),
-        allowed: vec!["alice@example.com".into()],
-    };
-    let objects = build(&layer, &exposure);
+
     let client = scope.env.client.clone();
-
-    create(&Api::<ConfigMap>::namespaced(client.clone(), &access), &objects.emails).await?;
-    // What the apply layer generates from the GeneratedSecret.
-    let cookie = Secret {
-        metadata: objects.cookie.metadata.clone(),
-        data: Some(BTreeMap::from([(
-            "cookie-secret".into(),
-            ByteString(b"0123456789abcdef0123456789abcdef".to_vec()),
-        )])),
-        ..Secret::default()
+    let name = scope.env.unique("expose");
+    let ns = format!("dw-{name}");
+    scope.involve(&ns);
+    let users: Api<User> = Api::all(client.clone());
+    for (user, email) in
+        [(format!("{name}-a"), "Ann+Data@Example.com"), (format!("{name}-b"), "bob@example.com")]
+    {
+        let user: User =
+            from_yaml(&format!("metadata: {{name: {user}}}\nspec: {{username: {user}, email: {email}}}"))?;
+        users.create(&PostParams::default(), &user).await.context("creating a User")?;
+    }
+    let host = format!("{name}.data.example.com");
+    let ws: Workspace = from_yaml(&format!(
+        "metadata: {{name: {name}}}\nspec: {{members: [{{user: {name}-a, role: developer}}, {{user: {name}-b, role: developer}}], studio: {{host: {host}, storage: {{size: 1Gi}}}}}}"
+    ))?;
+    let workspaces: Api<Workspace> = Api::all(client.clone());
+    workspaces.create(&PostParams::default(), &ws).await.context("creating a Workspace")?;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &access);
+    let stateful_sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    let ide_args = |sts: &StatefulSet| -> Vec<String> {
+        sts.spec.as_ref().and_then(|s| s.template.spec.as_ref()).map_or_else(Vec::new, |p| {
+            p.containers
+                .iter()
+                .filter(|c| c.name == "ide")
+                .flat_map(|c| c.args.clone().unwrap_or_default())
+                .collect()
+        })
     };
-    create(&Api::<Secret>::namespaced(client.clone(), &access), &cookie).await?;
-    create(&Api::<Service>::namespaced(client.clone(), &access), &objects.service).await?;
-    create(&Api::<Deployment>::namespaced(client.clone(), &access), &objects.deployment).await?;
-    create(
-        &Api::<Ingress>::namespaced(client.clone(), &access),
-        objects.ingress.as_ref().ok_or("no Ingress")?,
-    )
-    .await?;
-    let route = objects.route.as_ref().ok_or("no HTTPRoute")?;
-    create(&Api::namespaced(client.clone(), &access), route).await?;
-    create(&Api::<NetworkPolicy>::namespaced(client.clone(), &tenant), &objects.network_policy).await?;
 
-    // The proxy's pod is admitted in a namespace enforcing `restricted` (the ReplicaSet could
-    // not create it otherwise).
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &access);
-    wait_until(WAIT, "the proxy's pod", || async {
-        Ok(!pods.list(&ListParams::default()).await.context("listing pods")?.items.is_empty())
-    })
-    .await?;
+    // Without the platform's settings: in-cluster only, with the servers' own authentication.
+    let in_cluster =
+        wait_for(&workspaces, &name, "Ready=True", |w: Option<&Workspace>| ready(w, "True")).await?;
+    ensure!(studio_reason(Some(&in_cluster)).as_deref() == Some("InClusterOnly"), "{in_cluster:?}");
+    let sts = stateful_sets.get("studio").await.context("the Studio")?;
+    ensure!(ide_args(&sts).contains(&"--auth=password".to_string()), "{:?}", ide_args(&sts));
+    ensure!(
+        deployments.list(&ListParams::default()).await.context("list")?.items.is_empty(),
+        "a proxy without the layer"
+    );
+    let uid = in_cluster.metadata.uid.clone().unwrap_or_default();
 
-    // What the API server stored routes to the proxy's Service only.
-    let stored = kubectl(&[
-        "get",
-        "httproute",
-        "-n",
-        &access,
-        "-o",
-        "jsonpath={.items[*].spec.rules[*].backendRefs[*].name}",
-    ])?;
-    ensure!(
-        stored.trim() == objects.service.metadata.name.as_deref().unwrap_or_default(),
-        "HTTPRoute backends: {stored}"
-    );
-    let stored = kubectl(&[
-        "get",
-        "ingress",
-        "-n",
-        &access,
-        "-o",
-        "jsonpath={.items[*].spec.rules[*].http.paths[*].backend.service.name}",
-    ])?;
-    ensure!(
-        stored.trim() == objects.service.metadata.name.as_deref().unwrap_or_default(),
-        "Ingress backends: {stored}"
-    );
+    // The same operator, now with the access layer (Ingress and Gateway routes).
+    scope.env.stop_operator()?;
+    let flags = [
+        format!("--access-namespace={access}"),
+        "--access-domain=data.example.com".to_string(),
+        "--access-issuer-url=https://login.example.com/realms/data".to_string(),
+        "--access-client-id=dataworkspace".to_string(),
+        "--access-client-secret=oidc-client".to_string(),
+        "--access-ingress-class=public".to_string(),
+        "--access-tls-secret=wildcard-tls".to_string(),
+        "--access-gateway=gateways/public/https".to_string(),
+    ];
+    let configured =
+        scope.env.start_operator_with(&flags.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let result = async {
+        configured?;
+        let exposed = wait_for(&workspaces, &name, "the Studio condition Authenticated", |w: Option<&Workspace>| {
+            studio_reason(w).as_deref() == Some("Authenticated")
+        })
+        .await?;
+        let endpoint = exposed.status.as_ref().and_then(|s| s.studio_endpoint.clone());
+        ensure!(endpoint == Some(format!("https://{host}/")), "endpoint {endpoint:?}");
+        let shown = kubectl(&["get", "workspace", &name, "--no-headers"])?;
+        ensure!(shown.contains("Authenticated"), "kubectl get shows: {shown}");
+
+        // Two proxies (JupyterLab and the IDE), their pods admitted under `restricted`.
+        let proxies = deployments.list(&ListParams::default().labels(&format!("{LABEL_OWNER_UID}={uid}"))).await.context("list")?;
+        ensure!(proxies.items.len() == 2, "{} proxies", proxies.items.len());
+        let proxy_services: Vec<String> = proxies.items.iter().filter_map(|d| d.metadata.name.clone()).collect();
+        let stored = kubectl(&["get", "ingress", "-n", &access, "-o", "jsonpath={range .items[*]}{.spec.rules[*].host}={.spec.rules[*].http.paths[*].backend.service.name} {end}"])?;
+        let mut routed: Vec<&str> = stored.split_whitespace().collect();
+        routed.sort();
+        let mut expected: Vec<String> = proxy_services.iter().map(|s| {
+            let h = if s.contains("-studio-ide-") { format!("ide.{host}") } else { host.clone() };
+            format!("{h}={s}")
+        }).collect();
+        expected.sort();
+        ensure!(routed == expected, "Ingress host=backend: {routed:?}, expected {expected:?}");
+        let stored = kubectl(&["get", "httproute", "-n", &access, "-o", "jsonpath={.items[*].spec.rules[*].backendRefs[*].name}"])?;
+        let mut backends: Vec<&str> = stored.split_whitespace().collect();
+        backends.sort();
+        let mut services = proxy_services.clone();
+        services.sort();
+        ensure!(backends == services, "HTTPRoute backends: {backends:?}");
+        let tenant_ingresses = Api::<Ingress>::namespaced(client.clone(), &ns).list(&ListParams::default()).await.context("list")?;
+        ensure!(tenant_ingresses.items.is_empty(), "an Ingress in the tenant namespace routes around the proxy");
+        let policies = Api::<NetworkPolicy>::namespaced(client.clone(), &ns);
+        for policy in ["studio-access", "studio-ide-access", "workspace-peers"] {
+            policies.get(policy).await.context(policy)?;
+        }
+        let sts = stateful_sets.get("studio").await.context("the Studio")?;
+        ensure!(ide_args(&sts).contains(&"--auth=none".to_string()), "{:?}", ide_args(&sts));
+
+        // Each list holds the plain, lower-cased addresses.
+        let lists: Api<ConfigMap> = Api::namespaced(client.clone(), &access);
+        let list_of = |cm: &ConfigMap| cm.data.as_ref().and_then(|d| d.get(EMAILS_KEY)).cloned().unwrap_or_default();
+        for service in &proxy_services {
+            let list = list_of(&lists.get(service).await.context("the access list")?);
+            ensure!(list == "ann+data@example.com\nbob@example.com\n", "list {list:?}");
+        }
+
+        // A removed member leaves both lists; no pod of the UI nor of its proxies restarts.
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        let proxy_pods: Api<Pod> = Api::namespaced(client.clone(), &access);
+        let studio_before = pod_uids(&pods, "app.kubernetes.io/name=studio").await?;
+        let proxies_before = pod_uids(&proxy_pods, &format!("{LABEL_OWNER_UID}={uid}")).await?;
+        ensure!(studio_before.len() == 1 && proxies_before.len() == 2, "{studio_before:?} {proxies_before:?}");
+        let members = serde_json::json!({"spec": {"members": [{"user": format!("{name}-a"), "role": "developer"}]}});
+        workspaces.patch(&name, &PatchParams::default(), &Patch::Merge(&members)).await.context("removing bob")?;
+        for service in &proxy_services {
+            let lists = lists.clone();
+            wait_until(WAIT, "bob to leave the access list", || {
+                let lists = lists.clone();
+                async move { Ok(list_of(&lists.get(service).await.context("list")?) == "ann+data@example.com\n") }
+            })
+            .await?;
+        }
+        ensure!(pod_uids(&pods, "app.kubernetes.io/name=studio").await? == studio_before, "the Studio restarted");
+        ensure!(pod_uids(&proxy_pods, &format!("{LABEL_OWNER_UID}={uid}")).await? == proxies_before, "a proxy restarted");
+
+        // A second Workspace claiming the same host is refused and exposes nothing.
+        let thief = format!("{name}-x");
+        scope.involve(&format!("dw-{thief}"));
+        let second: Workspace = from_yaml(&format!("metadata: {{name: {thief}}}\nspec: {{studio: {{host: {host}, storage: {{size: 1Gi}}}}}}"))?;
+        workspaces.create(&PostParams::default(), &second).await.context("creating the second Workspace")?;
+        let refused = wait_for(&workspaces, &thief, "the Studio condition HostTaken", |w: Option<&Workspace>| {
+            studio_reason(w).as_deref() == Some("HostTaken")
+        })
+        .await?;
+        let thief_uid = refused.metadata.uid.clone().unwrap_or_default();
+        let theirs = deployments.list(&ListParams::default().labels(&format!("{LABEL_OWNER_UID}={thief_uid}"))).await.context("list")?;
+        ensure!(theirs.items.is_empty(), "a second proxy for a taken host");
+        workspaces.delete(&thief, &DeleteParams::default()).await.context("delete")?;
+
+        // Deleting the Workspace withdraws its proxies, lists, secrets and routes.
+        workspaces.delete(&name, &DeleteParams::default()).await.context("delete")?;
+        let selector = format!("{LABEL_OWNER_UID}={uid}");
+        wait_until(WAIT, "the proxies to be withdrawn", || {
+            let selector = selector.clone();
+            let access = access.clone();
+            async move {
+                let left = kubectl(&["get", "deployments,services,configmaps,secrets,ingresses,httproutes", "-n", &access, "-l", &selector, "-o", "name"])?;
+                Ok(left.trim().is_empty())
+            }
+        })
+        .await
+    }
+    .await;
+    // Clean up whatever happened; the tests after this one run the operator without the layer.
+    let _ = workspaces.delete(&name, &DeleteParams::default()).await;
+    scope.env.stop_operator()?;
+    scope.env.start_operator().await?;
+    result?;
+    for user in [format!("{name}-a"), format!("{name}-b")] {
+        users.delete(&user, &DeleteParams::default()).await.context("delete")?;
+    }
     Ok(())
 }

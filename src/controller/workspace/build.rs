@@ -10,22 +10,25 @@ use k8s_openapi::{
             Namespace, PodSpec, PodTemplateSpec, ResourceQuota, ResourceQuotaSpec, Service, VolumeMount,
         },
         networking::v1::{
-            IPBlock, Ingress, IngressSpec, IngressTLS, NetworkPolicy, NetworkPolicyEgressRule,
-            NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
+            IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
+            NetworkPolicyPort, NetworkPolicySpec,
         },
         rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleBinding, RoleRef, Subject},
     },
     apimachinery::pkg::{
         api::resource::Quantity,
-        apis::meta::v1::{LabelSelector, ObjectMeta},
+        apis::meta::v1::{LabelSelector, LabelSelectorRequirement, ObjectMeta},
         util::intstr::IntOrString,
     },
 };
 
 use super::validate::{Ownership, Studio, ValidatedWorkspace};
 use crate::{
-    build::{child_meta, env, git, jupyter, pod, workload, workspace_labels},
-    config::{Config, StudioAuth},
+    build::{
+        access::{self, AccessObjects, Exposure, Owner},
+        child_meta, env, git, jupyter, pod, workload, workspace_labels,
+    },
+    config::Config,
     crd::{common::Role, workspace::DeletionPolicy},
     names::{LABEL_WORKSPACE, LABEL_WORKSPACE_UID},
 };
@@ -34,8 +37,12 @@ use crate::{
 pub const QUOTA: &str = "workspace-quota";
 /// Name of the LimitRange.
 pub const LIMIT_RANGE: &str = "workspace-defaults";
-/// Name of the NetworkPolicy.
+/// Name of the isolating NetworkPolicy.
 pub const NETWORK_POLICY: &str = "workspace-isolation";
+/// Name of the NetworkPolicy admitting the workspace's own pods.
+pub const PEERS_POLICY: &str = "workspace-peers";
+/// Label on the pods of a UI whose own authentication is off behind the access layer.
+pub const LABEL_PROXIED: &str = "dataworkspace.io/proxied";
 /// Name of the variables ConfigMap.
 pub const VARIABLES: &str = env::VARIABLES;
 /// Name of the Studio StatefulSet and Service.
@@ -88,8 +95,10 @@ pub struct WorkspaceObjects {
     pub quota: ResourceQuota,
     /// Container defaults.
     pub limit_range: LimitRange,
-    /// Isolation from other workspaces.
+    /// Isolation from other workspaces: no ingress, bounded egress.
     pub network_policy: NetworkPolicy,
+    /// What may reach the workspace's pods: its own pods, except the UIs behind the proxy.
+    pub peers_policy: NetworkPolicy,
     /// One binding per role.
     pub role_bindings: Vec<RoleBinding>,
     /// The variables.
@@ -105,16 +114,93 @@ pub struct StudioObjects {
     pub service: Service,
     /// The server.
     pub statefulset: StatefulSet,
-    /// The authenticated Ingress, when a host is set and an authenticating proxy configured.
-    pub ingress: Option<Ingress>,
+    /// How it is reached.
+    pub reach: Reach,
+    /// Behind the access layer: the proxies of JupyterLab and of the IDE, with their lists,
+    /// secrets, routes and NetworkPolicies.
+    pub access: Vec<AccessObjects>,
 }
 
-/// Builds every object of the workspace.
-pub fn build(ws: &ValidatedWorkspace, config: &Config) -> WorkspaceObjects {
-    let ingress = ws
-        .studio
-        .as_ref()
-        .and_then(|s| config.studio_auth.as_ref().and_then(|auth| studio_ingress(ws, s, auth)));
+/// How the Studio server is reached, decided before building.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reach {
+    /// In-cluster only; the server keeps its own authentication (JupyterLab's token,
+    /// code-server's password).
+    InCluster {
+        /// The condition's reason: `InClusterOnly`, or why the host was refused.
+        reason: &'static str,
+        /// What status says.
+        message: String,
+        /// Whether it is a failure to report (a host was set and refused).
+        refused: bool,
+    },
+    /// Behind the access layer at `https://<host>/` (the IDE at `ide.<host>`).
+    Proxied {
+        /// The host.
+        host: String,
+    },
+}
+
+/// The UI names of the Studio's two exposures.
+pub const STUDIO_UIS: [&str; 2] = ["studio", "studio-ide"];
+
+/// The two UIs of a Studio at `host`: JupyterLab at the host, the IDE at `ide.<host>`, each
+/// admitting the e-mails of the people allowed to open the Studio.
+pub fn studio_exposures(ws: &ValidatedWorkspace, studio: &Studio, host: &str) -> [Exposure; 2] {
+    let allowed: Vec<String> = studio.allowed.iter().filter_map(|p| p.email.clone()).collect();
+    let exposure = |ui: &str, host: String, port: i32| Exposure {
+        owner: Owner { namespace: ws.namespace.clone(), reference: ws.owner.clone() },
+        ui: ui.into(),
+        host,
+        service: STUDIO.into(),
+        port,
+        pod_labels: studio_labels(ws),
+        allowed: allowed.clone(),
+    };
+    [
+        exposure(STUDIO_UIS[0], host.to_string(), LAB_PORT),
+        exposure(STUDIO_UIS[1], format!("ide.{host}"), IDE_PORT),
+    ]
+}
+
+/// Decides how the Studio is reached. `claimant` names who else exposes an exposure's host,
+/// if someone does (hosts are unique across the cluster: the first claim keeps it).
+pub fn studio_reach(
+    ws: &ValidatedWorkspace,
+    studio: &Studio,
+    config: &Config,
+    claimant: impl Fn(&Exposure) -> Option<String>,
+) -> Reach {
+    let in_cluster =
+        |message: &str| Reach::InCluster { reason: "InClusterOnly", message: message.into(), refused: false };
+    let Some(host) = &studio.host else {
+        return in_cluster("reachable inside the cluster only (no spec.studio.host)");
+    };
+    let Some(layer) = &config.access else {
+        return in_cluster(
+            "reachable inside the cluster only: the platform has not configured the access layer, so spec.studio.host is not exposed",
+        );
+    };
+    let exposures = studio_exposures(ws, studio, host);
+    if let Some(error) = exposures.iter().find_map(|e| access::check_host(&e.host, &layer.domain).err()) {
+        return Reach::InCluster { reason: "HostRejected", message: error, refused: true };
+    }
+    if let Some((exposure, owner)) = exposures.iter().find_map(|e| claimant(e).map(|o| (e, o))) {
+        return Reach::InCluster {
+            reason: "HostTaken",
+            message: format!(
+                "the host {} is already exposed for {owner}; choose another spec.studio.host",
+                exposure.host
+            ),
+            refused: true,
+        };
+    }
+    Reach::Proxied { host: host.clone() }
+}
+
+/// Builds every object of the workspace; `reach` is what [`studio_reach`] decided for its Studio.
+pub fn build(ws: &ValidatedWorkspace, config: &Config, reach: Option<&Reach>) -> WorkspaceObjects {
+    let proxied = matches!(reach, Some(Reach::Proxied { .. }));
     WorkspaceObjects {
         namespace: namespace(ws),
         workspace_roles: [WorkspaceAccess::Admin, WorkspaceAccess::Member]
@@ -128,17 +214,27 @@ pub fn build(ws: &ValidatedWorkspace, config: &Config) -> WorkspaceObjects {
         quota: quota(ws),
         limit_range: limit_range(ws),
         network_policy: network_policy(ws, config),
+        peers_policy: peers_policy(ws),
         role_bindings: [Role::Admin, Role::Developer, Role::Viewer]
             .into_iter()
             .map(|r| role_binding(ws, r, config))
             .collect(),
         variables: variables(ws),
-        // The servers turn their own authentication off only when the Ingress that puts the
-        // proxy in front of them exists.
+        // The servers turn their own authentication off only behind the proxies.
         studio: ws.studio.as_ref().map(|s| StudioObjects {
             service: studio_service(ws),
-            statefulset: studio_statefulset(ws, s, ingress.is_some()),
-            ingress,
+            statefulset: studio_statefulset(ws, s, proxied),
+            reach: reach.cloned().unwrap_or(Reach::InCluster {
+                reason: "InClusterOnly",
+                message: String::new(),
+                refused: false,
+            }),
+            access: match (reach, &config.access) {
+                (Some(Reach::Proxied { host }), Some(layer)) => {
+                    studio_exposures(ws, s, host).iter().map(|e| access::build(layer, e)).collect()
+                }
+                _ => Vec::new(),
+            },
         }),
     }
 }
@@ -287,33 +383,47 @@ fn limit_range(ws: &ValidatedWorkspace) -> LimitRange {
     }
 }
 
-/// Ingress only from pods of the same namespace and from the ingress controller's namespace;
-/// other workspaces are denied. Egress: DNS in `kube-system`, the namespace itself, addresses
-/// outside the denied ranges (cloud metadata and the operator's `--egress-deny-cidrs`), and
-/// whatever `spec.network.egress` allows.
+/// Isolation: no ingress at all (other policies admit what may come in: [`peers_policy`], and
+/// the access layer's proxies to the UIs behind them); egress to DNS in `kube-system`, the
+/// namespace itself, addresses outside the denied ranges (cloud metadata and the operator's
+/// `--egress-deny-cidrs`), and whatever `spec.network.egress` allows.
 pub fn network_policy(ws: &ValidatedWorkspace, config: &Config) -> NetworkPolicy {
-    let same_namespace =
-        NetworkPolicyPeer { pod_selector: Some(LabelSelector::default()), ..NetworkPolicyPeer::default() };
-    let mut from = vec![same_namespace];
-    if let Some(ingress) = &config.ingress_namespace {
-        from.push(NetworkPolicyPeer {
-            namespace_selector: Some(LabelSelector {
-                match_labels: Some(BTreeMap::from([("kubernetes.io/metadata.name".into(), ingress.clone())])),
-                ..LabelSelector::default()
-            }),
-            ..NetworkPolicyPeer::default()
-        });
-    }
     NetworkPolicy {
         metadata: meta(ws, NETWORK_POLICY, "network-policy"),
         spec: Some(NetworkPolicySpec {
             pod_selector: Some(LabelSelector::default()),
             policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
+            ingress: None,
+            egress: Some(egress(ws, config)),
+        }),
+    }
+}
+
+/// The workspace's pods reach each other — except the pods of UIs behind the access layer
+/// (labelled [`LABEL_PROXIED`]), which only their proxy reaches: with their own authentication
+/// off, a member's pod must not open a UI its access list does not admit them to. A pod a
+/// tenant labels so only cuts itself off.
+pub fn peers_policy(ws: &ValidatedWorkspace) -> NetworkPolicy {
+    NetworkPolicy {
+        metadata: meta(ws, PEERS_POLICY, "network-policy"),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_expressions: Some(vec![LabelSelectorRequirement {
+                    key: LABEL_PROXIED.into(),
+                    operator: "DoesNotExist".into(),
+                    values: None,
+                }]),
+                ..LabelSelector::default()
+            }),
+            policy_types: Some(vec!["Ingress".into()]),
             ingress: Some(vec![NetworkPolicyIngressRule {
-                from: Some(from),
+                from: Some(vec![NetworkPolicyPeer {
+                    pod_selector: Some(LabelSelector::default()),
+                    ..NetworkPolicyPeer::default()
+                }]),
                 ..NetworkPolicyIngressRule::default()
             }]),
-            egress: Some(egress(ws, config)),
+            egress: None,
         }),
     }
 }
@@ -438,9 +548,9 @@ fn studio_service(ws: &ValidatedWorkspace) -> Service {
 }
 
 /// The Studio server: JupyterLab and code-server sharing a persistent home, the workspace's
-/// repositories cloned into `~/repos` before start. Behind the authenticating proxy
-/// (`proxied`) the proxy is the gate; otherwise JupyterLab keeps its token and code-server its
-/// password.
+/// repositories cloned into `~/repos` before start. Behind the access layer (`proxied`) the
+/// proxies are the gate and only they reach the pod; otherwise JupyterLab keeps its token and
+/// code-server its password.
 pub fn studio_statefulset(ws: &ValidatedWorkspace, studio: &Studio, proxied: bool) -> StatefulSet {
     let (env_from, env) = env::workspace_env(&ws.secret_env);
     let home = VolumeMount { name: STUDIO_HOME.into(), mount_path: HOME.into(), ..VolumeMount::default() };
@@ -519,7 +629,16 @@ pub fn studio_statefulset(ws: &ValidatedWorkspace, studio: &Studio, proxied: boo
             service_name: Some(STUDIO.into()),
             selector: LabelSelector { match_labels: Some(studio_labels(ws)), ..LabelSelector::default() },
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta { labels: Some(studio_labels(ws)), ..ObjectMeta::default() }),
+                metadata: Some(ObjectMeta {
+                    labels: Some({
+                        let mut labels = studio_labels(ws);
+                        if proxied {
+                            labels.insert(LABEL_PROXIED.into(), "true".into());
+                        }
+                        labels
+                    }),
+                    ..ObjectMeta::default()
+                }),
                 spec: Some(pod_spec),
             },
             volume_claim_templates: Some(vec![workload::claim_template(
@@ -531,51 +650,6 @@ pub fn studio_statefulset(ws: &ValidatedWorkspace, studio: &Studio, proxied: boo
         }),
         ..StatefulSet::default()
     }
-}
-
-/// The Ingress of the Studio server: JupyterLab at the host, the IDE at `ide.<host>`, each
-/// request checked by the shared authenticating proxy against the allowed users' e-mails. No
-/// Ingress without a host, or when nobody allowed has an e-mail (an empty list would admit all).
-pub fn studio_ingress(ws: &ValidatedWorkspace, studio: &Studio, auth: &StudioAuth) -> Option<Ingress> {
-    let host = studio.host.as_ref()?;
-    let mut emails: Vec<String> =
-        studio.allowed.iter().filter_map(|p| p.email.clone()).map(|e| e.to_lowercase()).collect();
-    emails.sort();
-    emails.dedup();
-    if emails.is_empty() {
-        return None;
-    }
-    let separator = if auth.auth_url.contains('?') { '&' } else { '?' };
-    let annotations = BTreeMap::from([
-        (
-            "nginx.ingress.kubernetes.io/auth-url".to_string(),
-            format!("{}{separator}allowed_emails={}", auth.auth_url, emails.join(",")),
-        ),
-        ("nginx.ingress.kubernetes.io/auth-signin".to_string(), auth.signin_url.clone()),
-        (
-            "nginx.ingress.kubernetes.io/auth-response-headers".to_string(),
-            "X-Auth-Request-Email,X-Auth-Request-User".to_string(),
-        ),
-        ("nginx.ingress.kubernetes.io/proxy-body-size".to_string(), "0".to_string()),
-    ]);
-    let mut metadata = studio_meta(ws);
-    metadata.annotations = Some(annotations);
-    Some(Ingress {
-        metadata,
-        spec: Some(IngressSpec {
-            ingress_class_name: auth.ingress_class.clone(),
-            rules: Some(vec![
-                workload::ingress_rule(host, STUDIO, "lab"),
-                workload::ingress_rule(&format!("ide.{host}"), STUDIO, "ide"),
-            ]),
-            tls: Some(vec![IngressTLS {
-                hosts: Some(vec![host.clone(), format!("ide.{host}")]),
-                secret_name: Some(format!("{STUDIO}-tls")),
-            }]),
-            ..IngressSpec::default()
-        }),
-        ..Ingress::default()
-    })
 }
 
 #[cfg(test)]
@@ -591,7 +665,7 @@ mod tests {
     fn objects(config: &Config) -> WorkspaceObjects {
         let (ws, users) = example_workspace();
         let validated = validate(&ws, &observed(users)).unwrap();
-        build(&validated, config)
+        build(&validated, config, None)
     }
 
     #[test]
@@ -655,15 +729,20 @@ mod tests {
     }
 
     #[test]
-    fn network_policy_admits_same_namespace_and_ingress_only() {
-        let config = Config { ingress_namespace: Some("ingress-nginx".into()), ..Config::default() };
-        let spec = objects(&config).network_policy.spec.unwrap();
-        assert_eq!(spec.policy_types, Some(vec!["Ingress".to_string(), "Egress".to_string()]));
-        let from = spec.ingress.unwrap()[0].from.clone().unwrap();
-        assert_eq!(from.len(), 2);
+    fn pods_admit_their_own_namespace_except_uis_behind_the_proxy() {
+        let objs = objects(&Config::default());
+        let isolation = objs.network_policy.spec.unwrap();
+        assert_eq!(isolation.policy_types, Some(vec!["Ingress".to_string(), "Egress".to_string()]));
+        assert_eq!(isolation.ingress, None, "isolation admits nothing on its own");
+        let peers = objs.peers_policy.spec.unwrap();
+        let from = peers.ingress.unwrap()[0].from.clone().unwrap();
+        assert_eq!(from.len(), 1);
         assert_eq!(from[0].pod_selector, Some(LabelSelector::default()));
-        let ns = from[1].namespace_selector.as_ref().unwrap().match_labels.as_ref().unwrap();
-        assert_eq!(ns["kubernetes.io/metadata.name"], "ingress-nginx");
+        let selector = peers.pod_selector.unwrap().match_expressions.unwrap();
+        assert_eq!(
+            (selector[0].key.as_str(), selector[0].operator.as_str()),
+            (LABEL_PROXIED, "DoesNotExist")
+        );
     }
 
     #[test]
@@ -694,7 +773,7 @@ mod tests {
     #[test]
     fn studio_passes_restricted_and_clones_the_repositories() {
         let studio = objects(&Config::default()).studio.unwrap();
-        assert!(studio.ingress.is_none(), "no Ingress without an authenticating proxy");
+        assert!(studio.access.is_empty(), "nothing exposed without the access layer");
         let (service, sts) = (studio.service, studio.statefulset);
         let spec = sts.spec.unwrap();
         assert_eq!(spec.replicas, Some(1));
@@ -741,15 +820,8 @@ mod tests {
         }
     }
 
-    fn auth() -> Config {
-        Config {
-            studio_auth: Some(StudioAuth {
-                auth_url: "https://auth.example.com/oauth2/auth".into(),
-                signin_url: "https://auth.example.com/oauth2/start?rd=$escaped_request_uri".into(),
-                ingress_class: Some("nginx".into()),
-            }),
-            ..Config::default()
-        }
+    fn layer() -> Config {
+        Config { access: Some(crate::build::access::tests::layer()), ..Config::default() }
     }
 
     fn with_host(host: Option<&str>) -> ValidatedWorkspace {
@@ -758,38 +830,113 @@ mod tests {
         validate(&ws, &observed(users)).unwrap()
     }
 
-    #[test]
-    fn ingress_admits_only_the_allowed_emails() {
-        let studio = build(&with_host(Some("analytics.data.example.com")), &auth()).studio.unwrap();
-        let ingress = studio.ingress.unwrap();
-        let url = &ingress.metadata.annotations.as_ref().unwrap()["nginx.ingress.kubernetes.io/auth-url"];
-        // The access list names both teams: alice (data-engineering) and bob (data-science).
-        assert_eq!(
-            url,
-            "https://auth.example.com/oauth2/auth?allowed_emails=alice@example.com,bob@example.com"
-        );
-        let hosts: Vec<String> =
-            ingress.spec.unwrap().rules.unwrap().into_iter().filter_map(|r| r.host).collect();
-        assert_eq!(hosts, vec!["analytics.data.example.com", "ide.analytics.data.example.com"]);
-        // Behind the proxy, the proxy is the gate.
-        let containers = studio.statefulset.spec.unwrap().template.spec.unwrap().containers;
-        assert!(containers[0].args.as_ref().unwrap().contains(&"--IdentityProvider.token=".to_string()));
-        assert!(containers[1].args.as_ref().unwrap().contains(&"--auth=none".to_string()));
+    /// The objects as the controller builds them, nobody else claiming a host.
+    fn exposed(ws: &ValidatedWorkspace, config: &Config) -> StudioObjects {
+        let reach = studio_reach(ws, ws.studio.as_ref().unwrap(), config, |_| None);
+        build(ws, config, Some(&reach)).studio.unwrap()
+    }
+
+    fn args(studio: &StudioObjects) -> (Vec<String>, Vec<String>) {
+        let containers = studio.statefulset.spec.clone().unwrap().template.spec.unwrap().containers;
+        (containers[0].args.clone().unwrap(), containers[1].args.clone().unwrap())
     }
 
     #[test]
-    fn no_ingress_without_host_proxy_or_anyone_allowed() {
-        assert!(build(&with_host(None), &auth()).studio.unwrap().ingress.is_none());
-        let in_cluster = build(&with_host(Some("a.example.com")), &Config::default()).studio.unwrap();
-        assert!(in_cluster.ingress.is_none());
-        let ide = &in_cluster.statefulset.spec.unwrap().template.spec.unwrap().containers[1];
-        assert!(ide.args.as_ref().unwrap().contains(&"--auth=password".to_string()));
-        let mut nobody = with_host(Some("a.example.com"));
+    fn behind_the_access_layer_each_ui_has_its_own_proxy_and_list() {
+        let studio = exposed(&with_host(Some("analytics.data.example.com")), &layer());
+        assert_eq!(studio.reach, Reach::Proxied { host: "analytics.data.example.com".into() });
+        assert_eq!(studio.access.len(), 2, "JupyterLab and the IDE");
+        let hosts: Vec<String> = studio
+            .access
+            .iter()
+            .flat_map(|a| a.ingress.clone().unwrap().spec.unwrap().rules.unwrap())
+            .filter_map(|r| r.host)
+            .collect();
+        assert_eq!(hosts, vec!["analytics.data.example.com", "ide.analytics.data.example.com"]);
+        for access in &studio.access {
+            // The access list names both teams: alice (data-engineering), bob (data-science).
+            assert_eq!(
+                access.emails.data.as_ref().unwrap()["emails"],
+                "alice@example.com\nbob@example.com\n"
+            );
+            assert_eq!(access.deployment.metadata.namespace.as_deref(), Some("dataworkspace-access"));
+            let policy = &access.network_policy;
+            assert_eq!(policy.metadata.namespace.as_deref(), Some("dw-analytics"));
+            assert_eq!(policy.metadata.owner_references.as_ref().unwrap()[0].kind, "Workspace");
+        }
+        let ports: Vec<i32> = studio
+            .access
+            .iter()
+            .map(|a| {
+                match a.network_policy.spec.as_ref().unwrap().ingress.as_ref().unwrap()[0]
+                    .ports
+                    .as_ref()
+                    .unwrap()[0]
+                    .port
+                {
+                    Some(IntOrString::Int(p)) => p,
+                    _ => 0,
+                }
+            })
+            .collect();
+        assert_eq!(ports, vec![LAB_PORT, IDE_PORT]);
+        // Behind the proxies, the proxies are the gate, and the pod is marked for the peers
+        // policy to leave it out.
+        let (lab, ide) = args(&studio);
+        assert!(lab.contains(&"--IdentityProvider.token=".to_string()));
+        assert!(ide.contains(&"--auth=none".to_string()));
+        let template = studio.statefulset.spec.unwrap().template.metadata.unwrap();
+        assert_eq!(template.labels.unwrap()[LABEL_PROXIED], "true");
+    }
+
+    #[test]
+    fn without_the_layer_or_a_valid_unclaimed_host_the_studio_keeps_its_own_authentication() {
+        let reason = |studio: &StudioObjects| match &studio.reach {
+            Reach::InCluster { reason, refused, .. } => (*reason, *refused),
+            Reach::Proxied { .. } => ("Proxied", false),
+        };
+        let cases = [
+            (exposed(&with_host(None), &layer()), ("InClusterOnly", false)),
+            (exposed(&with_host(Some("a.data.example.com")), &Config::default()), ("InClusterOnly", false)),
+            (exposed(&with_host(Some("a.example.com")), &layer()), ("HostRejected", true)),
+            (exposed(&with_host(Some("a.evil-data.example.com")), &layer()), ("HostRejected", true)),
+        ];
+        for (studio, expected) in cases {
+            assert_eq!(reason(&studio), expected);
+            assert!(studio.access.is_empty(), "nothing exposed: {expected:?}");
+            let (lab, ide) = args(&studio);
+            assert!(!lab.iter().any(|a| a.starts_with("--IdentityProvider.token")), "{expected:?}");
+            assert!(ide.contains(&"--auth=password".to_string()), "{expected:?}");
+            let template = studio.statefulset.spec.unwrap().template.metadata.unwrap();
+            assert!(!template.labels.unwrap().contains_key(LABEL_PROXIED));
+        }
+        // A host another workspace exposes (here the IDE's) is refused, naming who has it.
+        let ws = with_host(Some("b.data.example.com"));
+        let reach = studio_reach(&ws, ws.studio.as_ref().unwrap(), &layer(), |e| {
+            (e.host == "ide.b.data.example.com").then(|| "dw-other".to_string())
+        });
+        match &reach {
+            Reach::InCluster { reason: "HostTaken", message, refused: true } => {
+                assert!(
+                    message.contains("ide.b.data.example.com") && message.contains("dw-other"),
+                    "{message}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(build(&ws, &layer(), Some(&reach)).studio.unwrap().access.is_empty());
+    }
+
+    #[test]
+    fn nobody_allowed_means_the_proxies_admit_no_one() {
+        // An empty list fails closed: the proxies run and admit nobody (security review H1).
+        let mut nobody = with_host(Some("a.data.example.com"));
         nobody.studio.as_mut().unwrap().allowed.iter_mut().for_each(|p| p.email = None);
-        assert!(
-            build(&nobody, &auth()).studio.unwrap().ingress.is_none(),
-            "an empty allow list would admit everyone"
-        );
+        let studio = exposed(&nobody, &layer());
+        assert_eq!(studio.access.len(), 2);
+        for access in &studio.access {
+            assert_eq!(access.emails.data.as_ref().unwrap()["emails"], "");
+        }
     }
 
     #[test]
@@ -869,34 +1016,25 @@ mod tests {
     }
 
     #[test]
-    fn without_an_ingress_the_studio_keeps_its_own_authentication() {
-        // Proxy configured and a host set, but nobody allowed has an e-mail: no Ingress, so the
-        // servers must not switch their authentication off (security review H1).
-        let mut nobody = with_host(Some("a.example.com"));
-        nobody.studio.as_mut().unwrap().allowed.iter_mut().for_each(|p| p.email = None);
-        let studio = build(&nobody, &auth()).studio.unwrap();
-        assert!(studio.ingress.is_none());
-        let containers = studio.statefulset.spec.unwrap().template.spec.unwrap().containers;
-        assert!(
-            !containers[0].args.as_ref().unwrap().iter().any(|a| a.starts_with("--IdentityProvider.token"))
-        );
-        assert!(containers[1].args.as_ref().unwrap().contains(&"--auth=password".to_string()));
-    }
-
-    #[test]
     fn golden_objects_of_the_example_workspace() {
-        let objs = build(&with_host(Some("analytics.data.example.com")), &auth());
+        let ws = with_host(Some("analytics.data.example.com"));
+        let reach = studio_reach(&ws, ws.studio.as_ref().unwrap(), &layer(), |_| None);
+        let objs = build(&ws, &layer(), Some(&reach));
         insta::assert_yaml_snapshot!("namespace", objs.namespace);
         insta::assert_yaml_snapshot!("workspace-roles", objs.workspace_roles);
         insta::assert_yaml_snapshot!("workspace-role-bindings", objs.workspace_role_bindings);
         insta::assert_yaml_snapshot!("quota", objs.quota);
         insta::assert_yaml_snapshot!("limit-range", objs.limit_range);
         insta::assert_yaml_snapshot!("network-policy", objs.network_policy);
+        insta::assert_yaml_snapshot!("peers-policy", objs.peers_policy);
         insta::assert_yaml_snapshot!("role-bindings", objs.role_bindings);
         insta::assert_yaml_snapshot!("variables", objs.variables);
         let studio = objs.studio.unwrap();
         insta::assert_yaml_snapshot!("studio-service", studio.service);
         insta::assert_yaml_snapshot!("studio-statefulset", studio.statefulset);
-        insta::assert_yaml_snapshot!("studio-ingress", studio.ingress);
+        insta::assert_yaml_snapshot!(
+            "studio-access-network-policies",
+            [&studio.access[0].network_policy, &studio.access[1].network_policy]
+        );
     }
 }

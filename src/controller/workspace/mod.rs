@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use k8s_openapi::{
     api::{
-        apps::v1::StatefulSet,
+        apps::v1::{Deployment, StatefulSet},
         core::v1::{ConfigMap, LimitRange, Namespace, ResourceQuota, Secret, Service},
         networking::v1::{Ingress, NetworkPolicy},
         rbac::v1::RoleBinding,
@@ -23,17 +23,18 @@ use kube::{
 use tracing::info;
 
 use self::{
-    build::WorkspaceObjects,
+    build::{Reach, WorkspaceObjects},
     validate::{Observed, Ownership, ValidatedWorkspace},
 };
 use super::{
-    Caches, Context, Feeds, RESYNC, Valid, apply_cluster, apply_namespaced, apply_status_paced,
-    cache::{existence, generation, json_signature},
+    Caches, Context, Feeds, RESYNC, Valid, access, apply_cluster, apply_namespaced, apply_status_paced,
+    cache::{existence, generation, json_signature, signature_of},
     delete_if_managed, resolve, root,
     user::project_phase,
     valid,
 };
 use crate::{
+    build::access::LABEL_OWNER_UID,
     conditions::{Desired, READY},
     crd::{Project, User, Workspace, WorkspaceStatus, workspace::ResourceUsage},
     error::{Error, Result},
@@ -70,7 +71,7 @@ pub fn controller(feeds: &mut Feeds, ctx: &Arc<Context>) -> Controller<Deseriali
             }
         }
     };
-    let (users, secrets) = (ctx.caches.clone(), ctx.caches.clone());
+    let (users, secrets, proxies) = (ctx.caches.clone(), ctx.caches.clone(), ctx.caches.clone());
     let (o1, o2, o3, o4, o5, o6, o7, o8, o9) =
         (owned(), owned(), owned(), owned(), owned(), owned(), owned(), owned(), owned());
     let (n1, n2, n3) = (in_namespace(), in_namespace(), in_namespace());
@@ -97,10 +98,29 @@ pub fn controller(feeds: &mut Feeds, ctx: &Arc<Context>) -> Controller<Deseriali
             Ok(user) => workspaces_for_user(&valid(&users.workspaces), &valid(&users.users), user),
             Err(_) => Vec::new(),
         })
+        // The Studio's proxies becoming available (they live in the access namespace and carry
+        // their owner's UID as a label, not an owner reference).
+        .watches_stream(feeds.deployments.subscribe_when(proxy_state), move |proxy| {
+            workspace_by_uid(&valid(&proxies.workspaces), proxy.labels().get(LABEL_OWNER_UID))
+        })
         // A referenced Secret appearing or going away; the operator never reads Secret values.
         .watches_stream(feeds.secrets.subscribe_when(existence), move |secret| {
             workspaces_referencing(&valid(&secrets.workspaces), &secret)
         })
+}
+
+/// What a Workspace reads of a proxy: whether it is available.
+pub fn proxy_state(proxy: &Deployment) -> u64 {
+    signature_of(super::access::available(proxy))
+}
+
+/// The Workspace with a UID, if any.
+pub fn workspace_by_uid(
+    workspaces: &[Valid<Workspace>],
+    uid: Option<&String>,
+) -> Option<ObjectRef<DeserializeGuard<Workspace>>> {
+    let uid = uid?;
+    workspaces.iter().find(|w| w.metadata.uid.as_ref() == Some(uid)).map(|w| ObjectRef::new(&w.name_any()))
 }
 
 /// What a Workspace reads of a User: its whole spec (username, teams, e-mail for the Studio's
@@ -235,9 +255,15 @@ pub async fn reconcile(workspace: Arc<Workspace>, ctx: Arc<Context>) -> Result<A
     {
         leave_namespace(&ctx, old, &validated.uid).await?;
     }
-    let objects = build::build(&validated, &ctx.config);
+    let reach = validated.studio.as_ref().map(|studio| {
+        build::studio_reach(&validated, studio, &ctx.config, |exposure| {
+            let layer = ctx.config.access.as_ref()?;
+            access::claimant(&ctx.caches, &layer.namespace, exposure)
+        })
+    });
+    let objects = build::build(&validated, &ctx.config, reach.as_ref());
     let applied = apply(&ctx, &validated, objects).await?;
-    let (status, conditions) = status(&validated, &observed, &applied, &ctx.caches);
+    let (status, conditions) = status(&validated, &observed, &applied, reach.as_ref(), &ctx.caches);
     // Project counts and quota usage change with every project and pod: paced.
     Ok(match apply_status_paced(&ctx, &*workspace, status, &conditions).await? {
         Some(wait) => Action::requeue(wait),
@@ -273,10 +299,10 @@ async fn leave_namespace(ctx: &Context, namespace: &str, uid: &str) -> Result<()
     for name in build::ROLE_BINDINGS {
         remove_owned::<RoleBinding>(ctx, namespace, name, uid).await?;
     }
-    remove_owned::<Ingress>(ctx, namespace, build::STUDIO, uid).await?;
     remove_owned::<StatefulSet>(ctx, namespace, build::STUDIO, uid).await?;
     remove_owned::<Service>(ctx, namespace, build::STUDIO, uid).await?;
     remove_owned::<NetworkPolicy>(ctx, namespace, build::NETWORK_POLICY, uid).await?;
+    remove_owned::<NetworkPolicy>(ctx, namespace, build::PEERS_POLICY, uid).await?;
     remove_owned::<ConfigMap>(ctx, namespace, build::VARIABLES, uid).await?;
     remove_owned::<LimitRange>(ctx, namespace, build::LIMIT_RANGE, uid).await?;
     remove_owned::<ResourceQuota>(ctx, namespace, build::QUOTA, uid).await
@@ -318,8 +344,8 @@ struct Applied {
     namespace: Namespace,
     quota: ResourceQuota,
     studio: Option<StatefulSet>,
-    /// Whether the Studio server has an authenticated Ingress.
-    exposed: bool,
+    /// Whether every proxy of the Studio is available.
+    proxies_available: bool,
     /// Whether the foreign RoleBindings were deleted.
     foreign_removed: bool,
 }
@@ -339,6 +365,7 @@ async fn apply(ctx: &Context, ws: &ValidatedWorkspace, objects: WorkspaceObjects
     let quota = apply_namespaced(ctx, &objects.quota).await?;
     apply_namespaced(ctx, &objects.limit_range).await?;
     apply_namespaced(ctx, &objects.network_policy).await?;
+    apply_namespaced(ctx, &objects.peers_policy).await?;
     for binding in &objects.role_bindings {
         apply_namespaced(ctx, binding).await?;
     }
@@ -346,30 +373,40 @@ async fn apply(ctx: &Context, ws: &ValidatedWorkspace, objects: WorkspaceObjects
         remove_foreign_role_bindings(ctx, ws).await?;
     }
     apply_namespaced(ctx, &objects.variables).await?;
+    let mut proxies_available = true;
     let studio = match &objects.studio {
         Some(studio) => {
             apply_namespaced(ctx, &studio.service).await?;
-            // The Ingress first: the servers switch their own authentication off only behind
-            // it, so it must exist before they start that way.
-            match &studio.ingress {
-                Some(ingress) => {
-                    apply_namespaced(ctx, ingress).await?;
-                }
-                None => delete_if_managed::<Ingress>(ctx, &ws.namespace, build::STUDIO).await?,
+            // The proxies first: the servers switch their own authentication off only behind
+            // them, and only they may reach the servers then.
+            for exposure in &studio.access {
+                proxies_available &= access::expose(ctx, exposure).await?;
             }
             Some(apply_namespaced(ctx, &studio.statefulset).await?)
         }
         None => {
             // The home volume (a PVC of the StatefulSet's template) is kept: it holds user data.
-            delete_if_managed::<Ingress>(ctx, &ws.namespace, build::STUDIO).await?;
             delete_if_managed::<StatefulSet>(ctx, &ws.namespace, build::STUDIO).await?;
             delete_if_managed::<Service>(ctx, &ws.namespace, build::STUDIO).await?;
             None
         }
     };
-    let exposed = objects.studio.as_ref().and_then(|s| s.ingress.as_ref()).is_some();
+    // Exposures no longer wanted go once the servers have their own authentication back.
+    let keep: Vec<String> = objects
+        .studio
+        .iter()
+        .flat_map(|s| &s.access)
+        .map(|a| a.deployment.metadata.name.clone().unwrap_or_default())
+        .collect();
+    if access::exposures_of(&ctx.caches, &ws.uid).iter().any(|e| !keep.contains(e))
+        || keep.is_empty() && !access::exposures_of(&ctx.caches, &ws.uid).is_empty()
+    {
+        access::withdraw(ctx, &ws.uid, &keep).await?;
+    }
+    // Ingresses of earlier releases, which routed to the server itself.
+    delete_if_managed::<Ingress>(ctx, &ws.namespace, build::STUDIO).await?;
     let foreign_removed = ctx.config.remove_foreign_role_bindings;
-    Ok(Applied { namespace, quota, studio, exposed, foreign_removed })
+    Ok(Applied { namespace, quota, studio, proxies_available, foreign_removed })
 }
 
 /// Status computed from what was applied and observed.
@@ -377,6 +414,7 @@ fn status(
     ws: &ValidatedWorkspace,
     observed: &Observed,
     applied: &Applied,
+    reach: Option<&Reach>,
     caches: &Caches,
 ) -> (WorkspaceStatus, Vec<Desired>) {
     let mut conditions = Vec::new();
@@ -423,31 +461,33 @@ fn status(
             format!("Secrets not found in {}: {}", ws.namespace, names.join(", ")),
         )
     });
-    let studio_condition = match (&ws.studio, &applied.studio) {
-        (None, _) => Desired::yes("Studio", "Disabled", "the workspace has no Studio server"),
-        (Some(s), _) if s.stopped => {
+    let studio_condition = match (&ws.studio, &applied.studio, reach) {
+        (None, _, _) => Desired::yes("Studio", "Disabled", "the workspace has no Studio server"),
+        (Some(_), _, Some(Reach::InCluster { reason, message, refused: true })) => {
+            Desired::no("Studio", reason, message.clone())
+        }
+        (Some(s), _, _) if s.stopped => {
             Desired::yes("Studio", "Stopped", "the Studio server is stopped; its home volume is kept")
         }
-        (Some(s), Some(sts)) if sts.status.as_ref().and_then(|st| st.ready_replicas).unwrap_or(0) >= 1 => {
-            match (&s.host, applied.exposed) {
-                (Some(host), true) => Desired::yes(
+        (Some(s), Some(sts), reach)
+            if sts.status.as_ref().and_then(|st| st.ready_replicas).unwrap_or(0) >= 1 =>
+        {
+            match reach {
+                Some(Reach::Proxied { host }) if applied.proxies_available => Desired::yes(
                     "Studio",
                     "Authenticated",
                     format!(
-                        "running at https://{host}/ (IDE: https://ide.{host}/) for {} allowed user(s)",
-                        s.allowed.len()
+                        "running at https://{host}/ (IDE: https://ide.{host}/) behind the access layer for {} allowed user(s)",
+                        s.allowed.iter().filter(|p| p.email.is_some()).count()
                     ),
                 ),
-                (Some(_), false) => Desired::yes(
-                    "Studio",
-                    "InClusterOnly",
-                    "running; not exposed at spec.studio.host: no authenticating proxy is configured, or no allowed user has an e-mail",
-                ),
-                (None, _) => Desired::yes(
-                    "Studio",
-                    "InClusterOnly",
-                    "running; reachable inside the cluster only (no spec.studio.host)",
-                ),
+                Some(Reach::Proxied { .. }) => {
+                    Desired::no("Studio", "ProxyStarting", "the authenticating proxies are not available yet")
+                }
+                Some(Reach::InCluster { reason, message, .. }) => {
+                    Desired::yes("Studio", reason, format!("running; {message}"))
+                }
+                None => Desired::yes("Studio", "InClusterOnly", "running; reachable inside the cluster only"),
             }
         }
         _ => Desired::no("Studio", "Starting", "the Studio server is not ready yet"),
@@ -495,8 +535,8 @@ fn status(
         } else {
             ws.foreign_role_bindings.iter().take(FOREIGN_LIMIT).cloned().collect()
         },
-        studio_endpoint: ws.studio.as_ref().map(|s| match (&s.host, applied.exposed) {
-            (Some(host), true) => format!("https://{host}/"),
+        studio_endpoint: ws.studio.as_ref().map(|_| match reach {
+            Some(Reach::Proxied { host }) => format!("https://{host}/"),
             _ => format!("http://{}.{}.svc:{}", build::STUDIO, ws.namespace, build::LAB_PORT),
         }),
         ..WorkspaceStatus::default()
