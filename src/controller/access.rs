@@ -14,7 +14,7 @@ use k8s_openapi::api::{
 };
 use kube::{
     Resource, ResourceExt,
-    runtime::reflector::{Lookup, ObjectRef, Store},
+    runtime::reflector::{Lookup, Store},
 };
 use tracing::{info, warn};
 
@@ -121,18 +121,24 @@ where
 /// list's creation, then name) in the access namespace, if any. The first claim keeps a host;
 /// a later one is refused, and two made at once are told apart on their next pass.
 pub fn claimant(caches: &super::Caches, namespace: &str, exposure: &Exposure) -> Option<String> {
+    claimant_among(&caches.config_maps.state(), namespace, exposure)
+}
+
+/// [`claimant`] over the access lists of the cache.
+fn claimant_among(lists: &[Arc<ConfigMap>], namespace: &str, exposure: &Exposure) -> Option<String> {
     let mine = exposure.name();
-    let own = caches.config_maps.get(&ObjectRef::new(&mine).within(namespace));
     let rank = |m: &ConfigMap| (m.creation_timestamp().map(|t| t.0), m.name_any());
-    caches
-        .config_maps
-        .state()
+    let in_scope = |m: &&Arc<ConfigMap>| {
+        m.metadata.namespace.as_deref() == Some(namespace)
+            && m.labels().get(LABEL_MANAGED_BY).map(String::as_str) == Some(MANAGER)
+    };
+    let own = lists.iter().filter(in_scope).find(|m| m.labels().get(LABEL_EXPOSURE) == Some(&mine));
+    lists
         .iter()
-        .filter(|m| m.metadata.namespace.as_deref() == Some(namespace))
-        .filter(|m| m.labels().get(LABEL_MANAGED_BY).map(String::as_str) == Some(MANAGER))
+        .filter(in_scope)
         .filter(|m| m.annotations().get(ANNOTATION_HOST) == Some(&exposure.host))
         .filter(|m| m.labels().get(LABEL_EXPOSURE) != Some(&mine))
-        .filter(|m| own.as_ref().is_none_or(|own| rank(m) < rank(own)))
+        .filter(|m| own.is_none_or(|own| rank(m) < rank(own)))
         .find_map(|m| m.labels().get(LABEL_OWNER_NAMESPACE).cloned())
 }
 
@@ -170,15 +176,18 @@ fn tokio_stream_interval(period: Duration) -> impl Stream<Item = ()> + Send {
 
 /// Owner UIDs of proxies whose owner is in neither the Workspace nor the Project cache.
 pub fn orphans(caches: &super::Caches) -> Vec<String> {
-    let mut owners: Vec<String> = valid(&caches.workspaces)
+    let owners: Vec<String> = valid(&caches.workspaces)
         .iter()
         .filter_map(|w| w.metadata.uid.clone())
         .chain(valid(&caches.projects).iter().filter_map(|p| p.metadata.uid.clone()))
         .collect();
+    orphans_among(&caches.deployments.state(), owners)
+}
+
+/// [`orphans`] over the cached proxies and the UIDs of the owners that exist.
+fn orphans_among(proxies: &[Arc<Deployment>], mut owners: Vec<String>) -> Vec<String> {
     owners.sort();
-    let mut orphans: Vec<String> = caches
-        .deployments
-        .state()
+    let mut orphans: Vec<String> = proxies
         .iter()
         .filter(|d| d.labels().get(LABEL_MANAGED_BY).map(String::as_str) == Some(MANAGER))
         .filter_map(|d| d.labels().get(LABEL_OWNER_UID).cloned())
@@ -187,4 +196,55 @@ pub fn orphans(caches: &super::Caches) -> Vec<String> {
     orphans.sort();
     orphans.dedup();
     orphans
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::access;
+
+    fn list(exposure: &Exposure, created: &str) -> Arc<ConfigMap> {
+        let mut objects = access::build(&access::tests::layer(), exposure);
+        objects.emails.metadata.creation_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(created.parse().unwrap()));
+        Arc::new(objects.emails)
+    }
+
+    fn exposure_of(namespace: &str, host: &str) -> Exposure {
+        let mut exposure = access::tests::exposure();
+        exposure.owner.namespace = namespace.into();
+        exposure.host = host.into();
+        exposure
+    }
+
+    #[test]
+    fn the_first_claim_of_a_host_keeps_it() {
+        let (first, second) =
+            (exposure_of("dw-a", "x.data.example.com"), exposure_of("dw-b", "x.data.example.com"));
+        let ns = "dataworkspace-access";
+        // Nobody else: free.
+        assert_eq!(claimant_among(&[list(&first, "2026-01-01T00:00:00Z")], ns, &first), None);
+        // The second claim is refused before it makes anything, and after both exist.
+        let older = list(&first, "2026-01-01T00:00:00Z");
+        assert_eq!(claimant_among(std::slice::from_ref(&older), ns, &second).as_deref(), Some("dw-a"));
+        let both = [older, list(&second, "2026-01-02T00:00:00Z")];
+        assert_eq!(claimant_among(&both, ns, &second).as_deref(), Some("dw-a"));
+        assert_eq!(claimant_among(&both, ns, &first), None, "the first keeps it");
+        // Another host, or a list in another namespace, claims nothing.
+        let elsewhere = exposure_of("dw-c", "y.data.example.com");
+        assert_eq!(claimant_among(&both, ns, &elsewhere), None);
+        assert_eq!(claimant_among(&both, "other", &second), None);
+    }
+
+    #[test]
+    fn only_proxies_of_owners_that_are_gone_are_orphans() {
+        let proxy = |uid: &str| {
+            let mut exposure = access::tests::exposure();
+            exposure.owner.reference.uid = uid.into();
+            Arc::new(access::build(&access::tests::layer(), &exposure).deployment)
+        };
+        let proxies = [proxy("alive"), proxy("gone"), proxy("gone")];
+        assert_eq!(orphans_among(&proxies, vec!["alive".into()]), vec!["gone".to_string()]);
+        assert!(orphans_among(&proxies, vec!["gone".into(), "alive".into()]).is_empty());
+    }
 }

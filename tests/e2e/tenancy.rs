@@ -489,6 +489,19 @@ pub async fn operator_identity_is_fenced_in(scope: Scope) -> TestResult {
         ensure!(wide_role.as_ref().is_err_and(|e| e.contains("read or edit one Workspace")), "{wide_role:?}");
         let allowed = attempt(format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: x, namespace: {ns}}}\n"));
         ensure!(allowed.is_ok(), "the operator may not write into its own workspace namespace: {allowed:?}");
+        // Proxies and routes only in the access namespace; Secrets nowhere else but there and
+        // in workspace namespaces.
+        let deployment = |namespace: &str| format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: x, namespace: {namespace}}}\nspec: {{selector: {{matchLabels: {{a: b}}}}, template: {{metadata: {{labels: {{a: b}}}}, spec: {{containers: [{{name: x, image: x}}]}}}}}}\n"
+        );
+        let proxy_elsewhere = attempt(deployment(&ns));
+        ensure!(proxy_elsewhere.as_ref().is_err_and(|e| e.contains("only in the access namespace")), "{proxy_elsewhere:?}");
+        let secret = attempt("apiVersion: v1\nkind: Secret\nmetadata: {name: x, namespace: kube-system}\n".into());
+        ensure!(secret.as_ref().is_err_and(|e| e.contains("and the access namespace")), "{secret:?}");
+        kubectl(&["create", "namespace", "dataworkspace-access", "--dry-run=client", "-o", "yaml"])
+            .and_then(|yaml| kubectl_with_input(&["apply", "-f", "-"], &yaml))?;
+        let proxy = attempt(deployment("dataworkspace-access"));
+        ensure!(proxy.is_ok(), "the operator may not run a proxy in the access namespace: {proxy:?}");
         workspaces.delete(&id, &DeleteParams::default()).await.context("delete")?;
         Ok(())
     }

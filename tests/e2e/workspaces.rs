@@ -141,9 +141,12 @@ pub async fn example_workspace_is_provisioned(scope: Scope) -> TestResult {
         })
     })
     .await?;
-    let alice = users.get("alice").await.context("alice")?;
-    let pinned = alice.status.unwrap_or_default().pinned;
-    ensure!(pinned.first().and_then(|p| p.phase.as_deref()) == Some("Pending"), "alice's pinned: {pinned:?}");
+    // The pinned project's phase follows its own status write (a later event than the binding).
+    wait_for(&users, "alice", "alice's pinned project with its phase", |u: Option<&User>| {
+        u.and_then(|u| u.status.as_ref())
+            .is_some_and(|s| s.pinned.first().and_then(|p| p.phase.as_deref()) == Some("Pending"))
+    })
+    .await?;
     ensure!(!bob.status.unwrap_or_default().recent.is_empty(), "bob has no recent projects");
     Ok(())
 }

@@ -54,12 +54,16 @@ pub fn controller(feeds: &mut Feeds, ctx: &Arc<Context>) -> Controller<Deseriali
     let caches = ctx.caches.clone();
     let owned = move || {
         let caches = caches.clone();
-        move |namespace: Option<String>, owners: &[OwnerReference]| {
-            // Most children belong to Projects: skip the store for them.
-            owners
-                .iter()
-                .any(|o| o.kind == "Workspace")
-                .then(|| owning_workspace(&valid(&caches.workspaces), namespace.as_deref(), owners))?
+        move |namespace: Option<String>, owners: &[OwnerReference], labels: &BTreeMap<String, String>| {
+            // Most children belong to Projects: skip the store for them. The access layer's
+            // objects live in another namespace and name their owner by label.
+            if owners.iter().any(|o| o.kind == "Workspace") {
+                owning_workspace(&valid(&caches.workspaces), namespace.as_deref(), owners)
+            } else {
+                labels
+                    .get(LABEL_OWNER_UID)
+                    .and_then(|uid| workspace_by_uid(&valid(&caches.workspaces), Some(uid)))
+            }
         }
     };
     let in_namespace = {
@@ -71,21 +75,37 @@ pub fn controller(feeds: &mut Feeds, ctx: &Arc<Context>) -> Controller<Deseriali
             }
         }
     };
-    let (users, secrets, proxies) = (ctx.caches.clone(), ctx.caches.clone(), ctx.caches.clone());
-    let (o1, o2, o3, o4, o5, o6, o7, o8, o9) =
-        (owned(), owned(), owned(), owned(), owned(), owned(), owned(), owned(), owned());
+    let (users, secrets) = (ctx.caches.clone(), ctx.caches.clone());
+    let (o1, o2, o3, o4, o5, o6, o7, o8, o9, o10) =
+        (owned(), owned(), owned(), owned(), owned(), owned(), owned(), owned(), owned(), owned());
     let (n1, n2, n3) = (in_namespace(), in_namespace(), in_namespace());
     root(&mut feeds.workspaces)
-        .watches_stream(feeds.quotas.subscribe(), move |o| o1(o.namespace(), o.owner_references()))
-        .watches_stream(feeds.limit_ranges.subscribe(), move |o| o2(o.namespace(), o.owner_references()))
-        .watches_stream(feeds.network_policies.subscribe(), move |o| o3(o.namespace(), o.owner_references()))
-        .watches_stream(feeds.config_maps.subscribe(), move |o| o4(o.namespace(), o.owner_references()))
-        .watches_stream(feeds.services.subscribe(), move |o| o5(o.namespace(), o.owner_references()))
-        .watches_stream(feeds.stateful_sets.subscribe(), move |o| o6(o.namespace(), o.owner_references()))
-        .watches_stream(feeds.ingresses.subscribe(), move |o| o7(o.namespace(), o.owner_references()))
-        .watches_stream(feeds.cluster_roles.subscribe(), move |o| o8(o.namespace(), o.owner_references()))
+        .watches_stream(feeds.quotas.subscribe(), move |o| {
+            o1(o.namespace(), o.owner_references(), o.labels())
+        })
+        .watches_stream(feeds.limit_ranges.subscribe(), move |o| {
+            o2(o.namespace(), o.owner_references(), o.labels())
+        })
+        .watches_stream(feeds.network_policies.subscribe(), move |o| {
+            o3(o.namespace(), o.owner_references(), o.labels())
+        })
+        .watches_stream(feeds.config_maps.subscribe(), move |o| {
+            o4(o.namespace(), o.owner_references(), o.labels())
+        })
+        .watches_stream(feeds.services.subscribe(), move |o| {
+            o5(o.namespace(), o.owner_references(), o.labels())
+        })
+        .watches_stream(feeds.stateful_sets.subscribe(), move |o| {
+            o6(o.namespace(), o.owner_references(), o.labels())
+        })
+        .watches_stream(feeds.ingresses.subscribe(), move |o| {
+            o7(o.namespace(), o.owner_references(), o.labels())
+        })
+        .watches_stream(feeds.cluster_roles.subscribe(), move |o| {
+            o8(o.namespace(), o.owner_references(), o.labels())
+        })
         .watches_stream(feeds.cluster_role_bindings.subscribe(), move |o| {
-            o9(o.namespace(), o.owner_references())
+            o9(o.namespace(), o.owner_references(), o.labels())
         })
         // Every RoleBinding of a workspace namespace: foreign ones are reported.
         .watches_stream(feeds.role_bindings.subscribe(), move |o| n1(o.namespace()))
@@ -100,8 +120,8 @@ pub fn controller(feeds: &mut Feeds, ctx: &Arc<Context>) -> Controller<Deseriali
         })
         // The Studio's proxies becoming available (they live in the access namespace and carry
         // their owner's UID as a label, not an owner reference).
-        .watches_stream(feeds.deployments.subscribe_when(proxy_state), move |proxy| {
-            workspace_by_uid(&valid(&proxies.workspaces), proxy.labels().get(LABEL_OWNER_UID))
+        .watches_stream(feeds.deployments.subscribe_when(proxy_state), move |o| {
+            o10(o.namespace(), o.owner_references(), o.labels())
         })
         // A referenced Secret appearing or going away; the operator never reads Secret values.
         .watches_stream(feeds.secrets.subscribe_when(existence), move |secret| {
@@ -109,9 +129,10 @@ pub fn controller(feeds: &mut Feeds, ctx: &Arc<Context>) -> Controller<Deseriali
         })
 }
 
-/// What a Workspace reads of a proxy: whether it is available.
+/// What a Workspace reads of a proxy: its spec (someone may change it) and whether it is
+/// available.
 pub fn proxy_state(proxy: &Deployment) -> u64 {
-    signature_of(super::access::available(proxy))
+    signature_of((proxy.metadata.generation, super::access::available(proxy)))
 }
 
 /// The Workspace with a UID, if any.
@@ -364,8 +385,10 @@ async fn apply(ctx: &Context, ws: &ValidatedWorkspace, objects: WorkspaceObjects
     }
     let quota = apply_namespaced(ctx, &objects.quota).await?;
     apply_namespaced(ctx, &objects.limit_range).await?;
-    apply_namespaced(ctx, &objects.network_policy).await?;
+    // Peers first: isolation admits nothing on its own, so the other order would cut the
+    // namespace's pods off from each other for a moment when upgrading from one policy.
     apply_namespaced(ctx, &objects.peers_policy).await?;
+    apply_namespaced(ctx, &objects.network_policy).await?;
     for binding in &objects.role_bindings {
         apply_namespaced(ctx, binding).await?;
     }
