@@ -8,7 +8,7 @@ use k8s_openapi::{
     api::{
         apps::v1::StatefulSet,
         batch::v1::Job,
-        core::v1::{ConfigMap, Service, ServiceAccount},
+        core::v1::{ConfigMap, PersistentVolumeClaim, Service, ServiceAccount},
         networking::v1::NetworkPolicy,
     },
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
@@ -41,6 +41,8 @@ pub enum Child {
     Service(Service),
     /// Applied.
     NetworkPolicy(NetworkPolicy),
+    /// Created once: a claim's spec is mostly immutable, and the volume holds data.
+    Volume(PersistentVolumeClaim),
     /// Applied.
     StatefulSet(StatefulSet),
     /// Created once: a Job's spec is immutable, so a Job is named by a hash of what it runs
@@ -49,6 +51,20 @@ pub enum Child {
 }
 
 impl Child {
+    /// Its metadata.
+    pub fn metadata(&self) -> &ObjectMeta {
+        match self {
+            Child::ServiceAccount(o) => &o.metadata,
+            Child::ConfigMap(o) => &o.metadata,
+            Child::GeneratedSecret(o) => &o.metadata,
+            Child::Service(o) => &o.metadata,
+            Child::NetworkPolicy(o) => &o.metadata,
+            Child::Volume(o) => &o.metadata,
+            Child::StatefulSet(o) => &o.metadata,
+            Child::Job(o) => &o.metadata,
+        }
+    }
+
     /// Kind and name, for sweeping and messages.
     pub fn key(&self) -> (&'static str, String) {
         let name = |m: &ObjectMeta| m.name.clone().unwrap_or_default();
@@ -58,6 +74,7 @@ impl Child {
             Child::GeneratedSecret(o) => ("Secret", name(&o.metadata)),
             Child::Service(o) => ("Service", name(&o.metadata)),
             Child::NetworkPolicy(o) => ("NetworkPolicy", name(&o.metadata)),
+            Child::Volume(o) => ("PersistentVolumeClaim", name(&o.metadata)),
             Child::StatefulSet(o) => ("StatefulSet", name(&o.metadata)),
             Child::Job(o) => ("Job", name(&o.metadata)),
         }

@@ -9,6 +9,7 @@ pub mod gateway;
 pub mod git;
 pub mod jupyter;
 pub mod pod;
+pub mod python_env;
 pub mod workload;
 
 use std::collections::BTreeMap;

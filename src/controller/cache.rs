@@ -23,7 +23,10 @@ use futures::{
 use k8s_openapi::api::{
     apps::v1::{Deployment, StatefulSet},
     batch::v1::Job,
-    core::v1::{ConfigMap, LimitRange, Namespace, ResourceQuota, Secret, Service, ServiceAccount},
+    core::v1::{
+        ConfigMap, LimitRange, Namespace, PersistentVolumeClaim, ResourceQuota, Secret, Service,
+        ServiceAccount,
+    },
     networking::v1::{Ingress, NetworkPolicy},
     rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding},
 };
@@ -334,6 +337,9 @@ pub struct Feeds {
     pub jobs: Feed<Job>,
     /// The operator's Deployments: the access layer's proxies.
     pub deployments: Feed<Deployment>,
+    /// The operator's PersistentVolumeClaims (volumes it creates itself, not those of
+    /// StatefulSet templates).
+    pub volumes: Feed<PersistentVolumeClaim>,
     /// The operator's HTTPRoutes, when the access layer routes through a Gateway (the kind
     /// exists only where Gateway API is installed).
     pub routes: Option<Feed<HTTPRoute>>,
@@ -363,6 +369,7 @@ impl Feeds {
             service_accounts: typed(client, "ServiceAccount", managed()),
             jobs: typed(client, "Job", managed()),
             deployments: typed(client, "Deployment", managed()),
+            volumes: typed(client, "PersistentVolumeClaim", managed()),
             routes: routes.then(|| typed(client, "HTTPRoute", managed())),
         }
     }
@@ -389,6 +396,7 @@ impl Feeds {
             service_accounts: self.service_accounts.store.clone(),
             jobs: self.jobs.store.clone(),
             deployments: self.deployments.store.clone(),
+            volumes: self.volumes.store.clone(),
             routes: self.routes.as_ref().map(|f| f.store.clone()),
         }
     }
@@ -418,6 +426,7 @@ impl Feeds {
             self.service_accounts.drive(m()),
             self.jobs.drive(m()),
             self.deployments.drive(m()),
+            self.volumes.drive(m()),
         ];
         all.extend(routes);
         all
@@ -465,6 +474,8 @@ pub struct Caches {
     pub jobs: Store<Job>,
     /// Deployments.
     pub deployments: Store<Deployment>,
+    /// PersistentVolumeClaims.
+    pub volumes: Store<PersistentVolumeClaim>,
     /// HTTPRoutes, when watched.
     pub routes: Option<Store<HTTPRoute>>,
 }
@@ -548,6 +559,7 @@ impl Caches {
             && is_ready(&self.service_accounts).await
             && is_ready(&self.jobs).await
             && is_ready(&self.deployments).await
+            && is_ready(&self.volumes).await
             && match &self.routes {
                 Some(routes) => is_ready(routes).await,
                 None => true,
@@ -614,6 +626,7 @@ cached!(
     ServiceAccount => service_accounts,
     Job => jobs,
     Deployment => deployments,
+    PersistentVolumeClaim => volumes,
 );
 
 impl Cached for HTTPRoute {

@@ -9,7 +9,7 @@ use k8s_openapi::{
     api::{
         apps::v1::StatefulSet,
         batch::v1::Job,
-        core::v1::{ConfigMap, Secret, Service, ServiceAccount},
+        core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service, ServiceAccount},
         networking::v1::NetworkPolicy,
     },
 };
@@ -51,6 +51,7 @@ pub async fn apply(ctx: &Context, children: &[Child]) -> Result<Applied> {
             Child::GeneratedSecret(o) => generate_once(ctx, o).await?,
             Child::Service(o) => drop(apply_namespaced(ctx, o).await?),
             Child::NetworkPolicy(o) => drop(apply_namespaced(ctx, o).await?),
+            Child::Volume(o) => drop(create_once(ctx, o).await?),
             Child::StatefulSet(o) => {
                 let live = apply_namespaced(ctx, o).await?;
                 applied.stateful_sets.insert(live.name_any(), live);
@@ -69,15 +70,7 @@ pub async fn apply(ctx: &Context, children: &[Child]) -> Result<Applied> {
 /// is looked up once (a metadata read, only until the child exists; idle passes read nothing).
 async fn check_unclaimed(ctx: &Context, child: &Child) -> Result<()> {
     let (kind, name) = child.key();
-    let (namespace, owner) = match child {
-        Child::ServiceAccount(o) => meta_of(&o.metadata),
-        Child::ConfigMap(o) => meta_of(&o.metadata),
-        Child::GeneratedSecret(o) => meta_of(&o.metadata),
-        Child::Service(o) => meta_of(&o.metadata),
-        Child::NetworkPolicy(o) => meta_of(&o.metadata),
-        Child::StatefulSet(o) => meta_of(&o.metadata),
-        Child::Job(o) => meta_of(&o.metadata),
-    };
+    let (namespace, owner) = meta_of(child.metadata());
     let live = match child {
         Child::ServiceAccount(_) => live_meta::<ServiceAccount>(ctx, &namespace, &name).await?,
         Child::ConfigMap(_) => live_meta::<ConfigMap>(ctx, &namespace, &name).await?,
@@ -85,6 +78,7 @@ async fn check_unclaimed(ctx: &Context, child: &Child) -> Result<()> {
         Child::GeneratedSecret(_) => cached_meta::<Secret>(&ctx.caches, Some(&namespace), &name),
         Child::Service(_) => live_meta::<Service>(ctx, &namespace, &name).await?,
         Child::NetworkPolicy(_) => live_meta::<NetworkPolicy>(ctx, &namespace, &name).await?,
+        Child::Volume(_) => live_meta::<PersistentVolumeClaim>(ctx, &namespace, &name).await?,
         Child::StatefulSet(_) => live_meta::<StatefulSet>(ctx, &namespace, &name).await?,
         Child::Job(_) => live_meta::<Job>(ctx, &namespace, &name).await?,
     };
@@ -192,7 +186,8 @@ where
 }
 
 /// Deletes the owner's children (by owner UID, in its namespace, carrying the operator's label)
-/// that `children` no longer lists. Volumes of StatefulSets are not children: they are kept.
+/// that `children` no longer lists. Volumes of StatefulSets are not children: they are kept;
+/// a volume child (a built environment) goes when its owner no longer lists it.
 pub async fn sweep(ctx: &Context, namespace: &str, owner_uid: &str, children: &[Child]) -> Result<()> {
     let keep: BTreeSet<(&'static str, String)> = children.iter().map(Child::key).collect();
     let caches = &ctx.caches;
@@ -216,6 +211,9 @@ pub async fn sweep(ctx: &Context, namespace: &str, owner_uid: &str, children: &[
     }
     for name in stale(&caches.jobs, namespace, owner_uid, "Job", &keep) {
         delete::<Job>(ctx, namespace, &name).await?;
+    }
+    for name in stale(&caches.volumes, namespace, owner_uid, "PersistentVolumeClaim", &keep) {
+        delete::<PersistentVolumeClaim>(ctx, namespace, &name).await?;
     }
     Ok(())
 }

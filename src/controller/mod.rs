@@ -243,7 +243,7 @@ pub async fn run<F>(
     let workspaces = workspace::controller(&mut feeds, &ctx);
     let users = user::controller(&mut feeds, &ctx);
     let projects = project::controller(&mut feeds, &ctx);
-    let environments = root(&mut feeds.environments);
+    let environments = python_environment::controller(&mut feeds, &ctx);
     // Owners appearing or going away, and proxies changing, wake the sweep of the access layer.
     let sweep_triggers = futures::stream::select_all([
         feeds.workspaces.subscribe_when(cache::existence).map(drop).boxed(),

@@ -14,6 +14,7 @@ use tracing::info;
 
 use super::{Context, Feeds, RESYNC, Valid, apply_status, cache::generation, children, resolve, root, valid};
 use crate::{
+    build::python_env,
     conditions::{Desired, READY},
     crd::{
         Project, ProjectStatus, Workspace,
@@ -31,6 +32,7 @@ pub const CONDITION_TYPES: &[&str] = &[READY, "Workspace", "Runtime", "Server"];
 /// reference), and spec changes of the Workspace of its namespace.
 pub fn controller(feeds: &mut Feeds, ctx: &Arc<Context>) -> Controller<DeserializeGuard<Project>> {
     let caches = ctx.caches.clone();
+    let users_of_environments = ctx.caches.clone();
     root(&mut feeds.projects)
         .watches_stream(feeds.service_accounts.subscribe(), |o| owning_project(&o))
         .watches_stream(feeds.config_maps.subscribe(), |o| owning_project(&o))
@@ -38,11 +40,51 @@ pub fn controller(feeds: &mut Feeds, ctx: &Arc<Context>) -> Controller<Deseriali
         .watches_stream(feeds.services.subscribe(), |o| owning_project(&o))
         .watches_stream(feeds.stateful_sets.subscribe(), |o| owning_project(&o))
         .watches_stream(feeds.jobs.subscribe(), |o| owning_project(&o))
+        // An environment becoming ready, rebuilt or withdrawn: the Projects naming it.
+        .watches_stream(feeds.environments.subscribe_when(environment_state), move |environment| {
+            projects_using(&valid(&users_of_environments.projects), &environment)
+        })
         // A Workspace's status changes with its projects' phases: only spec changes matter here.
         .watches_stream(feeds.workspaces.subscribe_when(generation), move |workspace| match &workspace.0 {
             Ok(workspace) => projects_of_workspace(&valid(&caches.projects), workspace),
             Err(_) => Vec::new(),
         })
+}
+
+/// What a Project reads of a PythonEnvironment: its spec, phase and build.
+pub fn environment_state(environment: &DeserializeGuard<crate::crd::PythonEnvironment>) -> u64 {
+    match &environment.0 {
+        Ok(e) => {
+            let status = e.status.clone().unwrap_or_default();
+            crate::controller::cache::signature_of((
+                e.metadata.generation,
+                status.observed_generation,
+                status.phase,
+                status.spec_hash,
+                status.lock_hash,
+            ))
+        }
+        Err(_) => crate::controller::cache::generation(environment),
+    }
+}
+
+/// The Projects of an environment's namespace that name it.
+pub fn projects_using(
+    projects: &[Valid<Project>],
+    environment: &DeserializeGuard<crate::crd::PythonEnvironment>,
+) -> Vec<ObjectRef<DeserializeGuard<Project>>> {
+    let (Some(namespace), Some(name)) = (
+        kube::Resource::meta(environment).namespace.as_deref(),
+        kube::Resource::meta(environment).name.as_deref(),
+    ) else {
+        return Vec::new();
+    };
+    projects
+        .iter()
+        .filter(|p| p.namespace().as_deref() == Some(namespace))
+        .filter(|p| p.spec.python_environment.as_deref() == Some(name))
+        .map(|p| ObjectRef::new(&p.name_any()).within(namespace))
+        .collect()
 }
 
 /// The Project that owns a child.
@@ -81,22 +123,22 @@ pub async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Actio
         Ok(workspace) => workspace,
         Err(error) => return fail(&ctx, &project, Phase::Pending, "Workspace", error).await,
     };
-    // Runtimes that run report on their environment; the others report NotYetSupported.
-    if project.spec.runtime == Runtime::Notebook
-        && let Some(environment) = &project.spec.python_environment
-    {
-        let error = Error::Dependency {
-            reason: "EnvironmentNotReady",
-            message: format!(
-                "PythonEnvironment {environment} is not ready: this operator version does not build environments yet, so the project waits"
-            ),
-        };
-        return fail(&ctx, &project, Phase::Pending, "Runtime", error).await;
-    }
-    let validated = match runtime::validate(&project, workspace) {
+    // Runtimes that run get their environment only once it is approved and built; the others
+    // report NotYetSupported.
+    let environment = match &project.spec.python_environment {
+        Some(name) if project.spec.runtime == Runtime::Notebook => {
+            match ready_environment(&ctx.caches, &namespace, name) {
+                Ok(ready) => Some(ready),
+                Err(error) => return fail(&ctx, &project, Phase::Pending, "Runtime", error).await,
+            }
+        }
+        _ => None,
+    };
+    let mut validated = match runtime::validate(&project, workspace) {
         Ok(validated) => validated,
         Err(error) => return fail(&ctx, &project, Phase::Failed, "Runtime", error).await,
     };
+    validated.python_environment = environment;
     let children = runtime::build(&validated, &ctx.config);
     let applied = children::apply(&ctx, &children).await?;
     children::sweep(&ctx, &validated.namespace, &validated.uid, &children).await?;
@@ -114,6 +156,39 @@ pub async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Actio
     };
     apply_status(&ctx, &*project, stored, &conditions).await?;
     Ok(Action::requeue(RESYNC))
+}
+
+/// The PythonEnvironment a Project names, when it is ready: built from the spec it holds now,
+/// under an approval of exactly that spec. Anything else (pending, rejected, stale, building,
+/// failed, gone) keeps the Project waiting with `EnvironmentNotReady`, saying why.
+pub fn ready_environment(caches: &super::Caches, namespace: &str, name: &str) -> Result<python_env::Ready> {
+    let not_ready = |why: String| Error::Dependency {
+        reason: "EnvironmentNotReady",
+        message: format!("PythonEnvironment {name} {why}; the project waits for it"),
+    };
+    let environment = caches
+        .environments
+        .get(&ObjectRef::new(name).within(namespace))
+        .ok_or_else(|| not_ready("does not exist in this namespace".into()))?;
+    let environment = match &environment.0 {
+        Ok(environment) => environment,
+        Err(_) => return Err(not_ready("is malformed".into())),
+    };
+    let hash = python_env::spec_hash(&environment.spec);
+    let status = environment.status.clone().unwrap_or_default();
+    let current = status.observed_generation == environment.metadata.generation
+        && status.spec_hash.as_deref() == Some(hash.as_str())
+        && environment.spec.approval.as_ref().is_some_and(|a| a.spec_hash == hash);
+    match status.phase.as_deref() {
+        Some("Ready") if current => Ok(python_env::Ready {
+            name: name.into(),
+            python_version: environment.spec.python_version.clone(),
+            hash,
+            lock_hash: status.lock_hash,
+        }),
+        Some(phase) if current || phase != "Ready" => Err(not_ready(format!("is {phase}"))),
+        _ => Err(not_ready("has not been built for its current spec".into())),
+    }
 }
 
 /// Records why the Project cannot run — its phase and the failing condition — and waits: for a

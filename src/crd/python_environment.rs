@@ -22,8 +22,9 @@ use super::common::{Conditions, IMAGE_MESSAGE, IMAGE_RULE, StorageSpec, conditio
     derive = "Default",
     doc = "A requested Python environment: approved by an admin, built once, used by Projects.",
     printcolumn(name = "Python", type_ = "string", json_path = ".spec.pythonVersion"),
-    printcolumn(name = "Approval", type_ = "string", json_path = ".status.approval"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Requester", type_ = "string", json_path = ".status.requester"),
+    printcolumn(name = "Approver", type_ = "string", json_path = ".status.approver"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason", priority = "1"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
@@ -79,9 +80,28 @@ pub struct PythonEnvironmentSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<StorageSpec>,
     /// The admin's approval. Set by someone allowed to `approve` pythonenvironments who is not
-    /// the requester; valid only while `specHash` equals `status.specHash`.
+    /// the requester, naming themselves (the admission policy `dataworkspace-pyenv-approval`
+    /// checks all three); valid only while `specHash` equals `status.specHash`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<Approval>,
+    /// An admin's rejection, with a reason; it holds for the spec it names (`specHash`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejection: Option<Rejection>,
+}
+
+/// A rejection of one exact spec.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Rejection {
+    /// Username of the rejecting admin.
+    #[schemars(length(min = 1, max = 253))]
+    pub rejected_by: String,
+    /// The `status.specHash` the admin rejected.
+    #[schemars(length(min = 1, max = 128))]
+    pub spec_hash: String,
+    /// Why, for the requester.
+    #[schemars(length(min = 1, max = 1024))]
+    pub reason: String,
 }
 
 /// One requirement specifier: a name starting with a letter or digit, then only what extras,
@@ -143,18 +163,29 @@ pub struct PythonEnvironmentStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "conditions_schema")]
     pub conditions: Conditions,
-    /// `Pending`, `Approved` or `Stale` (approved for another spec).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub approval: Option<String>,
-    /// `PendingApproval`, `Building`, `Ready` or `Failed`.
+    /// `PendingApproval`, `Rejected`, `Building`, `Ready` or `Failed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
+    /// Who asked for what the spec installs: the user who created the environment or last
+    /// changed what it installs, as the API server authenticated them (stamped by the admission
+    /// policy `dataworkspace-pyenv-requester`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requester: Option<String>,
+    /// Who approved the current spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approver: Option<String>,
     /// Hash of everything that decides what is installed; an approval names it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec_hash: Option<String>,
+    /// The spec hash the approval names, when it is not the current one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_spec_hash: Option<String>,
     /// Name of the ConfigMap holding the resolved lock of the last build.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock_config_map: Option<String>,
+    /// SHA-256 of the lock: Projects using the environment roll when it changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_hash: Option<String>,
     /// Projects that use this environment.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub used_by: Vec<String>,

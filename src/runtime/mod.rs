@@ -45,6 +45,8 @@ pub struct ValidatedProject {
     pub pod_overrides: Option<PodOverrides>,
     /// The workspace it lives in.
     pub workspace: ValidatedWorkspace,
+    /// The built, approved Python environment it uses (the controller checks it is ready).
+    pub python_environment: Option<crate::build::python_env::Ready>,
     /// The runtime and its settings.
     pub runtime: RuntimeSpec,
 }
@@ -120,6 +122,7 @@ pub fn validate(project: &Project, workspace: ValidatedWorkspace) -> Result<Vali
         source,
         pod_overrides: spec.pod_overrides.clone(),
         workspace,
+        python_environment: None,
         runtime,
     })
 }

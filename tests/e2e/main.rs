@@ -3,6 +3,7 @@
 
 mod access;
 mod cluster;
+mod environments;
 mod harness;
 mod manifests;
 mod notebook;
@@ -71,6 +72,7 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         notebook::example_notebook_runs,
         notebook::notebook_stops_restarts_and_deletes_cleanly,
         notebook::a_project_cannot_take_over_another_owners_objects,
+        environments::approval_is_enforced_and_a_build_reaches_the_project,
         tenancy::existing_namespaces_are_never_taken_over,
         tenancy::namespace_cannot_be_added_or_removed,
         tenancy::retained_namespaces_are_not_inherited,

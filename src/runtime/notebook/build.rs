@@ -160,6 +160,9 @@ fn statefulset(
     if let Some(overrides) = &project.pod_overrides {
         pod::apply_overrides(&mut template, overrides);
     }
+    if let Some(environment) = &project.python_environment {
+        crate::build::python_env::mount(&mut template, environment);
+    }
     StatefulSet {
         metadata: project.child_meta(name, APP, COMPONENT),
         spec: Some(StatefulSetSpec {
@@ -219,6 +222,7 @@ mod tests {
                 Child::NetworkPolicy(o) => insta::assert_yaml_snapshot!(snapshot, o),
                 Child::StatefulSet(o) => insta::assert_yaml_snapshot!(snapshot, o),
                 Child::Job(o) => insta::assert_yaml_snapshot!(snapshot, o),
+                Child::Volume(o) => insta::assert_yaml_snapshot!(snapshot, o),
             }
         }
     }
@@ -232,15 +236,7 @@ mod tests {
         assert_eq!(pod.automount_service_account_token, Some(false));
         assert_eq!(pod.service_account_name.as_deref(), Some("exploration"));
         for child in &children {
-            let meta = match child {
-                Child::ServiceAccount(o) => &o.metadata,
-                Child::ConfigMap(o) => &o.metadata,
-                Child::GeneratedSecret(o) => &o.metadata,
-                Child::Service(o) => &o.metadata,
-                Child::NetworkPolicy(o) => &o.metadata,
-                Child::StatefulSet(o) => &o.metadata,
-                Child::Job(o) => &o.metadata,
-            };
+            let meta = child.metadata();
             assert_eq!(meta.owner_references.as_ref().unwrap()[0].uid, "project-uid", "{:?}", child.key());
             assert_eq!(
                 meta.labels.as_ref().unwrap()["app.kubernetes.io/managed-by"],

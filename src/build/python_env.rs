@@ -1,0 +1,521 @@
+//! PythonEnvironment builders: the hash an approval binds to, the build Job (a virtualenv on a
+//! volume, made by `python_env_build.py`), and the mount that puts a ready environment into the
+//! pods of the runtimes that use it.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::{
+    api::{
+        batch::v1::{Job, JobSpec},
+        core::v1::{
+            ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar,
+            PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, ResourceRequirements, Volume,
+            VolumeMount,
+        },
+    },
+    apimachinery::pkg::{
+        api::resource::Quantity,
+        apis::meta::v1::{ObjectMeta, OwnerReference},
+    },
+};
+use serde::Serialize;
+
+use super::{
+    children::{Child, hashed_name},
+    pod::{container_security, pod_security},
+    workload::claim_template,
+};
+use crate::{
+    crd::python_environment::{BuildStrategy, PythonEnvironmentSpec},
+    names::{LABEL_WORKSPACE, labels},
+};
+
+/// The build script, run by the build Job from its ConfigMap.
+pub const BUILD_SCRIPT: &str = include_str!("python_env_build.py");
+/// Annotation the admission policy `dataworkspace-pyenv-requester` stamps with the username of
+/// whoever created the environment or last changed what it installs.
+pub const ANNOTATION_REQUESTED_BY: &str = "dataworkspace.io/requested-by";
+/// Annotation on the pod templates of the runtimes using an environment: the build they mount,
+/// so a new build rolls them.
+pub const ANNOTATION_BUILD: &str = "dataworkspace.io/python-environment-build";
+/// Where the build Job mounts the environment volume; each build goes to `<ENV_ROOT>/<hash>`.
+pub const ENV_ROOT: &str = "/env";
+/// Where the runtimes mount the build they use (read-only).
+pub const MOUNT_PATH: &str = "/opt/dataworkspace/python-env";
+/// The build's numeric user (restricted pods need one).
+pub const BUILD_UID: i64 = 1000;
+/// Bump when the build's commands change in a way that must rebuild every environment.
+const RECIPE: u32 = 1;
+/// Default size of the environment volume.
+const DEFAULT_SIZE: &str = "5Gi";
+
+/// The fields that decide what is installed, in a fixed order: their hash is what an approval
+/// names, so any change to them needs a new approval.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Installed<'a> {
+    python_version: &'a str,
+    packages: &'a [String],
+    requirements: Option<&'a str>,
+    index_url: Option<&'a str>,
+    extra_index_urls: &'a [String],
+    base_image: Option<&'a str>,
+    strategy: BuildStrategy,
+}
+
+/// SHA-256 (hex) of what the spec installs. Computed from the typed spec, so the order of keys
+/// in the manifest never matters, while every change to what is installed does.
+pub fn spec_hash(spec: &PythonEnvironmentSpec) -> String {
+    let installed = Installed {
+        python_version: &spec.python_version,
+        packages: &spec.packages,
+        requirements: spec.requirements.as_deref(),
+        index_url: spec.index_url.as_deref(),
+        extra_index_urls: &spec.extra_index_urls,
+        base_image: spec.base_image.as_deref(),
+        strategy: spec.strategy,
+    };
+    sha256_hex(serde_json::to_string(&installed).unwrap_or_default().as_bytes())
+}
+
+/// Lower-case hex SHA-256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, bytes).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The image the environment is built in and meant to run with.
+pub fn image(spec: &PythonEnvironmentSpec) -> String {
+    spec.base_image
+        .clone()
+        .unwrap_or_else(|| format!("docker.io/library/python:{}-slim-bookworm", spec.python_version))
+}
+
+/// The requirements file: the packages, one per line, then the requirements text.
+pub fn requirements(spec: &PythonEnvironmentSpec) -> String {
+    let mut text: String = spec.packages.iter().map(|p| format!("{p}\n")).collect();
+    if let Some(more) = &spec.requirements {
+        text.push_str(more);
+        if !more.ends_with('\n') {
+            text.push('\n');
+        }
+    }
+    text
+}
+
+/// An approved environment to build.
+#[derive(Clone, Debug)]
+pub struct Approved<'a> {
+    /// Its name.
+    pub name: &'a str,
+    /// Its namespace (a workspace's).
+    pub namespace: &'a str,
+    /// The workspace, for the label.
+    pub workspace: &'a str,
+    /// Owner reference to the PythonEnvironment.
+    pub owner: OwnerReference,
+    /// The approved spec.
+    pub spec: &'a PythonEnvironmentSpec,
+    /// Its [`spec_hash`].
+    pub hash: &'a str,
+}
+
+impl Approved<'_> {
+    fn meta(&self, name: &str, component: &str) -> ObjectMeta {
+        let mut all = labels("python-environment", self.name, component);
+        all.insert(LABEL_WORKSPACE.into(), self.workspace.into());
+        ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(self.namespace.into()),
+            labels: Some(all),
+            owner_references: Some(vec![self.owner.clone()]),
+            ..ObjectMeta::default()
+        }
+    }
+}
+
+/// Name of an environment's volume.
+pub fn volume_name(environment: &str) -> String {
+    format!("{environment}-env")
+}
+
+/// Name of an environment's lock ConfigMap.
+pub fn lock_name(environment: &str) -> String {
+    format!("{environment}-lock")
+}
+
+/// Name of the build Job of one spec: a new spec (or recipe) makes a new Job, since a Job's
+/// spec is immutable. Environment names have at most 48 characters; the base keeps 52.
+pub fn job_name(environment: &str, hash: &str) -> String {
+    let base: String = environment.chars().take(46).collect();
+    hashed_name(&format!("{base}-build"), &(hash, RECIPE))
+}
+
+/// What the build script reads (`environment.json`): never a command line, so nothing in the
+/// spec can become an option.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BuildConfig<'a> {
+    requirements: String,
+    index_url: Option<&'a str>,
+    extra_index_urls: &'a [String],
+    target: String,
+}
+
+/// The children of an approved environment with strategy `Virtualenv`, in apply order: the
+/// build's ConfigMap (its configuration and script), the volume (created once, kept while the
+/// environment exists), and the build Job (created once per spec).
+pub fn children(env: &Approved) -> Vec<Child> {
+    let config_name = format!("{}-build", env.name);
+    let config = BuildConfig {
+        requirements: requirements(env.spec),
+        index_url: env.spec.index_url.as_deref(),
+        extra_index_urls: &env.spec.extra_index_urls,
+        target: format!("{ENV_ROOT}/{}", env.hash),
+    };
+    let config_map = ConfigMap {
+        metadata: env.meta(&config_name, "build"),
+        data: Some(BTreeMap::from([
+            ("environment.json".into(), serde_json::to_string_pretty(&config).unwrap_or_default()),
+            ("build.py".into(), BUILD_SCRIPT.into()),
+        ])),
+        ..ConfigMap::default()
+    };
+    let storage = env.spec.storage.as_ref();
+    let size = storage.and_then(|s| s.size.clone()).unwrap_or_else(|| Quantity(DEFAULT_SIZE.into()));
+    let mut volume =
+        claim_template(&volume_name(env.name), &size, storage.and_then(|s| s.storage_class_name.as_deref()));
+    volume.metadata = env.meta(&volume_name(env.name), "volume");
+    vec![Child::ConfigMap(config_map), Child::Volume(volume), Child::Job(build_job(env, &config_name))]
+}
+
+fn build_job(env: &Approved, config_name: &str) -> Job {
+    let mount = |name: &str, path: &str, read_only: bool| VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        read_only: read_only.then_some(true),
+        ..VolumeMount::default()
+    };
+    let var = |name: &str, value: &str| EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        ..EnvVar::default()
+    };
+    let container = Container {
+        name: "build".into(),
+        image: Some(image(env.spec)),
+        command: Some(vec!["python3".into(), "/config/build.py".into()]),
+        env: Some(vec![
+            var("HOME", "/tmp"),
+            var("TMPDIR", "/tmp"),
+            var("DWO_ENV_CONFIG", "/config/environment.json"),
+            var("PYTHONDONTWRITEBYTECODE", "1"),
+        ]),
+        resources: Some(ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                ("cpu".into(), Quantity("500m".into())),
+                ("memory".into(), Quantity("1Gi".into())),
+            ])),
+            limits: Some(BTreeMap::from([
+                ("cpu".into(), Quantity("2".into())),
+                ("memory".into(), Quantity("2Gi".into())),
+            ])),
+            ..ResourceRequirements::default()
+        }),
+        security_context: Some(container_security(BUILD_UID, true)),
+        volume_mounts: Some(vec![
+            mount("config", "/config", true),
+            mount("env", ENV_ROOT, false),
+            mount("tmp", "/tmp", false),
+        ]),
+        // The lock (or the error) goes to the termination message, read by the operator: the
+        // build needs no API rights.
+        termination_message_policy: Some("File".into()),
+        ..Container::default()
+    };
+    let pod = PodSpec {
+        automount_service_account_token: Some(false),
+        restart_policy: Some("Never".into()),
+        security_context: Some(pod_security(BUILD_UID, BUILD_UID, Some(BUILD_UID))),
+        containers: vec![container],
+        volumes: Some(vec![
+            Volume {
+                name: "config".into(),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: config_name.into(),
+                    ..ConfigMapVolumeSource::default()
+                }),
+                ..Volume::default()
+            },
+            Volume {
+                name: "env".into(),
+                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                    claim_name: volume_name(env.name),
+                    read_only: None,
+                }),
+                ..Volume::default()
+            },
+            Volume {
+                name: "tmp".into(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Volume::default()
+            },
+        ]),
+        ..PodSpec::default()
+    };
+    let name = job_name(env.name, env.hash);
+    Job {
+        metadata: env.meta(&name, "build"),
+        spec: Some(JobSpec {
+            // pip's failures are deterministic: one attempt, its error in status.
+            backoff_limit: Some(0),
+            active_deadline_seconds: Some(1800),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels("python-environment", env.name, "build")),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod),
+            },
+            ..JobSpec::default()
+        }),
+        ..Job::default()
+    }
+}
+
+/// A built environment a runtime mounts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ready {
+    /// The PythonEnvironment's name.
+    pub name: String,
+    /// Python minor version, for the `site-packages` path.
+    pub python_version: String,
+    /// The spec hash of the build (its directory on the volume).
+    pub hash: String,
+    /// The lock's hash, when the build reported one.
+    pub lock_hash: Option<String>,
+}
+
+/// Mounts a ready environment read-only into every container of a pod (they all run user
+/// code) and puts its `site-packages` first on the import path; the pod template's annotation
+/// names the build, so a new build rolls the pods.
+pub fn mount(template: &mut PodTemplateSpec, env: &Ready) {
+    let metadata = template.metadata.get_or_insert_with(ObjectMeta::default);
+    metadata.annotations.get_or_insert_with(BTreeMap::new).insert(
+        ANNOTATION_BUILD.into(),
+        format!("{}/{}", env.name, env.lock_hash.as_deref().unwrap_or(&env.hash)),
+    );
+    let Some(pod) = template.spec.as_mut() else { return };
+    pod.volumes.get_or_insert_with(Vec::new).push(Volume {
+        name: "python-env".into(),
+        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+            claim_name: volume_name(&env.name),
+            read_only: Some(true),
+        }),
+        ..Volume::default()
+    });
+    let site_packages = format!("{MOUNT_PATH}/lib/python{}/site-packages", env.python_version);
+    for container in &mut pod.containers {
+        container.volume_mounts.get_or_insert_with(Vec::new).push(VolumeMount {
+            name: "python-env".into(),
+            mount_path: MOUNT_PATH.into(),
+            sub_path: Some(env.hash.clone()),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+        let vars = container.env.get_or_insert_with(Vec::new);
+        vars.retain(|v| v.name != "PYTHONPATH");
+        vars.push(EnvVar {
+            name: "PYTHONPATH".into(),
+            value: Some(site_packages.clone()),
+            ..EnvVar::default()
+        });
+        vars.push(EnvVar {
+            name: "DATAWORKSPACE_PYTHON_ENV".into(),
+            value: Some(MOUNT_PATH.into()),
+            ..EnvVar::default()
+        });
+    }
+}
+
+/// The lock a build reported in its termination message: the plain lock, or `gz:` and the
+/// base64 of its gzip. `None` for anything else (an error, a truncated message).
+pub fn lock_from_message(message: &str) -> Option<String> {
+    let lock = match message.strip_prefix("gz:") {
+        Some(encoded) => {
+            use base64::Engine;
+            let compressed = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&compressed[..]), &mut text)
+                .ok()?;
+            text
+        }
+        None => message.to_string(),
+    };
+    let well_formed = !lock.is_empty()
+        && lock.lines().all(|line| {
+            let Some((requirement, hash)) = line.split_once(" --hash=sha256:") else { return false };
+            requirement.contains("==") && hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit())
+        });
+    well_formed.then_some(lock)
+}
+
+/// Whether a spec can be built here: strategy `Image` is not built yet.
+pub fn buildable(spec: &PythonEnvironmentSpec) -> Result<(), String> {
+    match spec.strategy {
+        BuildStrategy::Virtualenv => Ok(()),
+        BuildStrategy::Image => Err("strategy Image is not built by this version; use Virtualenv".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::pod::tests::assert_restricted;
+
+    fn spec(yaml: &str) -> PythonEnvironmentSpec {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    fn approved(spec: &PythonEnvironmentSpec, hash: &str) -> Vec<Child> {
+        children(&Approved {
+            name: "analytics-py312",
+            namespace: "dw-analytics",
+            workspace: "analytics",
+            owner: OwnerReference {
+                api_version: "dataworkspace.io/v1alpha1".into(),
+                kind: "PythonEnvironment".into(),
+                name: "analytics-py312".into(),
+                uid: "uid-env".into(),
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            },
+            spec,
+            hash,
+        })
+    }
+
+    #[test]
+    fn the_spec_hash_ignores_key_order_and_follows_what_is_installed() {
+        let a = spec(
+            "pythonVersion: '3.12'\npackages: [pandas==2.3.3, six]\nindexUrl: https://pypi.example/simple",
+        );
+        let b = spec(
+            "indexUrl: https://pypi.example/simple\npackages: [pandas==2.3.3, six]\npythonVersion: '3.12'",
+        );
+        assert_eq!(spec_hash(&a), spec_hash(&b));
+        assert_eq!(spec_hash(&a).len(), 64);
+        let mut c = a.clone();
+        c.packages[0] = "pandas==2.3.2".into();
+        assert_ne!(spec_hash(&a), spec_hash(&c), "a package change needs a new approval");
+        let mut d = a.clone();
+        d.index_url = Some("https://other.example/simple".into());
+        assert_ne!(spec_hash(&a), spec_hash(&d), "so does another index");
+        // What does not change what is installed does not change the hash.
+        let mut e = a.clone();
+        e.approval = Some(Default::default());
+        e.storage = Some(Default::default());
+        assert_eq!(spec_hash(&a), spec_hash(&e));
+    }
+
+    #[test]
+    fn the_build_reads_its_input_from_a_file_and_runs_restricted() {
+        let s = spec(
+            "packages: [six==1.17.0]\nrequirements: |\n  attrs==25.4.0\nindexUrl: https://pypi.example/simple",
+        );
+        let children = approved(&s, "abc");
+        let Child::ConfigMap(config) = &children[0] else { panic!("{children:?}") };
+        let json: serde_json::Value =
+            serde_json::from_str(&config.data.as_ref().unwrap()["environment.json"]).unwrap();
+        assert_eq!(json["requirements"], "six==1.17.0\nattrs==25.4.0\n");
+        assert_eq!(json["target"], "/env/abc");
+        assert_eq!(json["indexUrl"], "https://pypi.example/simple");
+        let Child::Job(job) = &children[2] else { panic!("{children:?}") };
+        let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        assert_restricted(pod);
+        let command = pod.containers[0].command.clone().unwrap();
+        assert_eq!(command, vec!["python3", "/config/build.py"], "no spec value on the command line");
+        assert!(pod.containers[0].args.is_none());
+        assert_eq!(pod.automount_service_account_token, Some(false), "the build has no API rights");
+        assert!(job.metadata.name.as_ref().unwrap().len() <= 63);
+        let long = job_name(&"e".repeat(48), "abc");
+        assert!(long.len() <= 63, "{long}");
+        assert_ne!(job_name("e", "abc"), job_name("e", "abd"), "a new spec, a new Job");
+    }
+
+    #[test]
+    fn a_ready_environment_is_mounted_read_only_first_on_the_path_and_rolls_the_pods() {
+        let mut template = PodTemplateSpec {
+            spec: Some(PodSpec {
+                containers: vec![Container {
+                    name: "notebook".into(),
+                    env: Some(vec![EnvVar {
+                        name: "PYTHONPATH".into(),
+                        value: Some("/x".into()),
+                        ..EnvVar::default()
+                    }]),
+                    ..Container::default()
+                }],
+                ..PodSpec::default()
+            }),
+            ..PodTemplateSpec::default()
+        };
+        let ready = Ready {
+            name: "py".into(),
+            python_version: "3.12".into(),
+            hash: "h1".into(),
+            lock_hash: Some("l1".into()),
+        };
+        mount(&mut template, &ready);
+        let pod = template.spec.as_ref().unwrap();
+        let volume = &pod.volumes.as_ref().unwrap()[0];
+        assert_eq!(volume.persistent_volume_claim.as_ref().unwrap().read_only, Some(true));
+        let container = &pod.containers[0];
+        let mounted = &container.volume_mounts.as_ref().unwrap()[0];
+        assert_eq!((mounted.sub_path.as_deref(), mounted.read_only), (Some("h1"), Some(true)));
+        let path: Vec<&str> = container
+            .env
+            .iter()
+            .flatten()
+            .filter(|v| v.name == "PYTHONPATH")
+            .filter_map(|v| v.value.as_deref())
+            .collect();
+        assert_eq!(path, vec!["/opt/dataworkspace/python-env/lib/python3.12/site-packages"]);
+        let annotations = template.metadata.as_ref().unwrap().annotations.as_ref().unwrap();
+        assert_eq!(annotations[ANNOTATION_BUILD], "py/l1");
+    }
+
+    #[test]
+    fn only_a_well_formed_lock_is_taken() {
+        let hash = "a".repeat(64);
+        let lock = format!("six==1.17.0 --hash=sha256:{hash}\n");
+        assert_eq!(lock_from_message(&lock).as_deref(), Some(lock.as_str()));
+        let compressed = {
+            use base64::Engine;
+            use std::io::Write;
+            let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            encoder.write_all(lock.as_bytes()).unwrap();
+            format!("gz:{}", base64::engine::general_purpose::STANDARD.encode(encoder.finish().unwrap()))
+        };
+        assert_eq!(lock_from_message(&compressed).as_deref(), Some(lock.as_str()));
+        for bad in ["", "error: no such package", "six==1.17.0\n", "six --hash=sha256:abc\n", "gz:!!!"] {
+            assert_eq!(lock_from_message(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn golden_build_objects() {
+        let s = spec("packages: [six==1.17.0]");
+        for child in approved(&s, &spec_hash(&s)) {
+            match child {
+                Child::ConfigMap(mut o) => {
+                    // The script is its own file; the snapshot shows the configuration.
+                    o.data.as_mut().unwrap().remove("build.py");
+                    insta::assert_yaml_snapshot!("build-config", o)
+                }
+                Child::Volume(o) => insta::assert_yaml_snapshot!("volume", o),
+                Child::Job(o) => insta::assert_yaml_snapshot!("build-job", o),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+}
