@@ -132,13 +132,26 @@ impl AccessFlags {
                 .map_err(|e| format!("{flag} {name:?}: {e}"))?;
         }
         let domain = self.access_domain.unwrap_or_default();
+        if !domain.contains('.') {
+            return Err(format!(
+                "--access-domain {domain:?} must have at least two labels, such as data.example.com"
+            ));
+        }
         domain
             .split('.')
             .try_for_each(dataworkspace_operator::names::check_dns_label)
             .map_err(|e| format!("--access-domain {domain:?}: {e}"))?;
         let issuer_url = self.access_issuer_url.unwrap_or_default();
-        if !issuer_url.starts_with("https://") && !issuer_url.starts_with("http://") {
-            return Err(format!("--access-issuer-url {issuer_url:?} is not an http(s) URL"));
+        let issuer =
+            url::Url::parse(&issuer_url).map_err(|e| format!("--access-issuer-url {issuer_url:?}: {e}"))?;
+        if issuer.scheme() != "https"
+            || issuer.host_str().is_none()
+            || issuer.password().is_some()
+            || !issuer.username().is_empty()
+        {
+            return Err(format!(
+                "--access-issuer-url {issuer_url:?} must be an https:// URL without credentials"
+            ));
         }
         Ok(Some(AccessLayer {
             namespace,

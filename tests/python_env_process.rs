@@ -211,6 +211,12 @@ fn a_build_installs_the_packages_and_reports_a_lock_with_hashes() {
     let lock = fs::read_to_string(target.join("dataworkspace-lock.txt"))
         .unwrap_or_else(|e| panic!("no lock file in the target: {e}\n{}", build.describe()));
     assert_eq!(build.message(), lock, "the termination message is the lock\n{}", build.describe());
+    // The operator takes it as it is.
+    assert_eq!(
+        dataworkspace_operator::build::python_env::lock_from_message(build.message()).as_deref(),
+        Some(lock.as_str()),
+        "the operator refuses the lock the script reports"
+    );
     assert!(lock.ends_with('\n'), "every line of the lock ends in a newline: {lock:?}");
 
     // Exactly the pins, sorted, each with a sha256 hash.
@@ -391,6 +397,9 @@ print(json.dumps(out))
         "standard base64 on one line: {message:.200}"
     );
     assert_eq!(large["decodes"], json!(true), "the message decodes back to the lock");
+    let decoded = dataworkspace_operator::build::python_env::lock_from_message(message)
+        .expect("the operator decodes the compressed lock");
+    assert_eq!(decoded.lines().count(), 60, "{decoded:.300}");
     assert_eq!(large["same_again"], json!(true), "the same lock gives the same message");
     eprintln!(
         "a lock of 60 packages: {} bytes plain, {} bytes as a message",

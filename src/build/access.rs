@@ -186,22 +186,36 @@ pub fn plain_email(email: &str) -> bool {
     email.len() <= EMAIL_MAX && local_ok && domain_ok
 }
 
-/// Checks a host a UI is to be exposed at: a lower-case DNS name inside the platform's `domain`
-/// (one or more labels before it), at most 253 characters. Anything else — a port, a path, a
-/// wildcard, the domain itself or a look-alike suffix — is refused before it reaches the proxy's
-/// arguments or a route.
+/// Checks a host a UI is to be exposed at: one lower-case DNS label directly inside the
+/// platform's `domain` (so one wildcard certificate of the domain covers every exposed host),
+/// at most 253 characters. Anything else — a port, a path, a wildcard, a deeper name, the domain
+/// itself or a look-alike suffix — is refused before it reaches the proxy's arguments or a route.
 pub fn check_host(host: &str, domain: &str) -> Result<(), String> {
-    let Some(prefix) = host.strip_suffix(domain).and_then(|p| p.strip_suffix('.')) else {
+    let Some(label) = host.strip_suffix(domain).and_then(|p| p.strip_suffix('.')) else {
         return Err(format!("the host {host:?} is not inside the domain {domain:?}"));
     };
     if host.len() > 253 {
         return Err(format!("the host {host:?} is longer than 253 characters"));
     }
-    prefix
-        .split('.')
+    if label.contains('.') {
+        return Err(format!(
+            "the host {host:?} must be one label directly inside {domain:?} (such as analytics.{domain}), so that the domain's wildcard certificate covers it"
+        ));
+    }
+    std::iter::once(label)
         .chain(domain.split('.'))
         .try_for_each(crate::names::check_dns_label)
         .map_err(|e| format!("the host {host:?} is not a DNS name: {e}"))
+}
+
+/// A second host next to `host` for another UI of the same owner: `<label>-<suffix>` in the
+/// same domain (`analytics.data.example.com` → `analytics-ide.data.example.com`), so the
+/// domain's wildcard certificate covers it too.
+pub fn sibling_host(host: &str, suffix: &str) -> String {
+    match host.split_once('.') {
+        Some((label, parent)) => format!("{label}-{suffix}.{parent}"),
+        None => format!("{host}-{suffix}"),
+    }
 }
 
 /// The proxy's access list: the plain addresses, lower-cased (the proxy compares lower-cased),
@@ -533,7 +547,7 @@ pub mod tests {
     #[test]
     fn hosts_are_dns_names_inside_the_platform_domain() {
         let domain = "data.example.com";
-        for ok in ["analytics.data.example.com", "ide.analytics.data.example.com", "a-1.data.example.com"] {
+        for ok in ["analytics.data.example.com", "analytics-ide.data.example.com", "a-1.data.example.com"] {
             assert_eq!(check_host(ok, domain), Ok(()), "{ok}");
         }
         for bad in [
@@ -548,11 +562,14 @@ pub mod tests {
             "a b.data.example.com",
             "-a.data.example.com",
             ".data.example.com",
+            "ide.analytics.data.example.com",
         ] {
             assert!(check_host(bad, domain).is_err(), "{bad}");
         }
-        let long = format!("{}.{}", vec!["a".repeat(60); 4].join("."), domain);
-        assert!(check_host(&long, domain).unwrap_err().contains("253"));
+        let long_domain = format!("{}.example.com", vec!["d".repeat(60); 3].join("."));
+        let long = format!("{}.{long_domain}", "a".repeat(60));
+        assert!(check_host(&long, &long_domain).unwrap_err().contains("253"));
+        assert_eq!(sibling_host("analytics.data.example.com", "ide"), "analytics-ide.data.example.com");
     }
 
     #[test]

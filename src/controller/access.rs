@@ -4,7 +4,7 @@
 //! refusing a host someone else exposes; and sweeping the objects of owners that are gone
 //! (objects in another namespace than their owner cannot carry an owner reference).
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::{
@@ -12,13 +12,10 @@ use k8s_openapi::api::{
     core::v1::{ConfigMap, Secret, Service},
     networking::v1::{Ingress, NetworkPolicy},
 };
-use kube::{
-    Resource, ResourceExt,
-    runtime::reflector::{Lookup, Store},
-};
+use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
-use super::{Context, apply_namespaced, children, delete_if_managed, valid};
+use super::{Caches, Context, apply_namespaced, children, delete_if_managed};
 use crate::{
     build::{
         access::{
@@ -58,61 +55,108 @@ pub fn available(deployment: &Deployment) -> bool {
     deployment.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0) >= 1
 }
 
-/// The exposure names of an owner's proxies as the caches hold them.
-pub fn exposures_of(caches: &super::Caches, owner_uid: &str) -> Vec<String> {
-    labelled(&caches.deployments, owner_uid).into_iter().map(|(_, _, exposure)| exposure).collect()
+/// The exposures of an owner that the caches hold in the access namespace, by any of their
+/// objects (a pass that failed half-way may have left a list without a proxy).
+pub fn exposures_of(caches: &Caches, access_namespace: &str, owner_uid: &str) -> BTreeSet<String> {
+    tagged(caches, access_namespace)
+        .into_iter()
+        .filter(|t| t.owner_uid == owner_uid)
+        .map(|t| t.exposure)
+        .collect()
 }
 
-/// Deletes the objects of `owner_uid`'s exposures that `keep` does not name, in every kind of
-/// the layer, the proxy last. Objects are found by the operator's label, the owner-UID label and
-/// the exposure label; nothing else is touched.
-pub async fn withdraw(ctx: &Context, owner_uid: &str, keep: &[String]) -> Result<()> {
+/// Deletes the objects of `owner_uid`'s exposures that `keep` does not name: in the access
+/// namespace (every kind of the layer, the proxy last) and, when `owner_namespace` is given, the
+/// NetworkPolicies there that the owner holds by owner reference. Objects are found by the
+/// operator's label, the owner-UID label and the exposure label, and only where the layer puts
+/// them: an object a tenant labels in its own namespace is never looked at.
+pub async fn withdraw(
+    ctx: &Context,
+    access_namespace: &str,
+    owner_uid: &str,
+    owner_namespace: Option<&str>,
+    keep: &BTreeSet<String>,
+) -> Result<()> {
     let caches = &ctx.caches;
-    let stale = |found: Vec<(String, String, String)>| -> Vec<(String, String)> {
-        found.into_iter().filter(|(_, _, e)| !keep.contains(e)).map(|(ns, name, _)| (ns, name)).collect()
+    let stale = |kind: &str| -> Vec<String> {
+        tagged(caches, access_namespace)
+            .into_iter()
+            .filter(|t| t.kind == kind && t.owner_uid == owner_uid && !keep.contains(&t.exposure))
+            .map(|t| t.name)
+            .collect()
     };
-    if let Some(routes) = &caches.routes {
-        for (ns, name) in stale(labelled(routes, owner_uid)) {
-            children::delete::<HTTPRoute>(ctx, &ns, &name).await?;
-        }
+    let ns = access_namespace;
+    for name in stale("HTTPRoute") {
+        children::delete::<HTTPRoute>(ctx, ns, &name).await?;
     }
-    for (ns, name) in stale(labelled(&caches.ingresses, owner_uid)) {
-        children::delete::<Ingress>(ctx, &ns, &name).await?;
+    for name in stale("Ingress") {
+        children::delete::<Ingress>(ctx, ns, &name).await?;
     }
-    for (ns, name) in stale(labelled(&caches.network_policies, owner_uid)) {
-        children::delete::<NetworkPolicy>(ctx, &ns, &name).await?;
+    for name in stale("Service") {
+        children::delete::<Service>(ctx, ns, &name).await?;
     }
-    for (ns, name) in stale(labelled(&caches.services, owner_uid)) {
-        children::delete::<Service>(ctx, &ns, &name).await?;
+    for name in stale("Secret") {
+        children::delete::<Secret>(ctx, ns, &name).await?;
     }
-    for (ns, name) in stale(labelled(&caches.secrets, owner_uid)) {
-        children::delete::<Secret>(ctx, &ns, &name).await?;
+    for name in stale("ConfigMap") {
+        children::delete::<ConfigMap>(ctx, ns, &name).await?;
     }
-    for (ns, name) in stale(labelled(&caches.config_maps, owner_uid)) {
-        children::delete::<ConfigMap>(ctx, &ns, &name).await?;
-    }
-    for (ns, name) in stale(labelled(&caches.deployments, owner_uid)) {
-        children::delete::<Deployment>(ctx, &ns, &name).await?;
+    for name in stale("Deployment") {
+        children::delete::<Deployment>(ctx, ns, &name).await?;
         info!(namespace = %ns, proxy = %name, "withdrew an exposure");
+    }
+    if let Some(owner_namespace) = owner_namespace {
+        let policies: Vec<String> = ctx
+            .caches
+            .network_policies
+            .state()
+            .iter()
+            .filter(|p| p.metadata.namespace.as_deref() == Some(owner_namespace))
+            .filter(|p| p.owner_references().iter().any(|o| o.uid == owner_uid))
+            .filter(|p| p.labels().get(LABEL_EXPOSURE).is_some_and(|e| !keep.contains(e)))
+            .map(|p| p.name_any())
+            .collect();
+        for name in policies {
+            children::delete::<NetworkPolicy>(ctx, owner_namespace, &name).await?;
+        }
     }
     Ok(())
 }
 
-/// `(namespace, name, exposure)` of the cached objects of one kind that belong to an owner's
-/// exposures.
-fn labelled<K>(store: &Store<K>, owner_uid: &str) -> Vec<(String, String, String)>
-where
-    K: Lookup + Resource + Clone + 'static,
-    <K as Lookup>::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    store
-        .state()
+/// One object of the layer in the access namespace, by its labels.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Tagged {
+    kind: &'static str,
+    name: String,
+    exposure: String,
+    owner_uid: String,
+}
+
+/// Every object of the layer the caches hold in the access namespace.
+fn tagged(caches: &Caches, namespace: &str) -> Vec<Tagged> {
+    let mut all = tagged_in(&caches.config_maps.state(), "ConfigMap", namespace);
+    all.extend(tagged_in(&caches.secrets.state(), "Secret", namespace));
+    all.extend(tagged_in(&caches.services.state(), "Service", namespace));
+    all.extend(tagged_in(&caches.ingresses.state(), "Ingress", namespace));
+    all.extend(tagged_in(&caches.deployments.state(), "Deployment", namespace));
+    if let Some(routes) = &caches.routes {
+        all.extend(tagged_in(&routes.state(), "HTTPRoute", namespace));
+    }
+    all
+}
+
+fn tagged_in<K: Resource>(objects: &[Arc<K>], kind: &'static str, namespace: &str) -> Vec<Tagged> {
+    objects
         .iter()
+        .filter(|o| o.meta().namespace.as_deref() == Some(namespace))
         .filter(|o| o.labels().get(LABEL_MANAGED_BY).map(String::as_str) == Some(MANAGER))
-        .filter(|o| o.labels().get(LABEL_OWNER_UID).map(String::as_str) == Some(owner_uid))
         .filter_map(|o| {
-            let exposure = o.labels().get(LABEL_EXPOSURE)?.clone();
-            Some((o.meta().namespace.clone().unwrap_or_default(), o.name_any(), exposure))
+            Some(Tagged {
+                kind,
+                name: o.name_any(),
+                exposure: o.labels().get(LABEL_EXPOSURE)?.clone(),
+                owner_uid: o.labels().get(LABEL_OWNER_UID)?.clone(),
+            })
         })
         .collect()
 }
@@ -120,7 +164,7 @@ where
 /// Who else exposes `exposure`'s host: the owner namespace of an older claim (by the access
 /// list's creation, then name) in the access namespace, if any. The first claim keeps a host;
 /// a later one is refused, and two made at once are told apart on their next pass.
-pub fn claimant(caches: &super::Caches, namespace: &str, exposure: &Exposure) -> Option<String> {
+pub fn claimant(caches: &Caches, namespace: &str, exposure: &Exposure) -> Option<String> {
     claimant_among(&caches.config_maps.state(), namespace, exposure)
 }
 
@@ -132,7 +176,13 @@ fn claimant_among(lists: &[Arc<ConfigMap>], namespace: &str, exposure: &Exposure
         m.metadata.namespace.as_deref() == Some(namespace)
             && m.labels().get(LABEL_MANAGED_BY).map(String::as_str) == Some(MANAGER)
     };
-    let own = lists.iter().filter(in_scope).find(|m| m.labels().get(LABEL_EXPOSURE) == Some(&mine));
+    // Our own list ranks only while it is for this host: a host changed to one someone else
+    // holds is a new claim, however old the list.
+    let own = lists
+        .iter()
+        .filter(in_scope)
+        .filter(|m| m.annotations().get(ANNOTATION_HOST) == Some(&exposure.host))
+        .find(|m| m.labels().get(LABEL_EXPOSURE) == Some(&mine));
     lists
         .iter()
         .filter(in_scope)
@@ -147,9 +197,10 @@ const SWEEP_EVERY: Duration = Duration::from_secs(600);
 
 /// Withdraws every exposure whose owner (a Workspace or a Project, by UID) no longer exists:
 /// woken by owners appearing or going away and by proxies changing, and every
-/// [`SWEEP_EVERY`]. Runs until `triggers` ends.
+/// [`SWEEP_EVERY`]. Runs until `triggers` ends; does nothing without the layer.
 pub async fn sweep_orphans(ctx: Arc<Context>, triggers: impl Stream<Item = ()> + Send) {
-    let tick = tokio_stream_interval(SWEEP_EVERY);
+    let Some(layer) = ctx.config.access.clone() else { return };
+    let tick = interval(SWEEP_EVERY);
     let mut wake = std::pin::pin!(futures::stream::select(triggers, tick));
     while wake.next().await.is_some() {
         // Coalesce a burst of triggers into one sweep.
@@ -158,8 +209,9 @@ pub async fn sweep_orphans(ctx: Arc<Context>, triggers: impl Stream<Item = ()> +
         if ctx.caches.ready().await.is_err() {
             continue;
         }
-        for uid in orphans(&ctx.caches) {
-            if let Err(e) = withdraw(&ctx, &uid, &[]).await {
+        for uid in orphans(&ctx.caches, &layer.namespace) {
+            // The owner's NetworkPolicies went with it (owner reference).
+            if let Err(e) = withdraw(&ctx, &layer.namespace, &uid, None, &BTreeSet::new()).await {
                 warn!(owner_uid = %uid, "cannot withdraw the exposures of a deleted owner: {e}");
             }
         }
@@ -167,30 +219,33 @@ pub async fn sweep_orphans(ctx: Arc<Context>, triggers: impl Stream<Item = ()> +
 }
 
 /// A stream yielding every `period`, first after one period.
-fn tokio_stream_interval(period: Duration) -> impl Stream<Item = ()> + Send {
+fn interval(period: Duration) -> impl Stream<Item = ()> + Send {
     futures::stream::unfold((), move |()| async move {
         tokio::time::sleep(period).await;
         Some(((), ()))
     })
 }
 
-/// Owner UIDs of proxies whose owner is in neither the Workspace nor the Project cache.
-pub fn orphans(caches: &super::Caches) -> Vec<String> {
-    let owners: Vec<String> = valid(&caches.workspaces)
+/// Owner UIDs of the layer's objects whose owner is in neither the Workspace nor the Project
+/// cache. Every cached owner counts, even one that no longer parses: its exposures stay until
+/// it is fixed or deleted.
+pub fn orphans(caches: &Caches, access_namespace: &str) -> Vec<String> {
+    let owners: Vec<String> = caches
+        .workspaces
+        .state()
         .iter()
-        .filter_map(|w| w.metadata.uid.clone())
-        .chain(valid(&caches.projects).iter().filter_map(|p| p.metadata.uid.clone()))
+        .filter_map(|w| w.meta().uid.clone())
+        .chain(caches.projects.state().iter().filter_map(|p| p.meta().uid.clone()))
         .collect();
-    orphans_among(&caches.deployments.state(), owners)
+    orphans_among(&tagged(caches, access_namespace), owners)
 }
 
-/// [`orphans`] over the cached proxies and the UIDs of the owners that exist.
-fn orphans_among(proxies: &[Arc<Deployment>], mut owners: Vec<String>) -> Vec<String> {
+/// [`orphans`] over the layer's objects and the UIDs of the owners that exist.
+fn orphans_among(objects: &[Tagged], mut owners: Vec<String>) -> Vec<String> {
     owners.sort();
-    let mut orphans: Vec<String> = proxies
+    let mut orphans: Vec<String> = objects
         .iter()
-        .filter(|d| d.labels().get(LABEL_MANAGED_BY).map(String::as_str) == Some(MANAGER))
-        .filter_map(|d| d.labels().get(LABEL_OWNER_UID).cloned())
+        .map(|t| t.owner_uid.clone())
         .filter(|uid| owners.binary_search(uid).is_err())
         .collect();
     orphans.sort();
@@ -230,6 +285,12 @@ mod tests {
         let both = [older, list(&second, "2026-01-02T00:00:00Z")];
         assert_eq!(claimant_among(&both, ns, &second).as_deref(), Some("dw-a"));
         assert_eq!(claimant_among(&both, ns, &first), None, "the first keeps it");
+        // A list whose host changed to one someone holds is a new claim, however old the list.
+        let mut moved = exposure_of("dw-c", "y.data.example.com");
+        let moved_list = list(&moved, "2025-01-01T00:00:00Z");
+        moved.host = "x.data.example.com".into();
+        let with_moved = [both[0].clone(), both[1].clone(), moved_list];
+        assert_eq!(claimant_among(&with_moved, ns, &moved).as_deref(), Some("dw-a"));
         // Another host, or a list in another namespace, claims nothing.
         let elsewhere = exposure_of("dw-c", "y.data.example.com");
         assert_eq!(claimant_among(&both, ns, &elsewhere), None);
@@ -237,14 +298,24 @@ mod tests {
     }
 
     #[test]
-    fn only_proxies_of_owners_that_are_gone_are_orphans() {
-        let proxy = |uid: &str| {
+    fn only_objects_of_owners_that_are_gone_are_orphans_and_only_in_the_access_namespace() {
+        let objects_of = |uid: &str| {
             let mut exposure = access::tests::exposure();
             exposure.owner.reference.uid = uid.into();
-            Arc::new(access::build(&access::tests::layer(), &exposure).deployment)
+            access::build(&access::tests::layer(), &exposure)
         };
-        let proxies = [proxy("alive"), proxy("gone"), proxy("gone")];
-        assert_eq!(orphans_among(&proxies, vec!["alive".into()]), vec!["gone".to_string()]);
-        assert!(orphans_among(&proxies, vec!["gone".into(), "alive".into()]).is_empty());
+        let (alive, gone) = (objects_of("alive"), objects_of("gone"));
+        // A list left without its proxy (a pass that failed half-way) counts too.
+        let lists = [Arc::new(alive.emails.clone()), Arc::new(gone.emails.clone())];
+        let proxies = [Arc::new(alive.deployment.clone())];
+        let ns = "dataworkspace-access";
+        let mut all = tagged_in(&lists, "ConfigMap", ns);
+        all.extend(tagged_in(&proxies, "Deployment", ns));
+        assert_eq!(orphans_among(&all, vec!["alive".into()]), vec!["gone".to_string()]);
+        assert!(orphans_among(&all, vec!["gone".into(), "alive".into()]).is_empty());
+        // The same labels on an object in a tenant's namespace are never looked at.
+        let mut forged = gone.deployment.clone();
+        forged.metadata.namespace = Some("dw-tenant".into());
+        assert!(tagged_in(&[Arc::new(forged)], "Deployment", ns).is_empty());
     }
 }

@@ -260,7 +260,8 @@ pub struct StudioSpec {
     #[schemars(length(max = 16))]
     #[x_kube(validation = Rule::new(DURATION_RULE).message(DURATION_MESSAGE))]
     pub idle_timeout: Option<String>,
-    /// Public host name: JupyterLab at `https://<host>/`, the IDE at `https://ide.<host>/`, each
+    /// Public host name, one label inside the platform's domain: JupyterLab at
+    /// `https://<label>.<domain>/`, the IDE at `https://<label>-ide.<domain>/`, each
     /// behind its own authenticating proxy that admits only the people allowed to open the
     /// server. Exposed only when the platform configured the access layer, and only inside its
     /// domain; a host another workspace already exposes is refused (`Studio` reason

@@ -143,7 +143,7 @@ pub async fn the_studio_is_exposed_only_through_its_proxies(scope: Scope) -> Tes
         let mut routed: Vec<&str> = stored.split_whitespace().collect();
         routed.sort();
         let mut expected: Vec<String> = proxy_services.iter().map(|s| {
-            let h = if s.contains("-studio-ide-") { format!("ide.{host}") } else { host.clone() };
+            let h = if s.contains("-studio-ide-") { format!("{name}-ide.data.example.com") } else { host.clone() };
             format!("{h}={s}")
         }).collect();
         expected.sort();

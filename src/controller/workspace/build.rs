@@ -134,7 +134,7 @@ pub enum Reach {
         /// Whether it is a failure to report (a host was set and refused).
         refused: bool,
     },
-    /// Behind the access layer at `https://<host>/` (the IDE at `ide.<host>`).
+    /// Behind the access layer at `https://<host>/` (the IDE at [`ide_host`]).
     Proxied {
         /// The host.
         host: String,
@@ -144,7 +144,12 @@ pub enum Reach {
 /// The UI names of the Studio's two exposures.
 pub const STUDIO_UIS: [&str; 2] = ["studio", "studio-ide"];
 
-/// The two UIs of a Studio at `host`: JupyterLab at the host, the IDE at `ide.<host>`, each
+/// The IDE's host next to the Studio's: `<label>-ide.<domain>`.
+pub fn ide_host(host: &str) -> String {
+    access::sibling_host(host, "ide")
+}
+
+/// The two UIs of a Studio at `host`: JupyterLab at the host, the IDE at [`ide_host`], each
 /// admitting the e-mails of the people allowed to open the Studio.
 pub fn studio_exposures(ws: &ValidatedWorkspace, studio: &Studio, host: &str) -> [Exposure; 2] {
     let allowed: Vec<String> = studio.allowed.iter().filter_map(|p| p.email.clone()).collect();
@@ -157,10 +162,7 @@ pub fn studio_exposures(ws: &ValidatedWorkspace, studio: &Studio, host: &str) ->
         pod_labels: studio_labels(ws),
         allowed: allowed.clone(),
     };
-    [
-        exposure(STUDIO_UIS[0], host.to_string(), LAB_PORT),
-        exposure(STUDIO_UIS[1], format!("ide.{host}"), IDE_PORT),
-    ]
+    [exposure(STUDIO_UIS[0], host.to_string(), LAB_PORT), exposure(STUDIO_UIS[1], ide_host(host), IDE_PORT)]
 }
 
 /// Decides how the Studio is reached. `claimant` names who else exposes an exposure's host,
@@ -852,7 +854,7 @@ mod tests {
             .flat_map(|a| a.ingress.clone().unwrap().spec.unwrap().rules.unwrap())
             .filter_map(|r| r.host)
             .collect();
-        assert_eq!(hosts, vec!["analytics.data.example.com", "ide.analytics.data.example.com"]);
+        assert_eq!(hosts, vec!["analytics.data.example.com", "analytics-ide.data.example.com"]);
         for access in &studio.access {
             // The access list names both teams: alice (data-engineering), bob (data-science).
             assert_eq!(
@@ -913,12 +915,12 @@ mod tests {
         // A host another workspace exposes (here the IDE's) is refused, naming who has it.
         let ws = with_host(Some("b.data.example.com"));
         let reach = studio_reach(&ws, ws.studio.as_ref().unwrap(), &layer(), |e| {
-            (e.host == "ide.b.data.example.com").then(|| "dw-other".to_string())
+            (e.host == "b-ide.data.example.com").then(|| "dw-other".to_string())
         });
         match &reach {
             Reach::InCluster { reason: "HostTaken", message, refused: true } => {
                 assert!(
-                    message.contains("ide.b.data.example.com") && message.contains("dw-other"),
+                    message.contains("b-ide.data.example.com") && message.contains("dw-other"),
                     "{message}"
                 )
             }

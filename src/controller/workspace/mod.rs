@@ -3,7 +3,10 @@
 pub mod build;
 pub mod validate;
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+};
 
 use k8s_openapi::{
     api::{
@@ -79,7 +82,7 @@ pub fn controller(feeds: &mut Feeds, ctx: &Arc<Context>) -> Controller<Deseriali
     let (o1, o2, o3, o4, o5, o6, o7, o8, o9, o10) =
         (owned(), owned(), owned(), owned(), owned(), owned(), owned(), owned(), owned(), owned());
     let (n1, n2, n3) = (in_namespace(), in_namespace(), in_namespace());
-    root(&mut feeds.workspaces)
+    let controller = root(&mut feeds.workspaces)
         .watches_stream(feeds.quotas.subscribe(), move |o| {
             o1(o.namespace(), o.owner_references(), o.labels())
         })
@@ -125,8 +128,22 @@ pub fn controller(feeds: &mut Feeds, ctx: &Arc<Context>) -> Controller<Deseriali
         })
         // A referenced Secret appearing or going away; the operator never reads Secret values.
         .watches_stream(feeds.secrets.subscribe_when(existence), move |secret| {
-            workspaces_referencing(&valid(&secrets.workspaces), &secret)
-        })
+            let workspaces = valid(&secrets.workspaces);
+            let mut refs = workspaces_referencing(&workspaces, &secret);
+            // A proxy's cookie secret names its owner by label.
+            refs.extend(workspace_by_uid(&workspaces, secret.labels().get(LABEL_OWNER_UID)));
+            refs
+        });
+    // The HTTPRoutes, when the layer routes through a Gateway.
+    match feeds.routes.as_mut() {
+        Some(routes) => {
+            let o11 = owned();
+            controller.watches_stream(routes.subscribe(), move |o| {
+                o11(o.namespace(), o.owner_references(), o.labels())
+            })
+        }
+        None => controller,
+    }
 }
 
 /// What a Workspace reads of a proxy: its spec (someone may change it) and whether it is
@@ -285,10 +302,15 @@ pub async fn reconcile(workspace: Arc<Workspace>, ctx: Arc<Context>) -> Result<A
     let objects = build::build(&validated, &ctx.config, reach.as_ref());
     let applied = apply(&ctx, &validated, objects).await?;
     let (status, conditions) = status(&validated, &observed, &applied, reach.as_ref(), &ctx.caches);
+    // A host someone else holds may be released at any time; nothing wakes us for that.
+    let resync = match &reach {
+        Some(Reach::InCluster { reason: "HostTaken", .. }) => crate::error::DEPENDENCY_RETRY,
+        _ => RESYNC,
+    };
     // Project counts and quota usage change with every project and pod: paced.
     Ok(match apply_status_paced(&ctx, &*workspace, status, &conditions).await? {
-        Some(wait) => Action::requeue(wait),
-        None => Action::requeue(RESYNC),
+        Some(wait) => Action::requeue(wait.min(resync)),
+        None => Action::requeue(resync),
     })
 }
 
@@ -415,16 +437,23 @@ async fn apply(ctx: &Context, ws: &ValidatedWorkspace, objects: WorkspaceObjects
         }
     };
     // Exposures no longer wanted go once the servers have their own authentication back.
-    let keep: Vec<String> = objects
-        .studio
-        .iter()
-        .flat_map(|s| &s.access)
-        .map(|a| a.deployment.metadata.name.clone().unwrap_or_default())
-        .collect();
-    if access::exposures_of(&ctx.caches, &ws.uid).iter().any(|e| !keep.contains(e))
-        || keep.is_empty() && !access::exposures_of(&ctx.caches, &ws.uid).is_empty()
-    {
-        access::withdraw(ctx, &ws.uid, &keep).await?;
+    if let Some(layer) = &ctx.config.access {
+        let keep: BTreeSet<String> = objects
+            .studio
+            .iter()
+            .flat_map(|s| &s.access)
+            .filter_map(|a| a.deployment.metadata.name.clone())
+            .collect();
+        let stale = access::exposures_of(&ctx.caches, &layer.namespace, &ws.uid)
+            .iter()
+            .any(|e| !keep.contains(e))
+            || ctx.caches.network_policies.state().iter().any(|p| {
+                p.metadata.namespace.as_deref() == Some(ws.namespace.as_str())
+                    && p.labels().get(crate::build::access::LABEL_EXPOSURE).is_some_and(|e| !keep.contains(e))
+            });
+        if stale {
+            access::withdraw(ctx, &layer.namespace, &ws.uid, Some(&ws.namespace), &keep).await?;
+        }
     }
     // Ingresses of earlier releases, which routed to the server itself.
     delete_if_managed::<Ingress>(ctx, &ws.namespace, build::STUDIO).await?;
@@ -500,7 +529,8 @@ fn status(
                     "Studio",
                     "Authenticated",
                     format!(
-                        "running at https://{host}/ (IDE: https://ide.{host}/) behind the access layer for {} allowed user(s)",
+                        "running at https://{host}/ (IDE: https://{}/) behind the access layer for {} allowed user(s)",
+                        build::ide_host(host),
                         s.allowed.iter().filter(|p| p.email.is_some()).count()
                     ),
                 ),
