@@ -38,9 +38,11 @@ pub const ANNOTATION_REQUESTED_BY: &str = "dataworkspace.io/requested-by";
 /// Annotation on the pod templates of the runtimes using an environment: the build they mount,
 /// so a new build rolls them.
 pub const ANNOTATION_BUILD: &str = "dataworkspace.io/python-environment-build";
-/// Where the build Job mounts the environment volume; each build goes to `<ENV_ROOT>/<hash>`.
-pub const ENV_ROOT: &str = "/env";
-/// Where the runtimes mount the build they use (read-only).
+/// Where a build lives: the build Job mounts only its own directory of the volume (`<hash>`)
+/// there, writable, and the runtimes mount the directory of the build they use there,
+/// read-only. Neither ever sees another build, so a package installed by one build cannot
+/// touch an earlier build that running Projects use; and the paths the venv records are the
+/// paths it is used at.
 pub const MOUNT_PATH: &str = "/opt/dataworkspace/python-env";
 /// The build's numeric user (restricted pods need one).
 pub const BUILD_UID: i64 = 1000;
@@ -170,7 +172,7 @@ pub fn children(env: &Approved) -> Vec<Child> {
         requirements: requirements(env.spec),
         index_url: env.spec.index_url.as_deref(),
         extra_index_urls: &env.spec.extra_index_urls,
-        target: format!("{ENV_ROOT}/{}", env.hash),
+        target: MOUNT_PATH.into(),
     };
     let config_map = ConfigMap {
         metadata: env.meta(&config_name, "build"),
@@ -195,6 +197,7 @@ fn build_job(env: &Approved, config_name: &str) -> Job {
         read_only: read_only.then_some(true),
         ..VolumeMount::default()
     };
+    let own_build = VolumeMount { sub_path: Some(env.hash.into()), ..mount("env", MOUNT_PATH, false) };
     let var = |name: &str, value: &str| EnvVar {
         name: name.into(),
         value: Some(value.into()),
@@ -222,11 +225,7 @@ fn build_job(env: &Approved, config_name: &str) -> Job {
             ..ResourceRequirements::default()
         }),
         security_context: Some(container_security(BUILD_UID, true)),
-        volume_mounts: Some(vec![
-            mount("config", "/config", true),
-            mount("env", ENV_ROOT, false),
-            mount("tmp", "/tmp", false),
-        ]),
+        volume_mounts: Some(vec![mount("config", "/config", true), own_build, mount("tmp", "/tmp", false)]),
         // The lock (or the error) goes to the termination message, read by the operator: the
         // build needs no API rights.
         termination_message_policy: Some("File".into()),
@@ -417,6 +416,12 @@ mod tests {
         assert_eq!(spec_hash(&a), spec_hash(&e));
     }
 
+    fn pod_mounts(children: &[Child]) -> Vec<VolumeMount> {
+        let Some(Child::Job(job)) = children.iter().find(|c| matches!(c, Child::Job(_))) else { panic!() };
+        let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        pod.containers[0].volume_mounts.clone().unwrap()
+    }
+
     #[test]
     fn the_build_reads_its_input_from_a_file_and_runs_restricted() {
         let s = spec(
@@ -427,7 +432,10 @@ mod tests {
         let json: serde_json::Value =
             serde_json::from_str(&config.data.as_ref().unwrap()["environment.json"]).unwrap();
         assert_eq!(json["requirements"], "six==1.17.0\nattrs==25.4.0\n");
-        assert_eq!(json["target"], "/env/abc");
+        assert_eq!(json["target"], MOUNT_PATH);
+        let mounts = pod_mounts(&children);
+        let env_mount = mounts.iter().find(|m| m.name == "env").unwrap();
+        assert_eq!(env_mount.sub_path.as_deref(), Some("abc"), "the build sees only its own directory");
         assert_eq!(json["indexUrl"], "https://pypi.example/simple");
         let Child::Job(job) = &children[2] else { panic!("{children:?}") };
         let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
