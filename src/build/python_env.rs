@@ -63,6 +63,7 @@ struct Installed<'a> {
     extra_index_urls: &'a [String],
     base_image: Option<&'a str>,
     strategy: BuildStrategy,
+    storage: Option<&'a crate::crd::common::StorageSpec>,
 }
 
 /// SHA-256 (hex) of what the spec installs. Computed from the typed spec, so the order of keys
@@ -76,6 +77,7 @@ pub fn spec_hash(spec: &PythonEnvironmentSpec) -> String {
         extra_index_urls: &spec.extra_index_urls,
         base_image: spec.base_image.as_deref(),
         strategy: spec.strategy,
+        storage: spec.storage.as_ref(),
     };
     sha256_hex(serde_json::to_string(&installed).unwrap_or_default().as_bytes())
 }
@@ -146,11 +148,22 @@ pub fn lock_name(environment: &str) -> String {
 }
 
 /// Name of the build Job of one spec: a new spec (or recipe) makes a new Job, since a Job's
-/// spec is immutable. Environment names have at most 48 characters; the base keeps 52.
+/// spec is immutable. Environment names have at most 48 characters; the base keeps 52, and the
+/// hash covers the whole name, so two environments sharing a prefix never share a Job.
 pub fn job_name(environment: &str, hash: &str) -> String {
     let base: String = environment.chars().take(46).collect();
-    hashed_name(&format!("{base}-build"), &(hash, RECIPE))
+    hashed_name(&format!("{base}-build"), &(environment, hash, RECIPE))
 }
+
+/// The directory of one build on the volume: the spec hash and the build Job's UID, so a
+/// rebuild of the same spec (its Job deleted to retry, say) never rewrites a directory that
+/// running pods mount.
+pub fn build_directory(hash: &str, job_uid: &str) -> String {
+    format!("{hash}-{job_uid}")
+}
+
+/// The pod label the Job controller sets to the Job's UID (reserved: no tenant sets it).
+pub const LABEL_CONTROLLER_UID: &str = "batch.kubernetes.io/controller-uid";
 
 /// What the build script reads (`environment.json`): never a command line, so nothing in the
 /// spec can become an option.
@@ -197,7 +210,11 @@ fn build_job(env: &Approved, config_name: &str) -> Job {
         read_only: read_only.then_some(true),
         ..VolumeMount::default()
     };
-    let own_build = VolumeMount { sub_path: Some(env.hash.into()), ..mount("env", MOUNT_PATH, false) };
+    // Its own directory only, named by the spec hash and this Job's UID (the downward API).
+    let own_build = VolumeMount {
+        sub_path_expr: Some(build_directory(env.hash, "$(BUILD_ID)")),
+        ..mount("env", MOUNT_PATH, false)
+    };
     let var = |name: &str, value: &str| EnvVar {
         name: name.into(),
         value: Some(value.into()),
@@ -212,6 +229,17 @@ fn build_job(env: &Approved, config_name: &str) -> Job {
             var("TMPDIR", "/tmp"),
             var("DWO_ENV_CONFIG", "/config/environment.json"),
             var("PYTHONDONTWRITEBYTECODE", "1"),
+            EnvVar {
+                name: "BUILD_ID".into(),
+                value_from: Some(k8s_openapi::api::core::v1::EnvVarSource {
+                    field_ref: Some(k8s_openapi::api::core::v1::ObjectFieldSelector {
+                        field_path: format!("metadata.labels['{LABEL_CONTROLLER_UID}']"),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..EnvVar::default()
+            },
         ]),
         resources: Some(ResourceRequirements {
             requests: Some(BTreeMap::from([
@@ -288,10 +316,8 @@ pub struct Ready {
     pub name: String,
     /// Python minor version, for the `site-packages` path.
     pub python_version: String,
-    /// The spec hash of the build (its directory on the volume).
-    pub hash: String,
-    /// The lock's hash, when the build reported one.
-    pub lock_hash: Option<String>,
+    /// The build's directory on the volume ([`build_directory`]).
+    pub directory: String,
 }
 
 /// Mounts a ready environment read-only into every container of a pod (they all run user
@@ -299,10 +325,10 @@ pub struct Ready {
 /// names the build, so a new build rolls the pods.
 pub fn mount(template: &mut PodTemplateSpec, env: &Ready) {
     let metadata = template.metadata.get_or_insert_with(ObjectMeta::default);
-    metadata.annotations.get_or_insert_with(BTreeMap::new).insert(
-        ANNOTATION_BUILD.into(),
-        format!("{}/{}", env.name, env.lock_hash.as_deref().unwrap_or(&env.hash)),
-    );
+    metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(ANNOTATION_BUILD.into(), format!("{}/{}", env.name, env.directory));
     let Some(pod) = template.spec.as_mut() else { return };
     pod.volumes.get_or_insert_with(Vec::new).push(Volume {
         name: "python-env".into(),
@@ -317,7 +343,7 @@ pub fn mount(template: &mut PodTemplateSpec, env: &Ready) {
         container.volume_mounts.get_or_insert_with(Vec::new).push(VolumeMount {
             name: "python-env".into(),
             mount_path: MOUNT_PATH.into(),
-            sub_path: Some(env.hash.clone()),
+            sub_path: Some(env.directory.clone()),
             read_only: Some(true),
             ..VolumeMount::default()
         });
@@ -412,8 +438,12 @@ mod tests {
         // What does not change what is installed does not change the hash.
         let mut e = a.clone();
         e.approval = Some(Default::default());
-        e.storage = Some(Default::default());
+        e.rejection = Some(Default::default());
         assert_eq!(spec_hash(&a), spec_hash(&e));
+        // The volume is part of what is approved (a StorageClass is the platform's business).
+        let mut f = a.clone();
+        f.storage = Some(Default::default());
+        assert_ne!(spec_hash(&a), spec_hash(&f));
     }
 
     fn pod_mounts(children: &[Child]) -> Vec<VolumeMount> {
@@ -435,7 +465,11 @@ mod tests {
         assert_eq!(json["target"], MOUNT_PATH);
         let mounts = pod_mounts(&children);
         let env_mount = mounts.iter().find(|m| m.name == "env").unwrap();
-        assert_eq!(env_mount.sub_path.as_deref(), Some("abc"), "the build sees only its own directory");
+        assert_eq!(
+            env_mount.sub_path_expr.as_deref(),
+            Some("abc-$(BUILD_ID)"),
+            "the build sees only its own directory"
+        );
         assert_eq!(json["indexUrl"], "https://pypi.example/simple");
         let Child::Job(job) = &children[2] else { panic!("{children:?}") };
         let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
@@ -448,6 +482,8 @@ mod tests {
         let long = job_name(&"e".repeat(48), "abc");
         assert!(long.len() <= 63, "{long}");
         assert_ne!(job_name("e", "abc"), job_name("e", "abd"), "a new spec, a new Job");
+        let prefix = "p".repeat(46);
+        assert_ne!(job_name(&format!("{prefix}-a"), "abc"), job_name(&format!("{prefix}-b"), "abc"));
     }
 
     #[test]
@@ -467,19 +503,14 @@ mod tests {
             }),
             ..PodTemplateSpec::default()
         };
-        let ready = Ready {
-            name: "py".into(),
-            python_version: "3.12".into(),
-            hash: "h1".into(),
-            lock_hash: Some("l1".into()),
-        };
+        let ready = Ready { name: "py".into(), python_version: "3.12".into(), directory: "h1-u1".into() };
         mount(&mut template, &ready);
         let pod = template.spec.as_ref().unwrap();
         let volume = &pod.volumes.as_ref().unwrap()[0];
         assert_eq!(volume.persistent_volume_claim.as_ref().unwrap().read_only, Some(true));
         let container = &pod.containers[0];
         let mounted = &container.volume_mounts.as_ref().unwrap()[0];
-        assert_eq!((mounted.sub_path.as_deref(), mounted.read_only), (Some("h1"), Some(true)));
+        assert_eq!((mounted.sub_path.as_deref(), mounted.read_only), (Some("h1-u1"), Some(true)));
         let path: Vec<&str> = container
             .env
             .iter()
@@ -489,7 +520,7 @@ mod tests {
             .collect();
         assert_eq!(path, vec!["/opt/dataworkspace/python-env/lib/python3.12/site-packages"]);
         let annotations = template.metadata.as_ref().unwrap().annotations.as_ref().unwrap();
-        assert_eq!(annotations[ANNOTATION_BUILD], "py/l1");
+        assert_eq!(annotations[ANNOTATION_BUILD], "py/h1-u1");
     }
 
     #[test]

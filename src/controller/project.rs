@@ -61,7 +61,7 @@ pub fn environment_state(environment: &DeserializeGuard<crate::crd::PythonEnviro
                 status.observed_generation,
                 status.phase,
                 status.spec_hash,
-                status.lock_hash,
+                status.build,
             ))
         }
         Err(_) => crate::controller::cache::generation(environment),
@@ -127,18 +127,27 @@ pub async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Actio
     // report NotYetSupported.
     let environment = match &project.spec.python_environment {
         Some(name) if project.spec.runtime == Runtime::Notebook => {
-            match ready_environment(&ctx.caches, &namespace, name) {
-                Ok(ready) => Some(ready),
-                Err(error) => return fail(&ctx, &project, Phase::Pending, "Runtime", error).await,
-            }
+            ready_environment(&ctx.caches, &namespace, name).map(Some)
         }
-        _ => None,
+        _ => Ok(None),
     };
     let mut validated = match runtime::validate(&project, workspace) {
         Ok(validated) => validated,
         Err(error) => return fail(&ctx, &project, Phase::Failed, "Runtime", error).await,
     };
-    validated.python_environment = environment;
+    match environment {
+        Ok(environment) => validated.python_environment = environment,
+        Err(error) => {
+            // Nothing runs without its environment ready for its current spec: not an older
+            // build after an edit, a rejection or a withdrawn approval. The workload scales to
+            // zero (volumes kept) until the environment is ready again.
+            validated.stopped = true;
+            let children = runtime::build(&validated, &ctx.config);
+            children::apply(&ctx, &children).await?;
+            children::sweep(&ctx, &validated.namespace, &validated.uid, &children).await?;
+            return fail(&ctx, &project, Phase::Pending, "Runtime", error).await;
+        }
+    }
     let children = runtime::build(&validated, &ctx.config);
     let applied = children::apply(&ctx, &children).await?;
     children::sweep(&ctx, &validated.namespace, &validated.uid, &children).await?;
@@ -179,14 +188,13 @@ pub fn ready_environment(caches: &super::Caches, namespace: &str, name: &str) ->
     let current = status.observed_generation == environment.metadata.generation
         && status.spec_hash.as_deref() == Some(hash.as_str())
         && environment.spec.approval.as_ref().is_some_and(|a| a.spec_hash == hash);
-    match status.phase.as_deref() {
-        Some("Ready") if current => Ok(python_env::Ready {
+    match (status.phase.as_deref(), status.build) {
+        (Some("Ready"), Some(directory)) if current => Ok(python_env::Ready {
             name: name.into(),
             python_version: environment.spec.python_version.clone(),
-            hash,
-            lock_hash: status.lock_hash,
+            directory,
         }),
-        Some(phase) if current || phase != "Ready" => Err(not_ready(format!("is {phase}"))),
+        (Some(phase), _) if current || phase != "Ready" => Err(not_ready(format!("is {phase}"))),
         _ => Err(not_ready("has not been built for its current spec".into())),
     }
 }

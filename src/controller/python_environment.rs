@@ -31,7 +31,7 @@ use crate::{
 /// Condition types the PythonEnvironment controller writes.
 pub const CONDITION_TYPES: &[&str] = &[READY, "Approved", "Built"];
 
-/// Annotation on the build-result ConfigMap naming the build Job it records.
+/// Annotation on the build-result ConfigMap naming the UID of the build Job it records.
 const ANNOTATION_JOB: &str = "dataworkspace.io/build-job";
 /// Key of the lock in the build-result ConfigMap.
 const LOCK_KEY: &str = "lock.txt";
@@ -192,6 +192,7 @@ pub async fn reconcile(env: Arc<PythonEnvironment>, ctx: Arc<Context>) -> Result
             let job_name = python_env::job_name(&name, &hash);
             let applied = children::apply(&ctx, &wanted).await?;
             let job = applied.jobs.get(&job_name);
+            let job_uid = job.and_then(|j| j.metadata.uid.clone()).unwrap_or_default();
             let built = match job.and_then(finished) {
                 None => {
                     // Keep the record of an earlier build while this one runs.
@@ -200,11 +201,11 @@ pub async fn reconcile(env: Arc<PythonEnvironment>, ctx: Arc<Context>) -> Result
                 }
                 Some(succeeded) => {
                     let record = match recorded(&ctx, &namespace, &name)
-                        .filter(|r| recorded_job(r) == Some(&job_name))
+                        .filter(|r| recorded_job(r) == Some(&job_uid))
                     {
                         Some(record) => record,
                         None => {
-                            let record = record_build(&ctx, &approved, &job_name, succeeded).await?;
+                            let record = record_build(&ctx, &approved, &job_uid, succeeded).await?;
                             children::apply(&ctx, &[Child::ConfigMap(record.clone())]).await?;
                             record
                         }
@@ -226,6 +227,7 @@ pub async fn reconcile(env: Arc<PythonEnvironment>, ctx: Arc<Context>) -> Result
                 Some((true, record)) => {
                     let lock = record.data.as_ref().and_then(|d| d.get(LOCK_KEY)).filter(|l| !l.is_empty());
                     status.phase = Some("Ready".into());
+                    status.build = Some(python_env::build_directory(&hash, &job_uid));
                     status.lock_config_map = Some(python_env::lock_name(&name));
                     status.lock_hash = lock.map(|l| python_env::sha256_hex(l.as_bytes()));
                     conditions.push(Desired::yes(
@@ -302,15 +304,27 @@ fn recorded_job(record: &ConfigMap) -> Option<&String> {
 /// Reads what a finished build reported — its pod's termination message — once, and makes the
 /// build record: the lock, or the error summary. One read per build; later passes read the
 /// record from the cache.
-async fn record_build(ctx: &Context, env: &Approved<'_>, job: &str, succeeded: bool) -> Result<ConfigMap> {
+/// The pods are found by the Job's UID (a label no tenant can set) and their controller
+/// reference, never by the Job's name.
+async fn record_build(
+    ctx: &Context,
+    env: &Approved<'_>,
+    job_uid: &str,
+    succeeded: bool,
+) -> Result<ConfigMap> {
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), env.namespace);
     let listed = pods
-        .list(&ListParams::default().labels(&format!("job-name={job}")))
+        .list(&ListParams::default().labels(&format!("{}={job_uid}", python_env::LABEL_CONTROLLER_UID)))
         .await
-        .map_err(|source| Error::Read { what: format!("the pods of Job {}/{job}", env.namespace), source })?;
+        .map_err(|source| Error::Read { what: format!("the pods of build Job {job_uid}"), source })?;
     let message = listed
         .items
         .iter()
+        .filter(|p| {
+            p.owner_references()
+                .iter()
+                .any(|o| o.controller == Some(true) && o.kind == "Job" && o.uid == job_uid)
+        })
         .flat_map(|p| p.status.iter().flat_map(|s| s.container_statuses.iter().flatten()))
         .find_map(|c| c.state.as_ref()?.terminated.as_ref()?.message.clone())
         .unwrap_or_default();
@@ -327,7 +341,7 @@ async fn record_build(ctx: &Context, env: &Approved<'_>, job: &str, succeeded: b
             name: Some(python_env::lock_name(env.name)),
             namespace: Some(env.namespace.into()),
             labels: Some(labels),
-            annotations: Some([(ANNOTATION_JOB.to_string(), job.to_string())].into()),
+            annotations: Some([(ANNOTATION_JOB.to_string(), job_uid.to_string())].into()),
             owner_references: Some(vec![env.owner.clone()]),
             ..Default::default()
         },

@@ -196,10 +196,9 @@ const LABEL_VALUES_RULE: &str =
     r"self.all(k, self[k].matches(r'^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$'))";
 /// No key has a prefix Kubernetes or the operator reserves: `kubernetes.io`, `k8s.io`,
 /// `dataworkspace.io` or a subdomain of one of them.
-const RESERVED_KEYS_RULE: &str =
-    r"self.all(k, !k.matches(r'^([^/]*\.)?(kubernetes\.io|k8s\.io|dataworkspace\.io)/'))";
+const RESERVED_KEYS_RULE: &str = r"self.all(k, !k.matches(r'^([^/]*\.)?(kubernetes\.io|k8s\.io|dataworkspace\.io)/') && !(k in ['job-name', 'controller-uid']))";
 /// Message of [`RESERVED_KEYS_RULE`].
-const RESERVED_KEYS_MESSAGE: &str = "labels and annotations cannot use the prefixes kubernetes.io/, k8s.io/, dataworkspace.io/ or their subdomains (such as app.kubernetes.io/ or pod-security.kubernetes.io/): Kubernetes and the operator set those";
+const RESERVED_KEYS_MESSAGE: &str = "labels and annotations cannot use the prefixes kubernetes.io/, k8s.io/, dataworkspace.io/ or their subdomains (such as app.kubernetes.io/ or pod-security.kubernetes.io/), nor the keys job-name and controller-uid: Kubernetes and the operator set those";
 
 /// Airflow 3 settings.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, KubeSchema)]

@@ -180,6 +180,10 @@ pub struct PythonEnvironmentStatus {
     /// The spec hash the approval names, when it is not the current one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approved_spec_hash: Option<String>,
+    /// The ready build's directory on the environment's volume (`<specHash>-<build Job UID>`),
+    /// which the Projects mount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<String>,
     /// Name of the ConfigMap holding the resolved lock of the last build.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock_config_map: Option<String>,

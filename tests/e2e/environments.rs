@@ -135,6 +135,14 @@ pub async fn approval_is_enforced_and_a_build_reaches_the_project(scope: Scope) 
             project_ready(p).as_deref() == Some("EnvironmentNotReady")
         })
         .await?;
+        // It does not go on running the older build: it scales to zero until the new one is ready.
+        let replicas = Api::<StatefulSet>::namespaced(client.clone(), &ns)
+            .get("nb")
+            .await
+            .context("the Notebook")?
+            .spec
+            .and_then(|s| s.replicas);
+        ensure!(replicas == Some(0), "replicas {replicas:?} while the environment is not ready");
 
         // Another admin rejects the new spec, with a reason.
         let new_hash = stale.status.and_then(|s| s.spec_hash).unwrap_or_default();
@@ -145,6 +153,9 @@ pub async fn approval_is_enforced_and_a_build_reaches_the_project(scope: Scope) 
         .await?;
         let message = rejected.status.unwrap_or_default().conditions.into_iter().find(|c| c.type_ == "Approved").map(|c| c.message).unwrap_or_default();
         ensure!(message.contains("allow list"), "rejection message {message:?}");
+        // Nor can the developer remove it.
+        let removed = patch_as(&developer, &ns, "py", serde_json::json!({"rejection": null}));
+        ensure!(removed.as_ref().is_err_and(|e| e.contains("'approve' verb")), "{removed:?}");
         Ok(())
     }
     .await;

@@ -66,12 +66,12 @@ pub async fn sets_status_on_every_kind(scope: Scope) -> TestResult {
     ensure!(ws.status.as_ref().and_then(|s| s.member_count) == Some(2), "memberCount: {:?}", ws.status);
     let (_, ready) = wait_observed(&users, &ws_name).await?;
     ensure!(ready.status == "True" && ready.reason == "Bound", "User Ready: {ready:?}");
+    // This namespace belongs to no Workspace: the environment and the Project wait, and say why.
     let (_, ready) = wait_observed(&envs, "py").await?;
     ensure!(
-        ready.status == "False" && ready.reason == "NotYetSupported",
+        ready.status == "False" && ready.reason == "WorkspaceNotFound",
         "PythonEnvironment Ready: {ready:?}"
     );
-    // This namespace belongs to no Workspace: the Project waits, and says why.
     let (project, ready) = wait_observed(&projects, "nb").await?;
     ensure!(ready.status == "False" && ready.reason == "WorkspaceNotFound", "Project Ready: {ready:?}");
     ensure!(
