@@ -504,3 +504,40 @@ print(json.dumps({
     assert!(long.starts_with("error: é"), "{long:.40}");
     assert!(long.len() <= MAX_ERROR, "a long failure is cut to {MAX_ERROR} bytes, not {}", long.len());
 }
+
+#[test]
+fn index_credentials_go_to_the_index_hosts_only() {
+    let results = python_json(
+        r#"
+config = build.Config(["six"], "https://pypi.corp.example/simple", ["https://mirror.corp.example:8443/simple"], "/env/x")
+out = {"netrc": build.netrc_text(config, "reader:s3cr3t")}
+for name, bad in [("no_colon", "token"), ("space", "a:b c"), ("quote", 'a:"b'), ("comment", "a:#b")]:
+    try:
+        build.netrc_text(config, bad)
+        out[name] = "accepted"
+    except build.BuildError as e:
+        out[name] = str(e)
+try:
+    build.netrc_text(build.Config(["six"], None, [], "/env/x"), "a:b")
+    out["no_index"] = "accepted"
+except build.BuildError as e:
+    out["no_index"] = str(e)
+print(json.dumps(out))
+"#,
+    );
+    assert_eq!(
+        results["netrc"],
+        json!(
+            "machine mirror.corp.example login reader password s3cr3t\nmachine pypi.corp.example login reader password s3cr3t\n"
+        ),
+        "one entry per index host, no port: {results}"
+    );
+    for refused in ["no_colon", "space", "quote", "comment", "no_index"] {
+        let message = results[refused].as_str().unwrap();
+        assert_ne!(message, "accepted", "{refused} was accepted");
+        assert!(
+            !message.contains("s3cr3t") && !message.contains("b c"),
+            "the message shows the secret: {message}"
+        );
+    }
+}

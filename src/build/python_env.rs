@@ -8,9 +8,9 @@ use k8s_openapi::{
     api::{
         batch::v1::{Job, JobSpec},
         core::v1::{
-            ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar,
-            PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, ResourceRequirements, Volume,
-            VolumeMount,
+            ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+            ObjectFieldSelector, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec,
+            ResourceRequirements, Volume, VolumeMount,
         },
     },
     apimachinery::pkg::{
@@ -60,6 +60,7 @@ struct Installed<'a> {
     packages: &'a [String],
     requirements: Option<&'a str>,
     index_url: Option<&'a str>,
+    index_credentials: Option<&'a str>,
     extra_index_urls: &'a [String],
     base_image: Option<&'a str>,
     strategy: BuildStrategy,
@@ -74,6 +75,7 @@ pub fn spec_hash(spec: &PythonEnvironmentSpec) -> String {
         packages: &spec.packages,
         requirements: spec.requirements.as_deref(),
         index_url: spec.index_url.as_deref(),
+        index_credentials: spec.index_credentials.as_deref(),
         extra_index_urls: &spec.extra_index_urls,
         base_image: spec.base_image.as_deref(),
         strategy: spec.strategy,
@@ -121,6 +123,8 @@ pub struct Approved<'a> {
     pub spec: &'a PythonEnvironmentSpec,
     /// Its [`spec_hash`].
     pub hash: &'a str,
+    /// The Secret key of the connection named by `indexCredentials`.
+    pub index_credentials: Option<crate::crd::common::SecretKeyRef>,
 }
 
 impl Approved<'_> {
@@ -220,27 +224,34 @@ fn build_job(env: &Approved, config_name: &str) -> Job {
         value: Some(value.into()),
         ..EnvVar::default()
     };
+    let mut vars = vec![
+        var("HOME", "/tmp"),
+        var("TMPDIR", "/tmp"),
+        var("DWO_ENV_CONFIG", "/config/environment.json"),
+        var("PYTHONDONTWRITEBYTECODE", "1"),
+        EnvVar {
+            name: "BUILD_ID".into(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: format!("metadata.labels['{LABEL_CONTROLLER_UID}']"),
+                    ..ObjectFieldSelector::default()
+                }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        },
+    ];
+    // The index credentials stay in their Secret; the build reads them from its environment.
+    vars.extend(
+        env.index_credentials
+            .as_ref()
+            .map(|r| super::env::from_secret("DWO_INDEX_CREDENTIALS", &r.name, &r.key)),
+    );
     let container = Container {
         name: "build".into(),
         image: Some(image(env.spec)),
         command: Some(vec!["python3".into(), "/config/build.py".into()]),
-        env: Some(vec![
-            var("HOME", "/tmp"),
-            var("TMPDIR", "/tmp"),
-            var("DWO_ENV_CONFIG", "/config/environment.json"),
-            var("PYTHONDONTWRITEBYTECODE", "1"),
-            EnvVar {
-                name: "BUILD_ID".into(),
-                value_from: Some(k8s_openapi::api::core::v1::EnvVarSource {
-                    field_ref: Some(k8s_openapi::api::core::v1::ObjectFieldSelector {
-                        field_path: format!("metadata.labels['{LABEL_CONTROLLER_UID}']"),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }),
-                ..EnvVar::default()
-            },
-        ]),
+        env: Some(vars),
         resources: Some(ResourceRequirements {
             requests: Some(BTreeMap::from([
                 ("cpu".into(), Quantity("500m".into())),
@@ -416,6 +427,10 @@ mod tests {
             },
             spec,
             hash,
+            index_credentials: Some(crate::crd::common::SecretKeyRef {
+                name: "pypi-token".into(),
+                key: "value".into(),
+            }),
         })
     }
 
@@ -478,6 +493,14 @@ mod tests {
         assert_eq!(command, vec!["python3", "/config/build.py"], "no spec value on the command line");
         assert!(pod.containers[0].args.is_none());
         assert_eq!(pod.automount_service_account_token, Some(false), "the build has no API rights");
+        let credentials =
+            pod.containers[0].env.iter().flatten().find(|v| v.name == "DWO_INDEX_CREDENTIALS").unwrap();
+        assert_eq!(credentials.value, None, "credentials stay in their Secret");
+        assert_eq!(
+            credentials.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap().name,
+            "pypi-token"
+        );
+        assert!(!config.data.as_ref().unwrap()["environment.json"].contains("pypi-token"));
         assert!(job.metadata.name.as_ref().unwrap().len() <= 63);
         let long = job_name(&"e".repeat(48), "abc");
         assert!(long.len() <= 63, "{long}");

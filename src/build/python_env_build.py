@@ -17,6 +17,10 @@ URLs start with https:// and have no whitespace; a requirement line does not sta
 would read it as an option, such as --index-url or -r), does not end with "\\" (pip would join the
 next line to it) and has no "${" (pip would expand an environment variable).
 
+Index credentials, when the environment names a Workspace connection for them, come in the
+environment variable DWO_INDEX_CREDENTIALS (`user:password`, from the connection's Secret) and go
+to ~/.netrc for the index hosts only; they never reach a command line or the log.
+
 Steps: `python -m venv --clear <target>` with the interpreter running this script, then
 `<target>/bin/python -m pip install --no-input --disable-pip-version-check --no-cache-dir
 --report <tmp>/report.json -r <tmp>/requirements.txt`, with --index-url and --extra-index-url when
@@ -45,6 +49,7 @@ calls and which are kept stable:
   lock_message(lock) -> str             the success message for a lock
   error_message(summary) -> str         the failure message for a summary
   pip_error_summary(output) -> str      the part of pip's output a failure reports
+  netrc_text(config, credentials) -> str  the .netrc for the index credentials (user:password)
   build(config) -> str                  venv and pip install; the lock, also written to the target
   main() -> int                         all of it, with the termination message; the exit status
 Every failure that is the configuration's or pip's is a BuildError, whose text is the summary.
@@ -60,6 +65,7 @@ import subprocess
 import sys
 import tempfile
 import traceback
+import urllib.parse
 from typing import List, NamedTuple, Optional, Tuple
 
 #: Largest termination message written; Kubernetes keeps 4096 bytes.
@@ -139,6 +145,20 @@ def check_config(raw: object) -> Config:
     if not requirements:
         raise BuildError("requirements has no requirement")
     return Config(requirements, index_url, extra, target)
+
+
+def netrc_text(config: Config, credentials: str) -> str:
+    """A .netrc giving `credentials` (`user:password`, from the environment variable
+    DWO_INDEX_CREDENTIALS, which the Job takes from a Workspace connection) to the hosts of the
+    configured indexes, and to no other host."""
+    user, sep, password = credentials.strip().partition(":")
+    if not sep or not user or not password or re.search(r'[\s"]', user + password) or password.startswith("#"):
+        raise BuildError("the index credentials must be user:password, without whitespace or quotes")
+    urls = ([config.index_url] if config.index_url else []) + config.extra_index_urls
+    hosts = sorted({urllib.parse.urlsplit(url).hostname or "" for url in urls} - {""})
+    if not hosts:
+        raise BuildError("index credentials are set, but no index URL says where they go")
+    return "".join(f"machine {host} login {user} password {password}\n" for host in hosts)
 
 
 def normalize_name(name: str) -> str:
@@ -263,6 +283,12 @@ def main() -> int:
     """Reads the configuration, builds, and writes the termination message; the exit status."""
     try:
         config = read_config(os.environ.get("DWO_ENV_CONFIG", "/config/environment.json"))
+        credentials = os.environ.get("DWO_INDEX_CREDENTIALS")
+        if credentials:
+            # pip reads ~/.netrc; nothing secret reaches a command line or the log.
+            path = os.path.join(os.path.expanduser("~"), ".netrc")
+            with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as f:
+                f.write(netrc_text(config, credentials))
         lock = build(config)
         message = lock_message(lock)
     except BuildError as e:

@@ -78,8 +78,8 @@ pub enum Decision {
         /// Who approved.
         approver: String,
     },
-    /// Approved, but not buildable by this version.
-    Unbuildable(String),
+    /// Approved, but not buildable (the reason says why).
+    Unbuildable(&'static str, String),
 }
 
 /// Decides from the spec, the requester the admission policy stamped, and whether the policies
@@ -129,7 +129,7 @@ pub fn decide(env: &PythonEnvironment, hash: &str, enforced: bool) -> Decision {
     }
     match python_env::buildable(&env.spec) {
         Ok(()) => Decision::Build { approver: approval.approved_by.clone() },
-        Err(message) => Decision::Unbuildable(message),
+        Err(message) => Decision::Unbuildable("StrategyNotSupported", message),
     }
 }
 
@@ -151,7 +151,25 @@ pub async fn reconcile(env: Arc<PythonEnvironment>, ctx: Arc<Context>) -> Result
         used_by: used_by(&ctx, &namespace, &name),
         ..PythonEnvironmentStatus::default()
     };
-    let decision = decide(&env, &hash, ctx.config.python_approval_enforced);
+    // The index credentials are a connection of the Workspace: its Secret key, never its value.
+    let credentials = match &env.spec.index_credentials {
+        None => Ok(None),
+        Some(connection) => workspace
+            .secret_env
+            .get(&format!("CONN_{}", connection.to_uppercase()))
+            .cloned()
+            .map(Some)
+            .ok_or_else(|| {
+                format!(
+                    "spec.indexCredentials names the connection {connection}, which the Workspace {} does not have",
+                    workspace.name
+                )
+            }),
+    };
+    let decision = match (decide(&env, &hash, ctx.config.python_approval_enforced), &credentials) {
+        (Decision::Build { .. }, Err(message)) => Decision::Unbuildable("UnknownConnection", message.clone()),
+        (decision, _) => decision,
+    };
     let mut conditions = Vec::new();
     match decision {
         Decision::Pending(reason, message) => {
@@ -164,11 +182,11 @@ pub async fn reconcile(env: Arc<PythonEnvironment>, ctx: Arc<Context>) -> Result
             conditions.push(Desired::no("Approved", "Rejected", message));
             conditions.push(Desired::no("Built", "NotApproved", "a rejected spec is never built"));
         }
-        Decision::Unbuildable(message) => {
+        Decision::Unbuildable(reason, message) => {
             status.phase = Some("Failed".into());
             status.approver = env.spec.approval.as_ref().map(|a| a.approved_by.clone());
             conditions.push(Desired::yes("Approved", "Approved", "approved for the current spec"));
-            conditions.push(Desired::no("Built", "StrategyNotSupported", message));
+            conditions.push(Desired::no("Built", reason, message));
         }
         Decision::Build { approver } => {
             status.approver = Some(approver.clone());
@@ -187,6 +205,7 @@ pub async fn reconcile(env: Arc<PythonEnvironment>, ctx: Arc<Context>) -> Result
                 owner: owner_reference(&*env),
                 spec: &env.spec,
                 hash: &hash,
+                index_credentials: credentials.ok().flatten(),
             };
             let mut wanted = python_env::children(&approved);
             let job_name = python_env::job_name(&name, &hash);

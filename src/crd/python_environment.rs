@@ -61,6 +61,12 @@ pub struct PythonEnvironmentSpec {
     #[x_kube(validation = Rule::new(INDEX_URL_RULE).message("indexUrl must be an https://host[:port]/path URL without whitespace"))]
     #[x_kube(validation = Rule::new(INDEX_URL_CREDENTIALS_RULE).message("indexUrl must not carry credentials (user:password@ or token@)"))]
     pub index_url: Option<String>,
+    /// A Workspace connection (`spec.connections[].name`) whose value is `user:password` for
+    /// the indexes: the build gets it from the connection's Secret, for the index hosts only.
+    /// The packages being built can read it, so give a read-only token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
+    pub index_credentials: Option<String>,
     /// Further package indexes, each as `indexUrl`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 10), inner(length(min = 1, max = 2048)))]
