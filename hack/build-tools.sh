@@ -3,7 +3,8 @@
 # kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (k8s.io/kubernetes via the
 # wrapper module hack/tools/k8s), etcd, etcdctl, etcdutl (wrapper hack/tools/etcd), kwok, kwokctl
 # (sigs.k8s.io/kwok), helm (helm.sh/helm/v3), and for the access-layer process tests
-# oauth2-proxy and a mock OpenID Connect provider (wrapper hack/tools/mockoidc). Pins come from
+# oauth2-proxy and a mock OpenID Connect provider (wrapper hack/tools/mockoidc), and for the
+# Python environment process test crane (go-containerregistry). Pins come from
 # hack/versions.env. The access component also carries the Gateway API's HTTPRoute CRD.
 #
 # Binaries go to a cache outside the work tree, one directory per set of pins:
@@ -11,7 +12,7 @@
 # Each component is rebuilt only when its fingerprint (pins, wrapper go.mod/go.sum, build flags)
 # changes, so a warm run takes seconds. Logs go to stderr; the bin dir is the last line on stdout.
 #
-# Usage: hack/build-tools.sh [--print-bin-dir] [--force] [k8s|etcd|kwok|helm|access ...]
+# Usage: hack/build-tools.sh [--print-bin-dir] [--force] [k8s|etcd|kwok|helm|access|images ...]
 set -euo pipefail
 
 HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -41,12 +42,12 @@ while [[ $# -gt 0 ]]; do
 	--print-bin-dir) echo "${BIN_DIR}"; exit 0 ;;
 	--force) force=1 ;;
 	-h | --help) usage; exit 0 ;;
-	k8s | etcd | kwok | helm | access) components+=("$1") ;;
+	k8s | etcd | kwok | helm | access | images) components+=("$1") ;;
 	*) usage; die "unknown argument: $1" ;;
 	esac
 	shift
 done
-[[ ${#components[@]} -gt 0 ]] || components=(k8s etcd kwok helm access)
+[[ ${#components[@]} -gt 0 ]] || components=(k8s etcd kwok helm access images)
 
 command -v go >/dev/null || die "go is not on PATH (a Go toolchain >= 1.26 is needed)"
 
@@ -72,6 +73,7 @@ fingerprint() {
 		kwok) echo "${KWOK_VERSION}" ;;
 		helm) echo "${HELM_VERSION}" ;;
 		access) echo "${OAUTH2_PROXY_VERSION} ${MOCKOIDC_VERSION} ${GATEWAY_API_VERSION}"; cat "${HACK_DIR}/tools/mockoidc/go.mod" "${HACK_DIR}/tools/mockoidc/go.sum" "${HACK_DIR}/tools/mockoidc/main.go" ;;
+		images) echo "${CRANE_VERSION}" ;;
 		esac
 	} | sha256sum | cut -c1-16
 }
@@ -83,6 +85,7 @@ binaries_of() {
 	kwok) echo kwok kwokctl ;;
 	helm) echo helm ;;
 	access) echo oauth2-proxy mockoidc gateway-api-httproutes.yaml ;;
+	images) echo crane ;;
 	esac
 }
 
@@ -197,6 +200,13 @@ build_access() {
 	dir="$(cd "${staging}" && go mod download -json "sigs.k8s.io/gateway-api@${GATEWAY_API_VERSION}" |
 		sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')"
 	cp "${dir}/config/crd/standard/gateway.networking.k8s.io_httproutes.yaml" "${staging}/gateway-api-httproutes.yaml"
+}
+
+build_images() {
+	local staging="$1"
+	# go-containerregistry has no replace directives: go install pkg@version uses its go.sum.
+	GOBIN="${staging}" go install -ldflags="-s -w" "github.com/google/go-containerregistry/cmd/crane@${CRANE_VERSION}"
+	expect_output "${CRANE_VERSION}" "${staging}/crane" version
 }
 
 mkdir -p "${BIN_DIR}" "${STAMP_DIR}"

@@ -13,6 +13,11 @@
 //! - the script's functions (it can be imported) make the lock from pip's report, compress a lock
 //!   that does not fit a termination message, and refuse one that does not fit even compressed.
 //!
+//! - strategy Image: the build's layer, appended to a base image by the very command the Job's
+//!   push container runs (crane, built from its Go module by `hack/build-tools.sh images`), lands
+//!   in a registry (crane's own, on loopback) as an image holding the environment, whose digest
+//!   reference the operator accepts.
+//!
 //! It needs python3 (with venv) and PyPI; it fails, saying so, when either is missing.
 
 use std::{
@@ -81,6 +86,11 @@ struct Build {
 impl Build {
     /// Runs the script as the Job does, with `config` as its configuration file, under `root`.
     fn run(root: &Path, config: &Value) -> Build {
+        Build::run_with(root, config, &[])
+    }
+
+    /// [`Build::run`] with more environment variables.
+    fn run_with(root: &Path, config: &Value, env: &[(&str, &Path)]) -> Build {
         let config_file = root.join("config/environment.json");
         let termination_log = root.join("termination-log");
         let home = root.join("home");
@@ -93,6 +103,7 @@ impl Build {
             .env("DWO_ENV_CONFIG", &config_file)
             .env("DWO_TERMINATION_LOG", &termination_log)
             .env("HOME", &home)
+            .envs(env.iter().map(|(k, v)| (*k, *v)))
             .current_dir(root)
             .stdin(Stdio::null())
             .output()
@@ -540,4 +551,166 @@ print(json.dumps(out))
             "the message shows the secret: {message}"
         );
     }
+}
+
+/// The directory of the tools `hack/build-tools.sh images` builds (cached).
+fn image_tools() -> PathBuf {
+    let output = Command::new(manifest_dir().join("hack/build-tools.sh"))
+        .arg("images")
+        .stdin(Stdio::null())
+        .output()
+        .expect("running hack/build-tools.sh images");
+    assert!(
+        output.status.success(),
+        "hack/build-tools.sh images failed (it needs Go and the Go module proxy):\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&output.stdout).lines().last().unwrap_or_default().trim())
+}
+
+/// A child process killed on drop.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Runs crane with `args`; its stdout, or a panic with everything it said.
+fn crane(tools: &Path, args: &[&str]) -> String {
+    let output =
+        Command::new(tools.join("crane")).args(args).stdin(Stdio::null()).output().expect("running crane");
+    assert!(
+        output.status.success(),
+        "crane {args:?} failed: {}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn strategy_image_pushes_the_environment_as_a_layer_of_the_base_image() {
+    use dataworkspace_operator::build::{
+        children::Child,
+        python_env::{self, Approved},
+    };
+    let tools = image_tools();
+    let root = TempDir::new("dwo-python-env-image");
+    let root = root.0.as_path();
+
+    // A registry on loopback (crane's own, in memory).
+    let port = free_port();
+    let registry_address = format!("127.0.0.1:{port}");
+    let _registry = Running(
+        Command::new(tools.join("crane"))
+            .args(["registry", "serve", "--address", &registry_address])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting crane registry serve"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(&registry_address).is_err() {
+        assert!(Instant::now() < deadline, "the registry did not listen on {registry_address}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // A base image with one file.
+    let base_dir = root.join("base/etc");
+    fs::create_dir_all(&base_dir).unwrap();
+    fs::write(base_dir.join("base-marker"), "base\n").unwrap();
+    let base_tar = root.join("base.tar");
+    let status = Command::new("tar")
+        .arg("-C")
+        .arg(root.join("base"))
+        .arg("-cf")
+        .arg(&base_tar)
+        .arg("etc")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let base = format!("{registry_address}/base:1");
+    crane(&tools, &["append", "--new_layer", base_tar.to_str().unwrap(), "--new_tag", &base]);
+
+    // The build, writing its layer as the Job's build container does.
+    let layer = root.join("work/layer.tar");
+    fs::create_dir_all(layer.parent().unwrap()).unwrap();
+    let requirements: String = PINS.iter().map(|(name, version)| format!("{name}=={version}\n")).collect();
+    let build = Build::run_with(root, &config(root, &requirements), &[("DWO_LAYER", &layer)]);
+    assert!(build.status.success(), "the build failed\n{}", build.describe());
+    assert!(layer.is_file(), "no layer written\n{}", build.describe());
+
+    // The push, as the builder makes it: the Job's push container's command, with the pod's
+    // paths, base image and tag mapped to this machine.
+    let spec: dataworkspace_operator::crd::PythonEnvironmentSpec = serde_yaml::from_str(&format!(
+        "strategy: Image\nbaseImage: {base}\npackages: [six]\nimage: {{repository: {registry_address}/env}}"
+    ))
+    .unwrap();
+    let hash = python_env::spec_hash(&spec);
+    let children = python_env::children(&Approved {
+        name: "py",
+        namespace: "dw-test",
+        workspace: "test",
+        owner: Default::default(),
+        spec: &spec,
+        hash: &hash,
+        index_credentials: None,
+        push_credentials: None,
+    });
+    let Some(Child::Job(job)) = children.iter().find(|c| matches!(c, Child::Job(_))) else {
+        panic!("no Job")
+    };
+    let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let push = pod.containers.iter().find(|c| c.name == "push").expect("a push container");
+    let command = push.command.clone().unwrap();
+    assert_eq!(command[0], "/busybox/sh");
+    assert_eq!(command[4], base, "the base image is the environment's base image");
+    let message = root.join("push-message");
+    let path = format!("{}:{}", tools.display(), std::env::var("PATH").unwrap_or_default());
+    let output = Command::new("sh")
+        .args(&command[1..])
+        .env("PATH", &path)
+        .env("HOME", root)
+        .env("LAYER", &layer)
+        .env("MESSAGE", &message)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running the push");
+    assert!(output.status.success(), "the push failed: {}", String::from_utf8_lossy(&output.stderr));
+
+    // The operator takes the digest reference of its repository, and the image holds the base
+    // and the environment.
+    let reported = fs::read_to_string(&message).unwrap();
+    let reference = python_env::image_from_message(&reported, &format!("{registry_address}/env"))
+        .unwrap_or_else(|| panic!("the operator refuses the push's message {reported:?}"));
+    let digest = crane(&tools, &["digest", &command[5]]);
+    assert!(reference.ends_with(digest.trim()), "{reference} is not the tag's digest {digest}");
+    let exported = root.join("exported.tar");
+    crane(&tools, &["export", &reference, exported.to_str().unwrap()]);
+    let listing = Command::new("tar").arg("-tf").arg(&exported).output().unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    let target = root.join("env/abc123");
+    let six = format!(
+        "{}/lib/python3.{}/site-packages/six.py",
+        target.display().to_string().trim_start_matches('/'),
+        python_minor()
+    );
+    assert!(listing.lines().any(|l| l == "etc/base-marker"), "the base is gone:\n{listing:.2000}");
+    assert!(listing.lines().any(|l| l == six), "{six} is not in the image:\n{listing:.3000}");
+    assert!(listing.lines().any(|l| l.ends_with("dataworkspace-lock.txt")), "no lock in the image");
+}
+
+/// The minor version of the machine's python3.
+fn python_minor() -> String {
+    let output =
+        Command::new("python3").args(["-c", "import sys; print(sys.version_info[1])"]).output().unwrap();
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
 }

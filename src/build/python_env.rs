@@ -9,8 +9,8 @@ use k8s_openapi::{
         batch::v1::{Job, JobSpec},
         core::v1::{
             ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource,
-            ObjectFieldSelector, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec,
-            ResourceRequirements, Volume, VolumeMount,
+            KeyToPath, ObjectFieldSelector, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec,
+            ResourceRequirements, SecretVolumeSource, Volume, VolumeMount,
         },
     },
     apimachinery::pkg::{
@@ -64,6 +64,7 @@ struct Installed<'a> {
     extra_index_urls: &'a [String],
     base_image: Option<&'a str>,
     strategy: BuildStrategy,
+    image: Option<&'a crate::crd::python_environment::ImageTarget>,
     storage: Option<&'a crate::crd::common::StorageSpec>,
 }
 
@@ -79,6 +80,7 @@ pub fn spec_hash(spec: &PythonEnvironmentSpec) -> String {
         extra_index_urls: &spec.extra_index_urls,
         base_image: spec.base_image.as_deref(),
         strategy: spec.strategy,
+        image: spec.image.as_ref(),
         storage: spec.storage.as_ref(),
     };
     sha256_hex(serde_json::to_string(&installed).unwrap_or_default().as_bytes())
@@ -125,6 +127,8 @@ pub struct Approved<'a> {
     pub hash: &'a str,
     /// The Secret key of the connection named by `indexCredentials`.
     pub index_credentials: Option<crate::crd::common::SecretKeyRef>,
+    /// The Secret key of the connection named by `image.pushCredentials`.
+    pub push_credentials: Option<crate::crd::common::SecretKeyRef>,
 }
 
 impl Approved<'_> {
@@ -180,9 +184,12 @@ struct BuildConfig<'a> {
     target: String,
 }
 
-/// The children of an approved environment with strategy `Virtualenv`, in apply order: the
-/// build's ConfigMap (its configuration and script), the volume (created once, kept while the
-/// environment exists), and the build Job (created once per spec).
+/// The children of an approved environment, in apply order: the build's ConfigMap (its
+/// configuration and script), for strategy `Virtualenv` the volume (created once, kept while
+/// the environment exists), and the build Job (created once per spec). Strategy `Image` builds
+/// the same virtualenv in an init container, as a layer that a second container appends to the
+/// base image and pushes (crane): no privileges, no container runtime, Pod Security
+/// `restricted` like every other build.
 pub fn children(env: &Approved) -> Vec<Child> {
     let config_name = format!("{}-build", env.name);
     let config = BuildConfig {
@@ -204,7 +211,32 @@ pub fn children(env: &Approved) -> Vec<Child> {
     let mut volume =
         claim_template(&volume_name(env.name), &size, storage.and_then(|s| s.storage_class_name.as_deref()));
     volume.metadata = env.meta(&volume_name(env.name), "volume");
-    vec![Child::ConfigMap(config_map), Child::Volume(volume), Child::Job(build_job(env, &config_name))]
+    match env.spec.strategy {
+        BuildStrategy::Virtualenv => {
+            vec![
+                Child::ConfigMap(config_map),
+                Child::Volume(volume),
+                Child::Job(build_job(env, &config_name)),
+            ]
+        }
+        BuildStrategy::Image => vec![Child::ConfigMap(config_map), Child::Job(build_job(env, &config_name))],
+    }
+}
+
+/// The crane image (go-containerregistry) that pushes strategy `Image`'s layer: its debug
+/// variant, for the shell that keeps the pushed reference.
+pub const CRANE_IMAGE: &str = "gcr.io/go-containerregistry/crane/debug:v0.22.1";
+/// The numeric user of the push container (distroless `nonroot`).
+const PUSH_UID: i64 = 65532;
+/// The push: the venv's layer on top of the base image, tagged, its digest reference kept in
+/// the termination message. The base image and tag come as positional parameters ($1, $2),
+/// never as shell text.
+pub const PUSH_SCRIPT: &str =
+    "set -eu\ncrane append --base \"$1\" --new_layer \"$LAYER\" --new_tag \"$2\" > \"$MESSAGE\"\n";
+
+/// The tag strategy `Image` pushes: the repository and the first 16 digits of the spec hash.
+pub fn image_tag(repository: &str, hash: &str) -> String {
+    format!("{repository}:{}", &hash[..hash.len().min(16)])
 }
 
 fn build_job(env: &Approved, config_name: &str) -> Job {
@@ -214,15 +246,19 @@ fn build_job(env: &Approved, config_name: &str) -> Job {
         read_only: read_only.then_some(true),
         ..VolumeMount::default()
     };
-    // Its own directory only, named by the spec hash and this Job's UID (the downward API).
-    let own_build = VolumeMount {
-        sub_path_expr: Some(build_directory(env.hash, "$(BUILD_ID)")),
-        ..mount("env", MOUNT_PATH, false)
-    };
     let var = |name: &str, value: &str| EnvVar {
         name: name.into(),
         value: Some(value.into()),
         ..EnvVar::default()
+    };
+    let empty_dir = |name: &str| Volume {
+        name: name.into(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Volume::default()
+    };
+    let image_target = match env.spec.strategy {
+        BuildStrategy::Image => env.spec.image.as_ref(),
+        BuildStrategy::Virtualenv => None,
     };
     let mut vars = vec![
         var("HOME", "/tmp"),
@@ -247,57 +283,115 @@ fn build_job(env: &Approved, config_name: &str) -> Job {
             .as_ref()
             .map(|r| super::env::from_secret("DWO_INDEX_CREDENTIALS", &r.name, &r.key)),
     );
-    let container = Container {
+    let mut volumes = vec![
+        Volume {
+            name: "config".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: config_name.into(),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        empty_dir("tmp"),
+    ];
+    let mut venv_mounts = vec![mount("config", "/config", true), mount("tmp", "/tmp", false)];
+    if image_target.is_some() {
+        // The venv goes into a layer of its own, on top of the base image.
+        vars.push(var("DWO_LAYER", "/work/layer.tar"));
+        venv_mounts.push(mount("target", MOUNT_PATH, false));
+        venv_mounts.push(mount("work", "/work", false));
+        volumes.extend([empty_dir("target"), empty_dir("work")]);
+    } else {
+        // Its own directory of the volume only, named by the spec hash and this Job's UID
+        // (the downward API).
+        venv_mounts.push(VolumeMount {
+            sub_path_expr: Some(build_directory(env.hash, "$(BUILD_ID)")),
+            ..mount("env", MOUNT_PATH, false)
+        });
+        volumes.push(Volume {
+            name: "env".into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: volume_name(env.name),
+                read_only: None,
+            }),
+            ..Volume::default()
+        });
+    }
+    let venv = Container {
         name: "build".into(),
         image: Some(image(env.spec)),
         command: Some(vec!["python3".into(), "/config/build.py".into()]),
         env: Some(vars),
-        resources: Some(ResourceRequirements {
-            requests: Some(BTreeMap::from([
-                ("cpu".into(), Quantity("500m".into())),
-                ("memory".into(), Quantity("1Gi".into())),
-            ])),
-            limits: Some(BTreeMap::from([
-                ("cpu".into(), Quantity("2".into())),
-                ("memory".into(), Quantity("2Gi".into())),
-            ])),
-            ..ResourceRequirements::default()
-        }),
+        resources: Some(build_resources()),
         security_context: Some(container_security(BUILD_UID, true)),
-        volume_mounts: Some(vec![mount("config", "/config", true), own_build, mount("tmp", "/tmp", false)]),
+        volume_mounts: Some(venv_mounts),
         // The lock (or the error) goes to the termination message, read by the operator: the
         // build needs no API rights.
         termination_message_policy: Some("File".into()),
         ..Container::default()
     };
+    let (init_containers, containers) = match image_target {
+        None => (None, vec![venv]),
+        Some(target) => {
+            let mut push_vars = vec![
+                var("HOME", "/tmp"),
+                var("LAYER", "/work/layer.tar"),
+                var("MESSAGE", "/dev/termination-log"),
+            ];
+            let mut push_mounts = vec![mount("work", "/work", true), mount("tmp", "/tmp", false)];
+            if let Some(credentials) = &env.push_credentials {
+                // The connection's Secret key, mounted as config.json: referenced, not copied.
+                push_vars.push(var("DOCKER_CONFIG", "/docker"));
+                push_mounts.push(mount("docker", "/docker", true));
+                volumes.push(Volume {
+                    name: "docker".into(),
+                    secret: Some(SecretVolumeSource {
+                        secret_name: Some(credentials.name.clone()),
+                        items: Some(vec![KeyToPath {
+                            key: credentials.key.clone(),
+                            path: "config.json".into(),
+                            mode: None,
+                        }]),
+                        ..SecretVolumeSource::default()
+                    }),
+                    ..Volume::default()
+                });
+            }
+            let push = Container {
+                name: "push".into(),
+                image: Some(CRANE_IMAGE.into()),
+                command: Some(vec![
+                    "/busybox/sh".into(),
+                    "-c".into(),
+                    PUSH_SCRIPT.into(),
+                    "push".into(),
+                    image(env.spec),
+                    image_tag(&target.repository, env.hash),
+                ]),
+                env: Some(push_vars),
+                resources: Some(ResourceRequirements {
+                    requests: Some(BTreeMap::from([
+                        ("cpu".into(), Quantity("100m".into())),
+                        ("memory".into(), Quantity("128Mi".into())),
+                    ])),
+                    limits: Some(BTreeMap::from([("memory".into(), Quantity("512Mi".into()))])),
+                    ..ResourceRequirements::default()
+                }),
+                security_context: Some(container_security(PUSH_UID, true)),
+                volume_mounts: Some(push_mounts),
+                termination_message_policy: Some("FallbackToLogsOnError".into()),
+                ..Container::default()
+            };
+            (Some(vec![venv]), vec![push])
+        }
+    };
     let pod = PodSpec {
         automount_service_account_token: Some(false),
         restart_policy: Some("Never".into()),
         security_context: Some(pod_security(BUILD_UID, BUILD_UID, Some(BUILD_UID))),
-        containers: vec![container],
-        volumes: Some(vec![
-            Volume {
-                name: "config".into(),
-                config_map: Some(ConfigMapVolumeSource {
-                    name: config_name.into(),
-                    ..ConfigMapVolumeSource::default()
-                }),
-                ..Volume::default()
-            },
-            Volume {
-                name: "env".into(),
-                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                    claim_name: volume_name(env.name),
-                    read_only: None,
-                }),
-                ..Volume::default()
-            },
-            Volume {
-                name: "tmp".into(),
-                empty_dir: Some(EmptyDirVolumeSource::default()),
-                ..Volume::default()
-            },
-        ]),
+        init_containers,
+        containers,
+        volumes: Some(volumes),
         ..PodSpec::default()
     };
     let name = job_name(env.name, env.hash);
@@ -320,6 +414,20 @@ fn build_job(env: &Approved, config_name: &str) -> Job {
     }
 }
 
+fn build_resources() -> ResourceRequirements {
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".into(), Quantity("500m".into())),
+            ("memory".into(), Quantity("1Gi".into())),
+        ])),
+        limits: Some(BTreeMap::from([
+            ("cpu".into(), Quantity("2".into())),
+            ("memory".into(), Quantity("2Gi".into())),
+        ])),
+        ..ResourceRequirements::default()
+    }
+}
+
 /// A built environment a runtime mounts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ready {
@@ -327,8 +435,10 @@ pub struct Ready {
     pub name: String,
     /// Python minor version, for the `site-packages` path.
     pub python_version: String,
-    /// The build's directory on the volume ([`build_directory`]).
+    /// The build's directory on the volume ([`build_directory`]), for strategy `Virtualenv`.
     pub directory: String,
+    /// The built image by digest, for strategy `Image`: the runtimes run it.
+    pub image: Option<String>,
 }
 
 /// Mounts a ready environment read-only into every container of a pod (they all run user
@@ -336,28 +446,34 @@ pub struct Ready {
 /// names the build, so a new build rolls the pods.
 pub fn mount(template: &mut PodTemplateSpec, env: &Ready) {
     let metadata = template.metadata.get_or_insert_with(ObjectMeta::default);
-    metadata
-        .annotations
-        .get_or_insert_with(BTreeMap::new)
-        .insert(ANNOTATION_BUILD.into(), format!("{}/{}", env.name, env.directory));
+    metadata.annotations.get_or_insert_with(BTreeMap::new).insert(
+        ANNOTATION_BUILD.into(),
+        format!("{}/{}", env.name, env.image.as_deref().unwrap_or(&env.directory)),
+    );
     let Some(pod) = template.spec.as_mut() else { return };
-    pod.volumes.get_or_insert_with(Vec::new).push(Volume {
-        name: "python-env".into(),
-        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-            claim_name: volume_name(&env.name),
-            read_only: Some(true),
-        }),
-        ..Volume::default()
-    });
+    if env.image.is_none() {
+        pod.volumes.get_or_insert_with(Vec::new).push(Volume {
+            name: "python-env".into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: volume_name(&env.name),
+                read_only: Some(true),
+            }),
+            ..Volume::default()
+        });
+    }
     let site_packages = format!("{MOUNT_PATH}/lib/python{}/site-packages", env.python_version);
     for container in &mut pod.containers {
-        container.volume_mounts.get_or_insert_with(Vec::new).push(VolumeMount {
-            name: "python-env".into(),
-            mount_path: MOUNT_PATH.into(),
-            sub_path: Some(env.directory.clone()),
-            read_only: Some(true),
-            ..VolumeMount::default()
-        });
+        match &env.image {
+            // The environment is in the image: the container runs it.
+            Some(image) => container.image = Some(image.clone()),
+            None => container.volume_mounts.get_or_insert_with(Vec::new).push(VolumeMount {
+                name: "python-env".into(),
+                mount_path: MOUNT_PATH.into(),
+                sub_path: Some(env.directory.clone()),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            }),
+        }
         let vars = container.env.get_or_insert_with(Vec::new);
         vars.retain(|v| v.name != "PYTHONPATH");
         vars.push(EnvVar {
@@ -371,6 +487,14 @@ pub fn mount(template: &mut PodTemplateSpec, env: &Ready) {
             ..EnvVar::default()
         });
     }
+}
+
+/// The image reference a push reported in its termination message: `<repository>@sha256:<64
+/// hex>` of the expected repository, nothing else.
+pub fn image_from_message(message: &str, repository: &str) -> Option<String> {
+    let reference = message.trim();
+    let digest = reference.strip_prefix(repository)?.strip_prefix("@sha256:")?;
+    (digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit())).then(|| reference.to_string())
 }
 
 /// The lock a build reported in its termination message: the plain lock, or `gz:` and the
@@ -395,11 +519,11 @@ pub fn lock_from_message(message: &str) -> Option<String> {
     well_formed.then_some(lock)
 }
 
-/// Whether a spec can be built here: strategy `Image` is not built yet.
+/// Whether a spec can be built: strategy `Image` needs its target (the schema asks for it too).
 pub fn buildable(spec: &PythonEnvironmentSpec) -> Result<(), String> {
-    match spec.strategy {
-        BuildStrategy::Virtualenv => Ok(()),
-        BuildStrategy::Image => Err("strategy Image is not built by this version; use Virtualenv".into()),
+    match (spec.strategy, &spec.image) {
+        (BuildStrategy::Image, None) => Err("strategy Image needs spec.image".into()),
+        _ => Ok(()),
     }
 }
 
@@ -413,7 +537,11 @@ mod tests {
     }
 
     fn approved(spec: &PythonEnvironmentSpec, hash: &str) -> Vec<Child> {
-        children(&Approved {
+        children(&approved_env(spec, hash))
+    }
+
+    fn approved_env<'a>(spec: &'a PythonEnvironmentSpec, hash: &'a str) -> Approved<'a> {
+        Approved {
             name: "analytics-py312",
             namespace: "dw-analytics",
             workspace: "analytics",
@@ -431,7 +559,8 @@ mod tests {
                 name: "pypi-token".into(),
                 key: "value".into(),
             }),
-        })
+            push_credentials: None,
+        }
     }
 
     #[test]
@@ -526,7 +655,12 @@ mod tests {
             }),
             ..PodTemplateSpec::default()
         };
-        let ready = Ready { name: "py".into(), python_version: "3.12".into(), directory: "h1-u1".into() };
+        let ready = Ready {
+            name: "py".into(),
+            python_version: "3.12".into(),
+            directory: "h1-u1".into(),
+            image: None,
+        };
         mount(&mut template, &ready);
         let pod = template.spec.as_ref().unwrap();
         let volume = &pod.volumes.as_ref().unwrap()[0];
@@ -562,6 +696,84 @@ mod tests {
         for bad in ["", "error: no such package", "six==1.17.0\n", "six --hash=sha256:abc\n", "gz:!!!"] {
             assert_eq!(lock_from_message(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn strategy_image_builds_a_layer_and_pushes_it_with_referenced_credentials_restricted() {
+        let s = spec(
+            "strategy: Image\nbaseImage: quay.io/jupyter/minimal-notebook:python-3.12\npackages: [six==1.17.0]\nimage: {repository: registry.example.com/data/envs, pushCredentials: registry}",
+        );
+        let hash = spec_hash(&s);
+        let mut env = approved_env(&s, &hash);
+        env.push_credentials = Some(crate::crd::common::SecretKeyRef {
+            name: "registry-push".into(),
+            key: "config.json".into(),
+        });
+        let children = children(&env);
+        assert!(!children.iter().any(|c| matches!(c, Child::Volume(_))), "no volume: the image holds it");
+        let Some(Child::Job(job)) = children.iter().find(|c| matches!(c, Child::Job(_))) else { panic!() };
+        let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        assert_restricted(pod);
+        let build = &pod.init_containers.as_ref().unwrap()[0];
+        assert!(build.env.iter().flatten().any(|v| v.name == "DWO_LAYER"));
+        let push = &pod.containers[0];
+        let command = push.command.clone().unwrap();
+        // The script is fixed text; the base image and tag are positional parameters.
+        assert_eq!(command[2], PUSH_SCRIPT);
+        assert_eq!(
+            &command[4..],
+            [
+                "quay.io/jupyter/minimal-notebook:python-3.12".to_string(),
+                format!("registry.example.com/data/envs:{}", &hash[..16])
+            ]
+        );
+        let docker =
+            pod.volumes.iter().flatten().find(|v| v.name == "docker").unwrap().secret.as_ref().unwrap();
+        assert_eq!(
+            docker.secret_name.as_deref(),
+            Some("registry-push"),
+            "the connection's Secret, referenced"
+        );
+        assert_eq!(docker.items.as_ref().unwrap()[0].path, "config.json");
+        insta::assert_yaml_snapshot!("build-job-image", job);
+    }
+
+    #[test]
+    fn only_a_digest_of_the_repository_is_taken_from_the_push() {
+        let digest = "0123456789abcdef".repeat(4);
+        let repository = "registry.example.com/data/envs";
+        let reference = format!("{repository}@sha256:{digest}");
+        assert_eq!(
+            image_from_message(&format!("{reference}\n"), repository).as_deref(),
+            Some(reference.as_str())
+        );
+        for bad in [
+            format!("evil.example.com/x@sha256:{digest}"),
+            format!("{repository}:latest"),
+            format!("{repository}@sha256:{}", &digest[..10]),
+            format!("{repository}-other@sha256:{digest}"),
+            "Error: unauthorized".to_string(),
+        ] {
+            assert_eq!(image_from_message(&bad, repository), None, "{bad}");
+        }
+        // A Project runs the image, without a volume.
+        let mut template = PodTemplateSpec {
+            spec: Some(PodSpec {
+                containers: vec![Container { name: "c".into(), ..Container::default() }],
+                ..PodSpec::default()
+            }),
+            ..PodTemplateSpec::default()
+        };
+        let ready = Ready {
+            name: "py".into(),
+            python_version: "3.12".into(),
+            directory: String::new(),
+            image: Some(reference.clone()),
+        };
+        mount(&mut template, &ready);
+        let pod = template.spec.unwrap();
+        assert_eq!(pod.containers[0].image.as_deref(), Some(reference.as_str()));
+        assert!(pod.volumes.is_none());
     }
 
     #[test]

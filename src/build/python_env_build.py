@@ -17,6 +17,9 @@ URLs start with https:// and have no whitespace; a requirement line does not sta
 would read it as an option, such as --index-url or -r), does not end with "\\" (pip would join the
 next line to it) and has no "${" (pip would expand an environment variable).
 
+With DWO_LAYER set (strategy Image), the built environment is also written as an image layer: a
+tar of the target at its path in the image, owned by root, without timestamps.
+
 Index credentials, when the environment names a Workspace connection for them, come in the
 environment variable DWO_INDEX_CREDENTIALS (`user:password`, from the connection's Secret) and go
 to ~/.netrc for the index hosts only; they never reach a command line or the log.
@@ -50,6 +53,7 @@ calls and which are kept stable:
   error_message(summary) -> str         the failure message for a summary
   pip_error_summary(output) -> str      the part of pip's output a failure reports
   netrc_text(config, credentials) -> str  the .netrc for the index credentials (user:password)
+  write_layer(target, path)             strategy Image: the environment as an image layer (a tar)
   build(config) -> str                  venv and pip install; the lock, also written to the target
   main() -> int                         all of it, with the termination message; the exit status
 Every failure that is the configuration's or pip's is a BuildError, whose text is the summary.
@@ -63,6 +67,7 @@ import posixpath
 import re
 import subprocess
 import sys
+import tarfile
 import tempfile
 import traceback
 import urllib.parse
@@ -266,6 +271,34 @@ def build(config: Config) -> str:
     return lock
 
 
+def write_layer(target: str, path: str) -> None:
+    """An image layer of the built environment at `path`: a tar of `target` and its parent
+    directories, at their paths in the image, owned by root and readable by everyone, with
+    no timestamps (the same build gives the same layer)."""
+
+    def normalize(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        info.mtime = 0
+        info.mode = (info.mode | 0o444 | (0o111 if info.isdir() or info.mode & 0o100 else 0)) & 0o755
+        return info
+
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as layer:
+        parts = target.strip("/").split("/")
+        for depth in range(1, len(parts)):
+            parent = tarfile.TarInfo("/".join(parts[:depth]))
+            parent.type = tarfile.DIRTYPE
+            layer.addfile(normalize(parent))
+        for root, dirs, files in os.walk(target):
+            dirs.sort()
+            for name in [root] + [os.path.join(root, f) for f in sorted(files)]:
+                layer.add(name, arcname=name.lstrip("/"), recursive=False, filter=normalize)
+            for d in dirs:
+                full = os.path.join(root, d)
+                if os.path.islink(full):
+                    layer.add(full, arcname=full.lstrip("/"), recursive=False, filter=normalize)
+
+
 def log(message: str) -> None:
     print(f"[python-env-build] {message}", file=sys.stderr, flush=True)
 
@@ -291,6 +324,10 @@ def main() -> int:
                 f.write(netrc_text(config, credentials))
         lock = build(config)
         message = lock_message(lock)
+        layer = os.environ.get("DWO_LAYER")
+        if layer:
+            # Strategy Image: the environment as a layer for the push that follows.
+            write_layer(config.target, layer)
     except BuildError as e:
         message = error_message(str(e))
         log(message)

@@ -62,6 +62,7 @@ pub fn environment_state(environment: &DeserializeGuard<crate::crd::PythonEnviro
                 status.phase,
                 status.spec_hash,
                 status.build,
+                status.image,
             ))
         }
         Err(_) => crate::controller::cache::generation(environment),
@@ -188,13 +189,15 @@ pub fn ready_environment(caches: &super::Caches, namespace: &str, name: &str) ->
     let current = status.observed_generation == environment.metadata.generation
         && status.spec_hash.as_deref() == Some(hash.as_str())
         && environment.spec.approval.as_ref().is_some_and(|a| a.spec_hash == hash);
-    match (status.phase.as_deref(), status.build) {
-        (Some("Ready"), Some(directory)) if current => Ok(python_env::Ready {
+    let built = status.build.is_some() || status.image.is_some();
+    match status.phase.as_deref() {
+        Some("Ready") if current && built => Ok(python_env::Ready {
             name: name.into(),
             python_version: environment.spec.python_version.clone(),
-            directory,
+            directory: status.build.unwrap_or_default(),
+            image: status.image,
         }),
-        (Some(phase), _) if current || phase != "Ready" => Err(not_ready(format!("is {phase}"))),
+        Some(phase) if current || phase != "Ready" => Err(not_ready(format!("is {phase}"))),
         _ => Err(not_ready("has not been built for its current spec".into())),
     }
 }

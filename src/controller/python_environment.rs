@@ -23,7 +23,7 @@ use crate::{
         python_env::{self, ANNOTATION_REQUESTED_BY, Approved},
     },
     conditions::{Desired, READY},
-    crd::{Project, PythonEnvironment, PythonEnvironmentStatus},
+    crd::{Project, PythonEnvironment, PythonEnvironmentStatus, python_environment::BuildStrategy},
     error::{Error, Result},
     names::LABEL_WORKSPACE,
 };
@@ -35,6 +35,8 @@ pub const CONDITION_TYPES: &[&str] = &[READY, "Approved", "Built"];
 const ANNOTATION_JOB: &str = "dataworkspace.io/build-job";
 /// Key of the lock in the build-result ConfigMap.
 const LOCK_KEY: &str = "lock.txt";
+/// Key of the pushed image (strategy `Image`) in the build-result ConfigMap.
+const IMAGE_KEY: &str = "image";
 /// Key of a failed build's error summary in the build-result ConfigMap.
 const ERROR_KEY: &str = "error";
 
@@ -151,24 +153,34 @@ pub async fn reconcile(env: Arc<PythonEnvironment>, ctx: Arc<Context>) -> Result
         used_by: used_by(&ctx, &namespace, &name),
         ..PythonEnvironmentStatus::default()
     };
-    // The index credentials are a connection of the Workspace: its Secret key, never its value.
-    let credentials = match &env.spec.index_credentials {
+    // Credentials are connections of the Workspace: their Secret keys, never their values.
+    let connection = |field: &str, name: Option<&String>| match name {
         None => Ok(None),
-        Some(connection) => workspace
-            .secret_env
-            .get(&format!("CONN_{}", connection.to_uppercase()))
-            .cloned()
-            .map(Some)
-            .ok_or_else(|| {
-                format!(
-                    "spec.indexCredentials names the connection {connection}, which the Workspace {} does not have",
-                    workspace.name
-                )
-            }),
+        Some(name) => {
+            workspace.secret_env.get(&format!("CONN_{}", name.to_uppercase())).cloned().map(Some).ok_or_else(
+                || {
+                    format!(
+                        "{field} names the connection {name}, which the Workspace {} does not have",
+                        workspace.name
+                    )
+                },
+            )
+        }
     };
-    let decision = match (decide(&env, &hash, ctx.config.python_approval_enforced), &credentials) {
-        (Decision::Build { .. }, Err(message)) => Decision::Unbuildable("UnknownConnection", message.clone()),
-        (decision, _) => decision,
+    let index_credentials = connection("spec.indexCredentials", env.spec.index_credentials.as_ref());
+    let push_credentials = connection(
+        "spec.image.pushCredentials",
+        env.spec.image.as_ref().and_then(|i| i.push_credentials.as_ref()),
+    );
+    let decision = match (
+        decide(&env, &hash, ctx.config.python_approval_enforced),
+        &index_credentials,
+        &push_credentials,
+    ) {
+        (Decision::Build { .. }, Err(message), _) | (Decision::Build { .. }, _, Err(message)) => {
+            Decision::Unbuildable("UnknownConnection", message.clone())
+        }
+        (decision, _, _) => decision,
     };
     let mut conditions = Vec::new();
     match decision {
@@ -205,7 +217,8 @@ pub async fn reconcile(env: Arc<PythonEnvironment>, ctx: Arc<Context>) -> Result
                 owner: owner_reference(&*env),
                 spec: &env.spec,
                 hash: &hash,
-                index_credentials: credentials.ok().flatten(),
+                index_credentials: index_credentials.ok().flatten(),
+                push_credentials: push_credentials.ok().flatten(),
             };
             let mut wanted = python_env::children(&approved);
             let job_name = python_env::job_name(&name, &hash);
@@ -243,10 +256,32 @@ pub async fn reconcile(env: Arc<PythonEnvironment>, ctx: Arc<Context>) -> Result
                         format!("the build Job {job_name} is running"),
                     ));
                 }
+                Some((true, record))
+                    if env.spec.strategy == BuildStrategy::Image
+                        && record
+                            .data
+                            .as_ref()
+                            .and_then(|d| d.get(IMAGE_KEY))
+                            .is_none_or(|i| i.is_empty()) =>
+                {
+                    status.phase = Some("Failed".into());
+                    status.lock_config_map = Some(python_env::lock_name(&name));
+                    conditions.push(Desired::no(
+                        "Built",
+                        "NoImageReported",
+                        format!("the build Job {job_name} succeeded but its push reported no image digest of the repository"),
+                    ));
+                }
                 Some((true, record)) => {
                     let lock = record.data.as_ref().and_then(|d| d.get(LOCK_KEY)).filter(|l| !l.is_empty());
+                    let image = record.data.as_ref().and_then(|d| d.get(IMAGE_KEY)).filter(|i| !i.is_empty());
                     status.phase = Some("Ready".into());
-                    status.build = Some(python_env::build_directory(&hash, &job_uid));
+                    match env.spec.strategy {
+                        BuildStrategy::Virtualenv => {
+                            status.build = Some(python_env::build_directory(&hash, &job_uid));
+                        }
+                        BuildStrategy::Image => status.image = image.cloned(),
+                    }
                     status.lock_config_map = Some(python_env::lock_name(&name));
                     status.lock_hash = lock.map(|l| python_env::sha256_hex(l.as_bytes()));
                     conditions.push(Desired::yes(
@@ -336,7 +371,7 @@ async fn record_build(
         .list(&ListParams::default().labels(&format!("{}={job_uid}", python_env::LABEL_CONTROLLER_UID)))
         .await
         .map_err(|source| Error::Read { what: format!("the pods of build Job {job_uid}"), source })?;
-    let message = listed
+    let statuses: Vec<_> = listed
         .items
         .iter()
         .filter(|p| {
@@ -344,15 +379,29 @@ async fn record_build(
                 .iter()
                 .any(|o| o.controller == Some(true) && o.kind == "Job" && o.uid == job_uid)
         })
-        .flat_map(|p| p.status.iter().flat_map(|s| s.container_statuses.iter().flatten()))
-        .find_map(|c| c.state.as_ref()?.terminated.as_ref()?.message.clone())
-        .unwrap_or_default();
-    let key = if succeeded { LOCK_KEY } else { ERROR_KEY };
-    let value = if succeeded {
-        python_env::lock_from_message(&message).unwrap_or_default()
-    } else {
-        message.strip_prefix("error: ").unwrap_or(&message).to_string()
+        .filter_map(|p| p.status.as_ref())
+        .flat_map(|s| s.init_container_statuses.iter().flatten().chain(s.container_statuses.iter().flatten()))
+        .cloned()
+        .collect();
+    let message_of = |container: &str| {
+        statuses
+            .iter()
+            .filter(|c| c.name == container)
+            .find_map(|c| c.state.as_ref()?.terminated.as_ref()?.message.clone())
+            .unwrap_or_default()
     };
+    let build = message_of("build");
+    let mut data = std::collections::BTreeMap::new();
+    if succeeded {
+        data.insert(LOCK_KEY.to_string(), python_env::lock_from_message(&build).unwrap_or_default());
+        if let Some(target) = env.spec.image.as_ref().filter(|_| env.spec.strategy == BuildStrategy::Image) {
+            let pushed = python_env::image_from_message(&message_of("push"), &target.repository);
+            data.insert(IMAGE_KEY.to_string(), pushed.unwrap_or_default());
+        }
+    } else {
+        let failed = if build.is_empty() { message_of("push") } else { build };
+        data.insert(ERROR_KEY.to_string(), failed.strip_prefix("error: ").unwrap_or(&failed).to_string());
+    }
     let mut labels = crate::names::labels("python-environment", env.name, "lock");
     labels.insert(LABEL_WORKSPACE.into(), env.workspace.into());
     Ok(ConfigMap {
@@ -364,7 +413,7 @@ async fn record_build(
             owner_references: Some(vec![env.owner.clone()]),
             ..Default::default()
         },
-        data: Some([(key.to_string(), value)].into()),
+        data: Some(data),
         ..ConfigMap::default()
     })
 }

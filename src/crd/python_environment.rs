@@ -33,6 +33,7 @@ use super::common::{Conditions, IMAGE_MESSAGE, IMAGE_RULE, StorageSpec, conditio
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("(has(self.packages) && size(self.packages) > 0) || has(self.requirements)").message("list packages or give requirements (or both)"))]
+#[x_kube(validation = Rule::new("self.strategy != 'Image' || has(self.image)").message("strategy Image needs spec.image: the repository to push the built image to"))]
 pub struct PythonEnvironmentSpec {
     /// Python minor version, for example `3.12`.
     #[serde(default = "default_python_version")]
@@ -82,6 +83,9 @@ pub struct PythonEnvironmentSpec {
     /// How the environment is built.
     #[serde(default)]
     pub strategy: BuildStrategy,
+    /// Where strategy `Image` pushes the image it builds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageTarget>,
     /// Volume for the virtualenv (strategy `Virtualenv`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<StorageSpec>,
@@ -94,6 +98,27 @@ pub struct PythonEnvironmentSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejection: Option<Rejection>,
 }
+
+/// Where a built image goes.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageTarget {
+    /// The repository, without tag or digest: `registry.example.com[:port]/path`. The image is
+    /// tagged with the spec hash and used by its digest.
+    #[schemars(length(min = 3, max = 255))]
+    #[x_kube(validation = Rule::new(REPOSITORY_RULE).message("image.repository must be a registry host (with an optional port) and a lower-case path, such as registry.example.com/data/environments, without tag or digest"))]
+    pub repository: String,
+    /// A Workspace connection (`spec.connections[].name`) whose value is a Docker
+    /// `config.json` with the credentials to push to the repository; none for a registry that
+    /// takes anonymous pushes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
+    pub push_credentials: Option<String>,
+}
+
+/// A registry host with a dot or a port (so it is never taken for a Docker Hub user) and a
+/// path of lower-case components: no tag, digest, option or whitespace.
+const REPOSITORY_RULE: &str = r"self.matches(r'^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)+$') && (self.split('/')[0].contains('.') || self.split('/')[0].contains(':'))";
 
 /// A rejection of one exact spec.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq, KubeSchema)]
@@ -190,6 +215,9 @@ pub struct PythonEnvironmentStatus {
     /// which the Projects mount.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build: Option<String>,
+    /// The built image by digest (strategy `Image`), which the Projects run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
     /// Name of the ConfigMap holding the resolved lock of the last build.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock_config_map: Option<String>,

@@ -156,6 +156,28 @@ pub async fn approval_is_enforced_and_a_build_reaches_the_project(scope: Scope) 
         // Nor can the developer remove it.
         let removed = patch_as(&developer, &ns, "py", serde_json::json!({"rejection": null}));
         ensure!(removed.as_ref().is_err_and(|e| e.contains("'approve' verb")), "{removed:?}");
+
+        // Strategy Image: the build and push pod passes the namespace's Pod Security
+        // (restricted); kwok completes it without running crane, so no digest comes back and the
+        // environment says so instead of pretending to be ready.
+        let image = format!(
+            "apiVersion: dataworkspace.io/v1alpha1\nkind: PythonEnvironment\nmetadata: {{name: img, namespace: {ns}}}\nspec: {{strategy: Image, packages: [six==1.17.0], image: {{repository: registry.example.com/data/envs}}}}\n"
+        );
+        kubectl_with_input(&["apply", "--as", &developer, "-f", "-"], &image)?;
+        let image_hash = wait_for(&envs, "img", "phase PendingApproval", |e: Option<&PythonEnvironment>| {
+            phase(e).as_deref() == Some("PendingApproval")
+        })
+        .await?
+        .status
+        .and_then(|s| s.spec_hash)
+        .unwrap_or_default();
+        patch_as(&admin, &ns, "img", serde_json::json!({"approval": {"approvedBy": admin, "specHash": image_hash}}))?;
+        let pushed = wait_for(&envs, "img", "the Image build to finish", |e: Option<&PythonEnvironment>| {
+            phase(e).as_deref() == Some("Failed")
+        })
+        .await?;
+        let built = pushed.status.unwrap_or_default().conditions.into_iter().find(|c| c.type_ == "Built").map(|c| c.reason);
+        ensure!(built.as_deref() == Some("NoImageReported"), "Built {built:?}");
         Ok(())
     }
     .await;

@@ -110,6 +110,14 @@ impl Env {
         ])?;
         // Refresh kubectl's discovery cache, which may predate the CRDs (their category included).
         kubectl(&["api-resources", "--api-group=dataworkspace.io"])?;
+        // The PythonEnvironment requester policy (a MutatingAdmissionPolicy) needs the new
+        // kind's schema, which the API server learns a moment after the CRD is established;
+        // until then it refuses PythonEnvironments as unavailable.
+        let probe = "apiVersion: dataworkspace.io/v1alpha1\nkind: PythonEnvironment\nmetadata: {name: probe, namespace: default}\nspec: {packages: [six]}\n";
+        wait_until(WAIT, "the API server to admit PythonEnvironments", || async move {
+            Ok(kubectl_with_input(&["create", "--dry-run=server", "-f", "-"], probe).is_ok())
+        })
+        .await?;
 
         let env =
             Arc::new(Env { client, repo, out_dir, operator: Mutex::new(None), counter: AtomicU32::new(0) });
