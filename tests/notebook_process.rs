@@ -817,3 +817,57 @@ fn the_generated_command_and_configuration_start_the_real_jupyterlab() {
     assert!(exit.is_some(), "the server did not stop within 30 s of SIGTERM; log:\n{}", server.log_tail());
     eprintln!("the server stopped on SIGTERM with {}; total {:.1?}", exit.unwrap(), started.elapsed());
 }
+
+/// The kernel spec the Studio gets for a ready Python environment, run by the real Jupyter
+/// (`jupyter run`, the Jupyter client's own kernel launcher) from the notebook virtualenv: the
+/// kernel is discovered through `JUPYTER_PATH` and imports what the environment holds.
+#[test]
+fn a_python_environment_kernel_spec_runs_and_imports_the_environment() {
+    use dataworkspace_operator::build::python_env::{KERNELS_ROOT, Ready, kernel_specs};
+    if skipped() {
+        return;
+    }
+    let venv = python_env("notebook", &manifest_dir().join("hack/python/notebook.txt"));
+    let root = TempDir::new("pyenv-kernel");
+    let minor = Command::new(venv.join("bin/python"))
+        .args(["-c", "import sys; print(f'{sys.version_info[0]}.{sys.version_info[1]}')"])
+        .output()
+        .expect("the venv's python");
+    let version = String::from_utf8_lossy(&minor.stdout).trim().to_string();
+    // A build of the environment, as mounted at <KERNELS_ROOT>/<name>, mapped under the root.
+    let envs = root.0.join("envs");
+    let site = envs.join(format!("analytics/lib/python{version}/site-packages"));
+    fs::create_dir_all(&site).unwrap();
+    fs::write(site.join("dwo_probe.py"), "VALUE = 'from the environment'\n").unwrap();
+    let ready =
+        Ready { name: "analytics".into(), python_version: version, directory: "h-u".into(), image: None };
+    let specs = kernel_specs(&[ready]);
+    let spec = specs["analytics"].replace(KERNELS_ROOT, &envs.display().to_string());
+    let jupyter_path = root.0.join("jupyter");
+    fs::create_dir_all(jupyter_path.join("kernels/analytics")).unwrap();
+    fs::write(jupyter_path.join("kernels/analytics/kernel.json"), spec).unwrap();
+    let path = format!("{}:{}", venv.join("bin").display(), std::env::var("PATH").unwrap_or_default());
+    let jupyter = |args: &[&str]| {
+        Command::new(venv.join("bin/jupyter"))
+            .args(args)
+            .env("PATH", &path)
+            .env("JUPYTER_PATH", &jupyter_path)
+            .env("HOME", &root.0)
+            .env("JUPYTER_RUNTIME_DIR", root.0.join("runtime"))
+            .current_dir(&root.0)
+            .output()
+            .expect("running jupyter")
+    };
+    let listed = jupyter(&["kernelspec", "list", "--json"]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.contains("\"analytics\""), "the kernel is not discovered: {listed}");
+    fs::write(root.0.join("probe.py"), "import dwo_probe\nprint('probe:', dwo_probe.VALUE)\n").unwrap();
+    let ran = jupyter(&["run", "--kernel", "analytics", "probe.py"]);
+    let out = String::from_utf8_lossy(&ran.stdout);
+    assert!(
+        ran.status.success() && out.contains("probe: from the environment"),
+        "the kernel did not import the environment ({}):\n{out}\n{}",
+        ran.status,
+        String::from_utf8_lossy(&ran.stderr)
+    );
+}

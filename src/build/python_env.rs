@@ -489,6 +489,97 @@ pub fn mount(template: &mut PodTemplateSpec, env: &Ready) {
     }
 }
 
+/// Where the Studio mounts each environment it offers as a kernel: `<KERNELS_ROOT>/<name>`.
+pub const KERNELS_ROOT: &str = "/opt/dataworkspace/python-envs";
+/// Where the Studio's kernel specs are mounted (added to `JUPYTER_PATH`).
+pub const KERNEL_SPECS: &str = "/opt/dataworkspace/jupyter";
+/// Annotation naming the environment builds the Studio offers, so a new build rolls it.
+pub const ANNOTATION_KERNELS: &str = "dataworkspace.io/python-environment-kernels";
+
+/// The Jupyter kernel spec (`kernel.json`) of each environment: the server's own Python with
+/// the environment's `site-packages` first on the import path.
+pub fn kernel_specs(kernels: &[Ready]) -> BTreeMap<String, String> {
+    kernels
+        .iter()
+        .map(|k| {
+            let spec = serde_json::json!({
+                "argv": ["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": format!("Python {} ({})", k.python_version, k.name),
+                "language": "python",
+                "env": {
+                    "PYTHONPATH": format!("{KERNELS_ROOT}/{}/lib/python{}/site-packages", k.name, k.python_version),
+                    "DATAWORKSPACE_PYTHON_ENV": format!("{KERNELS_ROOT}/{}", k.name),
+                },
+            });
+            (k.name.clone(), serde_json::to_string_pretty(&spec).unwrap_or_default())
+        })
+        .collect()
+}
+
+/// Offers `kernels` in the container `container` of a pod (the Studio's JupyterLab): each
+/// build mounted read-only at `<KERNELS_ROOT>/<name>`, the kernel specs from the ConfigMap
+/// `specs` at `<KERNEL_SPECS>/kernels/<name>/kernel.json` on `JUPYTER_PATH`, and the builds
+/// named on the template so a new one rolls the pod.
+pub fn offer_kernels(template: &mut PodTemplateSpec, container: &str, kernels: &[Ready], specs: &str) {
+    if kernels.is_empty() {
+        return;
+    }
+    let builds: Vec<String> = kernels.iter().map(|k| format!("{}/{}", k.name, k.directory)).collect();
+    let metadata = template.metadata.get_or_insert_with(ObjectMeta::default);
+    metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(ANNOTATION_KERNELS.into(), builds.join(","));
+    let Some(pod) = template.spec.as_mut() else { return };
+    let volumes = pod.volumes.get_or_insert_with(Vec::new);
+    volumes.extend(kernels.iter().map(|k| Volume {
+        name: format!("pyenv-{}", k.name),
+        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+            claim_name: volume_name(&k.name),
+            read_only: Some(true),
+        }),
+        ..Volume::default()
+    }));
+    volumes.push(Volume {
+        name: "kernel-specs".into(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: specs.into(),
+            items: Some(
+                kernels
+                    .iter()
+                    .map(|k| KeyToPath {
+                        key: k.name.clone(),
+                        path: format!("kernels/{}/kernel.json", k.name),
+                        mode: None,
+                    })
+                    .collect(),
+            ),
+            ..ConfigMapVolumeSource::default()
+        }),
+        ..Volume::default()
+    });
+    let Some(lab) = pod.containers.iter_mut().find(|c| c.name == container) else { return };
+    let mounts = lab.volume_mounts.get_or_insert_with(Vec::new);
+    mounts.extend(kernels.iter().map(|k| VolumeMount {
+        name: format!("pyenv-{}", k.name),
+        mount_path: format!("{KERNELS_ROOT}/{}", k.name),
+        sub_path: Some(k.directory.clone()),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    }));
+    mounts.push(VolumeMount {
+        name: "kernel-specs".into(),
+        mount_path: KERNEL_SPECS.into(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    });
+    lab.env.get_or_insert_with(Vec::new).push(EnvVar {
+        name: "JUPYTER_PATH".into(),
+        value: Some(KERNEL_SPECS.into()),
+        ..EnvVar::default()
+    });
+}
+
 /// The image reference a push reported in its termination message: `<repository>@sha256:<64
 /// hex>` of the expected repository, nothing else.
 pub fn image_from_message(message: &str, repository: &str) -> Option<String> {

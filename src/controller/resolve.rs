@@ -52,7 +52,19 @@ pub fn observe(workspace: &Workspace, caches: &Caches, config: &Config) -> Obser
         .map(|b| b.name_any())
         .collect();
     foreign_role_bindings.sort();
+    // Environments built as volumes, ready for their current spec: the Studio's extra kernels.
+    let mut environments: Vec<crate::build::python_env::Ready> = caches
+        .environments
+        .state()
+        .iter()
+        .filter(|e| kube::Resource::meta(e.as_ref()).namespace.as_deref() == Some(namespace.as_str()))
+        .filter_map(|e| kube::Resource::meta(e.as_ref()).name.clone())
+        .filter_map(|name| super::project::ready_environment(caches, &namespace, &name).ok())
+        .filter(|ready| ready.image.is_none())
+        .collect();
+    environments.sort_by(|a, b| a.name.cmp(&b.name));
     Observed {
+        environments,
         identities: Identities::new(&valid(&caches.users), config),
         namespace: existing,
         missing_secrets,

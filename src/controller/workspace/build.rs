@@ -26,7 +26,7 @@ use super::validate::{Ownership, Studio, ValidatedWorkspace};
 use crate::{
     build::{
         access::{self, AccessObjects, Exposure, Owner},
-        child_meta, env, git, jupyter, pod, workload, workspace_labels,
+        child_meta, env, git, jupyter, pod, python_env, workload, workspace_labels,
     },
     config::Config,
     crd::{common::Role, workspace::DeletionPolicy},
@@ -47,6 +47,8 @@ pub const LABEL_PROXIED: &str = "dataworkspace.io/proxied";
 pub const VARIABLES: &str = env::VARIABLES;
 /// Name of the Studio StatefulSet and Service.
 pub const STUDIO: &str = "studio";
+/// Name of the ConfigMap of the Studio's extra kernels (one per ready Python environment).
+pub const STUDIO_KERNELS: &str = "studio-kernels";
 /// Name of the Studio home volume claim template (the PVC is `home-studio-0`).
 pub const STUDIO_HOME: &str = "home";
 /// Annotation on the namespace saying what deleting the Workspace leaves.
@@ -119,6 +121,8 @@ pub struct StudioObjects {
     /// Behind the access layer: the proxies of JupyterLab and of the IDE, with their lists,
     /// secrets, routes and NetworkPolicies.
     pub access: Vec<AccessObjects>,
+    /// The kernel specs of the ready Python environments it offers, if any.
+    pub kernels: Option<ConfigMap>,
 }
 
 /// How the Studio server is reached, decided before building.
@@ -224,6 +228,11 @@ pub fn build(ws: &ValidatedWorkspace, config: &Config, reach: Option<&Reach>) ->
         variables: variables(ws),
         // The servers turn their own authentication off only behind the proxies.
         studio: ws.studio.as_ref().map(|s| StudioObjects {
+            kernels: (!s.kernels.is_empty()).then(|| ConfigMap {
+                metadata: studio_child_meta(ws, STUDIO_KERNELS),
+                data: Some(python_env::kernel_specs(&s.kernels)),
+                ..ConfigMap::default()
+            }),
             service: studio_service(ws),
             statefulset: studio_statefulset(ws, s, proxied),
             reach: reach.cloned().unwrap_or(Reach::InCluster {
@@ -542,7 +551,11 @@ fn studio_labels(ws: &ValidatedWorkspace) -> BTreeMap<String, String> {
 }
 
 fn studio_meta(ws: &ValidatedWorkspace) -> ObjectMeta {
-    child_meta(STUDIO, Some(&ws.namespace), studio_labels(ws), &ws.name, Some(ws.owner.clone()))
+    studio_child_meta(ws, STUDIO)
+}
+
+fn studio_child_meta(ws: &ValidatedWorkspace, name: &str) -> ObjectMeta {
+    child_meta(name, Some(&ws.namespace), studio_labels(ws), &ws.name, Some(ws.owner.clone()))
 }
 
 fn studio_service(ws: &ValidatedWorkspace) -> Service {
@@ -624,25 +637,27 @@ pub fn studio_statefulset(ws: &ValidatedWorkspace, studio: &Studio, proxied: boo
         volumes: Some(git::volumes(&ws.repos)),
         ..PodSpec::default()
     };
+    let mut template = PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some({
+                let mut labels = studio_labels(ws);
+                if proxied {
+                    labels.insert(LABEL_PROXIED.into(), "true".into());
+                }
+                labels
+            }),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(pod_spec),
+    };
+    python_env::offer_kernels(&mut template, "jupyterlab", &studio.kernels, STUDIO_KERNELS);
     StatefulSet {
         metadata: studio_meta(ws),
         spec: Some(StatefulSetSpec {
             replicas: Some(if studio.stopped { 0 } else { 1 }),
             service_name: Some(STUDIO.into()),
             selector: LabelSelector { match_labels: Some(studio_labels(ws)), ..LabelSelector::default() },
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some({
-                        let mut labels = studio_labels(ws);
-                        if proxied {
-                            labels.insert(LABEL_PROXIED.into(), "true".into());
-                        }
-                        labels
-                    }),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(pod_spec),
-            },
+            template,
             volume_claim_templates: Some(vec![workload::claim_template(
                 STUDIO_HOME,
                 &studio.storage_size,
@@ -939,6 +954,48 @@ mod tests {
         for access in &studio.access {
             assert_eq!(access.emails.data.as_ref().unwrap()["emails"], "");
         }
+    }
+
+    #[test]
+    fn ready_python_environments_are_offered_as_read_only_kernels() {
+        let (ws, users) = example_workspace();
+        let mut observed = observed(users);
+        observed.environments = vec![crate::build::python_env::Ready {
+            name: "analytics-py312".into(),
+            python_version: "3.12".into(),
+            directory: "h-u".into(),
+            image: None,
+        }];
+        let validated = validate(&ws, &observed).unwrap();
+        let studio = build(&validated, &Config::default(), None).studio.unwrap();
+        let specs = studio.kernels.unwrap().data.unwrap();
+        let spec: serde_json::Value = serde_json::from_str(&specs["analytics-py312"]).unwrap();
+        assert_eq!(
+            spec["env"]["PYTHONPATH"],
+            "/opt/dataworkspace/python-envs/analytics-py312/lib/python3.12/site-packages"
+        );
+        let template = studio.statefulset.spec.unwrap().template;
+        let pod = template.spec.unwrap();
+        let lab = pod.containers.iter().find(|c| c.name == "jupyterlab").unwrap();
+        let mount = lab.volume_mounts.iter().flatten().find(|m| m.name == "pyenv-analytics-py312").unwrap();
+        assert_eq!((mount.sub_path.as_deref(), mount.read_only), (Some("h-u"), Some(true)));
+        assert!(lab.env.iter().flatten().any(|v| v.name == "JUPYTER_PATH"));
+        let ide = pod.containers.iter().find(|c| c.name == "ide").unwrap();
+        assert!(!ide.volume_mounts.iter().flatten().any(|m| m.name.starts_with("pyenv-")));
+        assert_eq!(
+            template.metadata.unwrap().annotations.unwrap()[crate::build::python_env::ANNOTATION_KERNELS],
+            "analytics-py312/h-u",
+            "a new build rolls the Studio"
+        );
+        // Without environments, nothing changes.
+        let plain =
+            build(&validate(&ws, &observed_without()).unwrap(), &Config::default(), None).studio.unwrap();
+        assert!(plain.kernels.is_none());
+        assert!(plain.statefulset.spec.unwrap().template.metadata.unwrap().annotations.is_none());
+    }
+
+    fn observed_without() -> crate::controller::workspace::validate::Observed {
+        observed(example_workspace().1)
     }
 
     #[test]

@@ -81,7 +81,7 @@ pub fn controller(feeds: &mut Feeds, ctx: &Arc<Context>) -> Controller<Deseriali
     let (users, secrets) = (ctx.caches.clone(), ctx.caches.clone());
     let (o1, o2, o3, o4, o5, o6, o7, o8, o9, o10) =
         (owned(), owned(), owned(), owned(), owned(), owned(), owned(), owned(), owned(), owned());
-    let (n1, n2, n3) = (in_namespace(), in_namespace(), in_namespace());
+    let (n1, n2, n3, n4) = (in_namespace(), in_namespace(), in_namespace(), in_namespace());
     let controller = root(&mut feeds.workspaces)
         .watches_stream(feeds.quotas.subscribe(), move |o| {
             o1(o.namespace(), o.owner_references(), o.labels())
@@ -114,6 +114,10 @@ pub fn controller(feeds: &mut Feeds, ctx: &Arc<Context>) -> Controller<Deseriali
         .watches_stream(feeds.role_bindings.subscribe(), move |o| n1(o.namespace()))
         // Every namespace: one may appear, be handed over, or go away at any time.
         .watches_stream(feeds.namespaces.subscribe(), move |ns| n2(Some(ns.name_any())))
+        // Python environments becoming ready or rebuilt: the Studio's kernels.
+        .watches_stream(feeds.environments.subscribe_when(super::project::environment_state), move |e| {
+            n4(kube::Resource::meta(&e).namespace.clone())
+        })
         // The project counts by runtime and phase in status.
         .watches_stream(feeds.projects.subscribe_when(project_phase), move |project| n3(project.namespace()))
         // Who a User is and may be bound as; their status is the User controller's output.
@@ -347,6 +351,7 @@ async fn leave_namespace(ctx: &Context, namespace: &str, uid: &str) -> Result<()
     remove_owned::<NetworkPolicy>(ctx, namespace, build::NETWORK_POLICY, uid).await?;
     remove_owned::<NetworkPolicy>(ctx, namespace, build::PEERS_POLICY, uid).await?;
     remove_owned::<ConfigMap>(ctx, namespace, build::VARIABLES, uid).await?;
+    remove_owned::<ConfigMap>(ctx, namespace, build::STUDIO_KERNELS, uid).await?;
     remove_owned::<LimitRange>(ctx, namespace, build::LIMIT_RANGE, uid).await?;
     remove_owned::<ResourceQuota>(ctx, namespace, build::QUOTA, uid).await
 }
@@ -427,12 +432,17 @@ async fn apply(ctx: &Context, ws: &ValidatedWorkspace, objects: WorkspaceObjects
             for exposure in &studio.access {
                 proxies_available &= access::expose(ctx, exposure).await?;
             }
+            match &studio.kernels {
+                Some(kernels) => drop(apply_namespaced(ctx, kernels).await?),
+                None => delete_if_managed::<ConfigMap>(ctx, &ws.namespace, build::STUDIO_KERNELS).await?,
+            }
             Some(apply_namespaced(ctx, &studio.statefulset).await?)
         }
         None => {
             // The home volume (a PVC of the StatefulSet's template) is kept: it holds user data.
             delete_if_managed::<StatefulSet>(ctx, &ws.namespace, build::STUDIO).await?;
             delete_if_managed::<Service>(ctx, &ws.namespace, build::STUDIO).await?;
+            delete_if_managed::<ConfigMap>(ctx, &ws.namespace, build::STUDIO_KERNELS).await?;
             None
         }
     };

@@ -46,6 +46,9 @@ pub struct Observed {
     pub foreign_role_bindings: Vec<String>,
     /// The prefix of namespaces the operator creates (empty: any).
     pub namespace_prefix: String,
+    /// The PythonEnvironments of the namespace that are ready as volumes, by name: the Studio
+    /// offers each as a kernel.
+    pub environments: Vec<crate::build::python_env::Ready>,
 }
 
 /// What an existing namespace says about who it belongs to.
@@ -220,6 +223,8 @@ pub struct Studio {
     pub allowed: Vec<Person>,
     /// Host name for the Ingress.
     pub host: Option<String>,
+    /// Ready Python environments offered as extra kernels.
+    pub kernels: Vec<crate::build::python_env::Ready>,
 }
 
 /// The JupyterLab image of the Studio server.
@@ -266,6 +271,7 @@ pub fn validate(workspace: &Workspace, observed: &Observed) -> Result<ValidatedW
         idle_timeout_seconds,
         allowed: studio_access(s.access.as_ref(), &people, &observed.identities.bindable),
         host: s.host.clone(),
+        kernels: observed.environments.clone(),
     });
 
     Ok(ValidatedWorkspace {
