@@ -32,7 +32,10 @@ use dataworkspace_operator::build::access::{
     AccessLayer, COOKIE_NAME, Exposure, Files, Owner, emails_file, proxy_args,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use support::http::{Response, request};
+use support::{
+    http::{Response, request},
+    temp::TempDir,
+};
 
 const CLIENT_ID: &str = "dataworkspace";
 const CLIENT_SECRET: &str = "loopback-client-secret";
@@ -152,7 +155,7 @@ struct Proxy {
     list: List,
     process: Guard,
     log: PathBuf,
-    _dir: tempdir::Dir,
+    _dir: TempDir,
 }
 
 /// The access list as the kubelet projects a ConfigMap key: `<volume>/emails` links to
@@ -183,33 +186,11 @@ impl List {
     }
 }
 
-mod tempdir {
-    use std::path::PathBuf;
-
-    /// A directory removed when dropped.
-    pub struct Dir(pub PathBuf);
-
-    impl Dir {
-        pub fn new(name: &str) -> Dir {
-            let path = std::env::temp_dir().join(format!("dwo-access-{name}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&path);
-            std::fs::create_dir_all(&path).unwrap();
-            Dir(path)
-        }
-    }
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
 impl Proxy {
     /// Starts a proxy for `ui` admitting `allowed`, in front of `upstream`.
     fn start(ui: &str, allowed: &[&str], upstream: &Upstream) -> Proxy {
         let shared = shared();
-        let dir = tempdir::Dir::new(ui);
+        let dir = TempDir::new(&format!("dwo-access-{ui}"));
         let port = free_port();
         let layer = AccessLayer {
             namespace: "dataworkspace-access".into(),

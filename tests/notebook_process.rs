@@ -24,6 +24,7 @@ use std::{
     thread,
     time::{Duration, Instant},
 };
+use support::temp::TempDir;
 
 use dataworkspace_operator::{
     build::children::Child,
@@ -593,24 +594,6 @@ fn python_env(name: &str, requirements: &Path) -> PathBuf {
     assert!(venv.join("bin/jupyter").is_file(), "{} has no bin/jupyter", venv.display());
     eprintln!("virtualenv {} ready in {:.1?}", venv.display(), started.elapsed());
     venv
-}
-
-/// A temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(prefix: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-        let path = std::env::temp_dir().join(format!("{prefix}-{}-{nanos}", std::process::id()));
-        fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
 }
 
 /// A local, explicit opt-out; CI never skips. Written to the process's stderr directly, past

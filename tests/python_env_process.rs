@@ -20,12 +20,15 @@
 //!
 //! It needs python3 (with venv) and PyPI; it fails, saying so, when either is missing.
 
+mod support;
+
 use std::{
     fs,
     path::{Path, PathBuf},
     process::{Command, ExitStatus, Output, Stdio},
     time::{Duration, Instant},
 };
+use support::temp::TempDir;
 
 use serde_json::{Value, json};
 
@@ -47,24 +50,6 @@ fn manifest_dir() -> PathBuf {
 
 fn script() -> PathBuf {
     manifest_dir().join("src/build/python_env_build.py")
-}
-
-/// A temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(prefix: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-        let path = std::env::temp_dir().join(format!("{prefix}-{}-{nanos}", std::process::id()));
-        fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
 }
 
 /// The last `n` lines of `text`.
