@@ -67,6 +67,10 @@ enum Command {
         /// admin hands over may have any name. Empty turns the check off.
         #[arg(long, env = "DWO_NAMESPACE_PREFIX", default_value = "dw-")]
         namespace_prefix: String,
+        /// Image that Streamlit apps from Git run in when neither the Project nor its Python
+        /// environment names one; it must contain Streamlit (nothing is installed at start).
+        #[arg(long, env = "DWO_STREAMLIT_IMAGE")]
+        streamlit_image: Option<String>,
     },
     /// Print all CustomResourceDefinitions as one YAML stream, or write one file per kind.
     Crd {
@@ -199,6 +203,7 @@ fn main() -> ExitCode {
             egress_deny_cidrs,
             remove_foreign_rolebindings,
             namespace_prefix,
+            streamlit_image,
         } => {
             let access = match access.layer() {
                 Ok(access) => access,
@@ -214,6 +219,7 @@ fn main() -> ExitCode {
                 egress_deny_cidrs,
                 remove_foreign_role_bindings: remove_foreign_rolebindings,
                 namespace_prefix,
+                streamlit_image,
                 // Checked against the cluster at start.
                 python_approval_enforced: false,
             };

@@ -575,25 +575,9 @@ fn pinned(requirements: &Path, package: &str) -> String {
         .unwrap_or_else(|| panic!("{package} is not pinned in {}", requirements.display()))
 }
 
-/// `hack/python-env.sh`: the venv's path, or a failure with its output.
+/// The notebook virtualenv: `hack/python-env.sh` with the notebook's pins.
 fn python_env(name: &str, requirements: &Path) -> PathBuf {
-    let started = Instant::now();
-    let output = Command::new("bash")
-        .arg(manifest_dir().join("hack/python-env.sh"))
-        .arg(name)
-        .arg(requirements)
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("running hack/python-env.sh");
-    assert!(
-        output.status.success(),
-        "hack/python-env.sh could not prepare the {name} virtualenv ({}); it needs python3 with venv and PyPI",
-        output.status
-    );
-    let venv = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
-    assert!(venv.join("bin/jupyter").is_file(), "{} has no bin/jupyter", venv.display());
-    eprintln!("virtualenv {} ready in {:.1?}", venv.display(), started.elapsed());
-    venv
+    support::venv::python_env(name, requirements, "jupyter")
 }
 
 /// A local, explicit opt-out; CI never skips. Written to the process's stderr directly, past

@@ -51,6 +51,9 @@ pub const COOKIE_SECRET_KEY: &str = "cookie-secret";
 pub const EMAILS_KEY: &str = "emails";
 /// The proxy's session cookie. Host-only (no domain), so each exposed host has its own.
 pub const COOKIE_NAME: &str = "_dataworkspace_access";
+/// Label on the pods of a UI behind the access layer: only its proxy reaches them (the
+/// workspace's peers policy leaves them out), as their own authentication may be off.
+pub const LABEL_PROXIED: &str = "dataworkspace.io/proxied";
 /// Label naming the exposure a proxy object belongs to.
 pub const LABEL_EXPOSURE: &str = "dataworkspace.io/exposure";
 /// Labels naming the owner of a proxy object: it lives in another namespace than its owner, so
@@ -216,6 +219,59 @@ pub fn sibling_host(host: &str, suffix: &str) -> String {
         Some((label, parent)) => format!("{label}-{suffix}.{parent}"),
         None => format!("{host}-{suffix}"),
     }
+}
+
+/// How a UI is reached, decided before building.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reach {
+    /// In-cluster only; the UI keeps its own authentication, if it has one.
+    InCluster {
+        /// The condition's reason: `InClusterOnly`, or why the host was refused.
+        reason: &'static str,
+        /// What status says.
+        message: String,
+        /// Whether it is a failure to report (a host was set and refused).
+        refused: bool,
+    },
+    /// Behind the access layer at `https://<host>/` (and its sibling hosts).
+    Proxied {
+        /// The main host.
+        host: String,
+    },
+}
+
+/// Decides how an owner's UIs are reached: `exposures` are what it would expose (none without a
+/// host, named by `field` in messages), checked against the platform's `layer`; `claimant` names
+/// who else exposes a host, if someone does (hosts are unique: the first claim keeps one).
+pub fn reach(
+    exposures: Option<&[Exposure]>,
+    layer: Option<&AccessLayer>,
+    field: &str,
+    claimant: impl Fn(&Exposure) -> Option<String>,
+) -> Reach {
+    let in_cluster = |message: String| Reach::InCluster { reason: "InClusterOnly", message, refused: false };
+    let Some(exposures) = exposures.filter(|e| !e.is_empty()) else {
+        return in_cluster(format!("reachable inside the cluster only (no {field})"));
+    };
+    let Some(layer) = layer else {
+        return in_cluster(format!(
+            "reachable inside the cluster only: the platform has not configured the access layer, so {field} is not exposed"
+        ));
+    };
+    if let Some(error) = exposures.iter().find_map(|e| check_host(&e.host, &layer.domain).err()) {
+        return Reach::InCluster { reason: "HostRejected", message: error, refused: true };
+    }
+    if let Some((exposure, owner)) = exposures.iter().find_map(|e| claimant(e).map(|o| (e, o))) {
+        return Reach::InCluster {
+            reason: "HostTaken",
+            message: format!(
+                "the host {} is already exposed for {owner}; choose another {field}",
+                exposure.host
+            ),
+            refused: true,
+        };
+    }
+    Reach::Proxied { host: exposures[0].host.clone() }
 }
 
 /// The proxy's access list: the plain addresses, lower-cased (the proxy compares lower-cased),

@@ -6,7 +6,7 @@ use std::hash::Hasher;
 
 use k8s_openapi::{
     api::{
-        apps::v1::StatefulSet,
+        apps::v1::{Deployment, StatefulSet},
         batch::v1::Job,
         core::v1::{ConfigMap, PersistentVolumeClaim, Service, ServiceAccount},
         networking::v1::NetworkPolicy,
@@ -45,6 +45,8 @@ pub enum Child {
     Volume(PersistentVolumeClaim),
     /// Applied.
     StatefulSet(StatefulSet),
+    /// Applied.
+    Deployment(Deployment),
     /// Created once: a Job's spec is immutable, so a Job is named by a hash of what it runs
     /// ([`hashed_name`]) and a change makes a new Job.
     Job(Job),
@@ -61,6 +63,7 @@ impl Child {
             Child::NetworkPolicy(o) => &o.metadata,
             Child::Volume(o) => &o.metadata,
             Child::StatefulSet(o) => &o.metadata,
+            Child::Deployment(o) => &o.metadata,
             Child::Job(o) => &o.metadata,
         }
     }
@@ -76,6 +79,7 @@ impl Child {
             Child::NetworkPolicy(o) => ("NetworkPolicy", name(&o.metadata)),
             Child::Volume(o) => ("PersistentVolumeClaim", name(&o.metadata)),
             Child::StatefulSet(o) => ("StatefulSet", name(&o.metadata)),
+            Child::Deployment(o) => ("Deployment", name(&o.metadata)),
             Child::Job(o) => ("Job", name(&o.metadata)),
         }
     }

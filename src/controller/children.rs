@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::{
     ByteString,
     api::{
-        apps::v1::StatefulSet,
+        apps::v1::{Deployment, StatefulSet},
         batch::v1::Job,
         core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service, ServiceAccount},
         networking::v1::NetworkPolicy,
@@ -32,6 +32,8 @@ use crate::{
 pub struct Applied {
     /// The workloads, by name.
     pub stateful_sets: BTreeMap<String, StatefulSet>,
+    /// See [`Applied::stateful_sets`].
+    pub deployments: BTreeMap<String, Deployment>,
     /// The Jobs, by name.
     pub jobs: BTreeMap<String, Job>,
 }
@@ -55,6 +57,10 @@ pub async fn apply(ctx: &Context, children: &[Child]) -> Result<Applied> {
             Child::StatefulSet(o) => {
                 let live = apply_namespaced(ctx, o).await?;
                 applied.stateful_sets.insert(live.name_any(), live);
+            }
+            Child::Deployment(o) => {
+                let live = apply_namespaced(ctx, o).await?;
+                applied.deployments.insert(live.name_any(), live);
             }
             Child::Job(o) => {
                 let live = create_once(ctx, o).await?;
@@ -80,6 +86,7 @@ async fn check_unclaimed(ctx: &Context, child: &Child) -> Result<()> {
         Child::NetworkPolicy(_) => live_meta::<NetworkPolicy>(ctx, &namespace, &name).await?,
         Child::Volume(_) => live_meta::<PersistentVolumeClaim>(ctx, &namespace, &name).await?,
         Child::StatefulSet(_) => live_meta::<StatefulSet>(ctx, &namespace, &name).await?,
+        Child::Deployment(_) => live_meta::<Deployment>(ctx, &namespace, &name).await?,
         Child::Job(_) => live_meta::<Job>(ctx, &namespace, &name).await?,
     };
     match live {
@@ -209,6 +216,9 @@ pub async fn sweep(ctx: &Context, namespace: &str, owner_uid: &str, children: &[
     for name in stale(&caches.stateful_sets, namespace, owner_uid, "StatefulSet", &keep) {
         delete::<StatefulSet>(ctx, namespace, &name).await?;
     }
+    for name in stale(&caches.deployments, namespace, owner_uid, "Deployment", &keep) {
+        delete::<Deployment>(ctx, namespace, &name).await?;
+    }
     for name in stale(&caches.jobs, namespace, owner_uid, "Job", &keep) {
         delete::<Job>(ctx, namespace, &name).await?;
     }
@@ -236,6 +246,9 @@ where
         .filter(|o| o.namespace().as_deref() == Some(namespace))
         .filter(|o| o.labels().get(LABEL_MANAGED_BY).map(String::as_str) == Some(MANAGER))
         .filter(|o| o.owner_references().iter().any(|r| r.uid == owner_uid))
+        // The access layer's objects (an exposure's NetworkPolicy) are the access layer's to
+        // withdraw.
+        .filter(|o| !o.labels().contains_key(crate::build::access::LABEL_EXPOSURE))
         .map(|o| o.name_any())
         .filter(|name| !keep.contains(&(kind, name.clone())))
         .collect()

@@ -12,13 +12,17 @@ use kube::{
 
 use tracing::info;
 
+use super::access as access_apply;
 use super::{Context, Feeds, RESYNC, Valid, apply_status, cache::generation, children, resolve, root, valid};
 use crate::{
-    build::python_env,
+    build::{
+        access::{self, Exposure, Owner, Reach},
+        python_env,
+    },
     conditions::{Desired, READY},
     crd::{
         Project, ProjectStatus, Workspace,
-        project::{Phase, Runtime},
+        project::{Endpoint, Phase, Runtime},
     },
     error::{DEPENDENCY_RETRY, Error, Result},
     names::workspace_namespace,
@@ -26,14 +30,45 @@ use crate::{
 };
 
 /// Condition types the Project controller writes.
-pub const CONDITION_TYPES: &[&str] = &[READY, "Workspace", "Runtime", "Server"];
+pub const CONDITION_TYPES: &[&str] = &[READY, "Workspace", "Runtime", "Server", "App", "Access"];
 
 /// The Project controller, fed by the caches: its own kind, the children it owns (by owner
 /// reference), and spec changes of the Workspace of its namespace.
 pub fn controller(feeds: &mut Feeds, ctx: &Arc<Context>) -> Controller<DeserializeGuard<Project>> {
     let caches = ctx.caches.clone();
     let users_of_environments = ctx.caches.clone();
+    let (proxies, people) = (ctx.caches.clone(), ctx.caches.clone());
     root(&mut feeds.projects)
+        // Its app (a Deployment it owns), and its proxies, which name it by label.
+        .watches_stream(feeds.deployments.subscribe(), move |o| {
+            owning_project(&o).or_else(|| {
+                let uid = o.labels().get(access::LABEL_OWNER_UID)?;
+                let projects = valid(&proxies.projects);
+                let project = projects.iter().find(|p| p.metadata.uid.as_ref() == Some(uid))?;
+                Some(ObjectRef::new(&project.name_any()).within(&project.namespace()?))
+            })
+        })
+        // Who a User is (their e-mail, teams, being disabled) changes the access lists of the
+        // apps of their workspaces.
+        .watches_stream(feeds.users.subscribe_when(crate::controller::workspace::identity), move |user| {
+            let Ok(user) = &user.0 else { return Vec::new() };
+            let workspaces = crate::controller::workspace::workspaces_for_user(
+                &valid(&people.workspaces),
+                &valid(&people.users),
+                user,
+            );
+            let namespaces: Vec<String> = valid(&people.workspaces)
+                .iter()
+                .filter(|w| workspaces.iter().any(|r| r.name == w.name_any()))
+                .map(|w| workspace_namespace(&w.name_any(), w.spec.namespace.as_deref()))
+                .collect();
+            valid(&people.projects)
+                .iter()
+                .filter(|p| p.spec.streamlit.as_ref().is_some_and(|s| s.host.is_some()))
+                .filter(|p| p.namespace().is_some_and(|ns| namespaces.contains(&ns)))
+                .map(|p| ObjectRef::new(&p.name_any()).within(&p.namespace().unwrap_or_default()))
+                .collect()
+        })
         .watches_stream(feeds.service_accounts.subscribe(), |o| owning_project(&o))
         .watches_stream(feeds.config_maps.subscribe(), |o| owning_project(&o))
         .watches_stream(feeds.secrets.subscribe(), |o| owning_project(&o))
@@ -49,6 +84,59 @@ pub fn controller(feeds: &mut Feeds, ctx: &Arc<Context>) -> Controller<Deseriali
             Ok(workspace) => projects_of_workspace(&valid(&caches.projects), workspace),
             Err(_) => Vec::new(),
         })
+}
+
+/// Whether a workload of the Project exists (its StatefulSet or Deployment, by owner UID).
+fn has_workload(ctx: &Context, validated: &runtime::ValidatedProject) -> bool {
+    let owned = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+        meta.namespace.as_deref() == Some(validated.namespace.as_str())
+            && meta.owner_references.iter().flatten().any(|o| o.uid == validated.uid)
+    };
+    ctx.caches.stateful_sets.state().iter().any(|s| owned(&s.metadata))
+        || ctx.caches.deployments.state().iter().any(|d| owned(&d.metadata))
+}
+
+/// The Project's UI as exposures of the access layer, with its access list's e-mails.
+fn exposures(
+    ctx: &Context,
+    project: &Project,
+    validated: &runtime::ValidatedProject,
+) -> Option<Vec<Exposure>> {
+    let offered = runtime::offered(validated)?;
+    let people = crate::controller::workspace::validate::app_access(
+        project.spec.access.as_ref(),
+        &validated.workspace.people,
+        &valid(&ctx.caches.users),
+    );
+    Some(vec![Exposure {
+        owner: Owner { namespace: validated.namespace.clone(), reference: validated.owner.clone() },
+        ui: offered.ui,
+        host: offered.host,
+        service: offered.service,
+        port: offered.port,
+        pod_labels: offered.pod_labels,
+        allowed: people.into_iter().filter_map(|p| p.email).collect(),
+    }])
+}
+
+/// Withdraws the Project's exposures that `keep` does not name.
+async fn withdraw_stale(
+    ctx: &Context,
+    validated: &runtime::ValidatedProject,
+    access_namespace: &str,
+    keep: &std::collections::BTreeSet<String>,
+) -> Result<()> {
+    let owned = access_apply::exposures_of(&ctx.caches, access_namespace, &validated.uid);
+    let policies = ctx.caches.network_policies.state().iter().any(|p| {
+        p.metadata.namespace.as_deref() == Some(validated.namespace.as_str())
+            && p.owner_references().iter().any(|o| o.uid == validated.uid)
+            && p.labels().get(access::LABEL_EXPOSURE).is_some_and(|e| !keep.contains(e))
+    });
+    if owned.iter().any(|e| !keep.contains(e)) || policies {
+        access_apply::withdraw(ctx, access_namespace, &validated.uid, Some(&validated.namespace), keep)
+            .await?;
+    }
+    Ok(())
 }
 
 /// What a Project reads of a PythonEnvironment: its spec, phase and build.
@@ -127,7 +215,7 @@ pub async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Actio
     // Runtimes that run get their environment only once it is approved and built; the others
     // report NotYetSupported.
     let environment = match &project.spec.python_environment {
-        Some(name) if project.spec.runtime == Runtime::Notebook => {
+        Some(name) if matches!(project.spec.runtime, Runtime::Notebook | Runtime::Streamlit) => {
             ready_environment(&ctx.caches, &namespace, name).map(Some)
         }
         _ => Ok(None),
@@ -142,20 +230,61 @@ pub async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Actio
             // Nothing runs without its environment ready for its current spec: not an older
             // build after an edit, a rejection or a withdrawn approval. The workload scales to
             // zero (volumes kept) until the environment is ready again.
+            // A Project that never ran gets nothing yet.
             validated.stopped = true;
-            let children = runtime::build(&validated, &ctx.config);
-            children::apply(&ctx, &children).await?;
-            children::sweep(&ctx, &validated.namespace, &validated.uid, &children).await?;
+            if has_workload(&ctx, &validated) && runtime::check(&validated, &ctx.config).is_ok() {
+                let children = runtime::build(&validated, &ctx.config);
+                children::apply(&ctx, &children).await?;
+                children::sweep(&ctx, &validated.namespace, &validated.uid, &children).await?;
+            }
             return fail(&ctx, &project, Phase::Pending, "Runtime", error).await;
         }
+    }
+    if let Err(error) = runtime::check(&validated, &ctx.config) {
+        return fail(&ctx, &project, Phase::Failed, "Runtime", error).await;
+    }
+    // Its UI, if it asks for a host: behind the access layer, the proxies first.
+    let exposures = exposures(&ctx, &project, &validated);
+    let reach = access::reach(exposures.as_deref(), ctx.config.access.as_ref(), "the project's host", |e| {
+        access_apply::claimant(&ctx.caches, &ctx.config.access.as_ref()?.namespace, e)
+    });
+    validated.proxied = matches!(reach, Reach::Proxied { .. });
+    let mut proxies_available = true;
+    if let (Some(layer), Some(exposures)) = (&ctx.config.access, &exposures) {
+        let mut keep = std::collections::BTreeSet::new();
+        if validated.proxied {
+            for exposure in exposures {
+                let objects = access::build(layer, exposure);
+                proxies_available &= access_apply::expose(&ctx, &objects).await?;
+                keep.insert(exposure.name());
+            }
+        }
+        withdraw_stale(&ctx, &validated, &layer.namespace, &keep).await?;
+    } else if let Some(layer) = &ctx.config.access {
+        withdraw_stale(&ctx, &validated, &layer.namespace, &Default::default()).await?;
     }
     let children = runtime::build(&validated, &ctx.config);
     let applied = children::apply(&ctx, &children).await?;
     children::sweep(&ctx, &validated.namespace, &validated.uid, &children).await?;
-    let status = runtime::status(&validated, &applied, previous);
+    let mut status = runtime::status(&validated, &applied, previous);
     let mut conditions =
         vec![Desired::yes("Workspace", "Resolved", format!("in workspace {}", validated.workspace.name))];
-    conditions.extend(status.conditions);
+    conditions.extend(std::mem::take(&mut status.conditions));
+    if exposures.is_some() || runtime::offered(&validated).is_some() {
+        conditions.push(match &reach {
+            Reach::Proxied { host } if proxies_available => {
+                status.endpoints.push(Endpoint { name: "public".into(), url: format!("https://{host}/") });
+                Desired::yes("Access", "Authenticated", format!("https://{host}/ behind the access layer"))
+            }
+            Reach::Proxied { .. } => {
+                Desired::no("Access", "ProxyStarting", "the authenticating proxy is not available yet")
+            }
+            Reach::InCluster { reason, message, refused: true } => {
+                Desired::no("Access", reason, message.clone())
+            }
+            Reach::InCluster { reason, message, .. } => Desired::yes("Access", reason, message.clone()),
+        });
+    }
     let ready = runtime::summarize(&conditions, "every component is ready");
     conditions.insert(0, ready);
     let stored = ProjectStatus {

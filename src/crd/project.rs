@@ -69,7 +69,9 @@ pub struct ProjectSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "resources_schema")]
     pub resources: Option<ResourceRequirements>,
-    /// Who may open the project's UI or app. Defaults to every workspace member.
+    /// Who may open the project's UI or app (a Streamlit app's host): without a list every
+    /// workspace member; with one, the workspace's admins and the listed users and teams, so an
+    /// empty list leaves the admins alone. Disabled Users never.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access: Option<AccessList>,
     /// Scale every component to zero; configuration, volumes and databases are kept.
@@ -399,8 +401,10 @@ pub enum RestartPolicy {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StreamlitSpec {
-    /// An image that contains the app; otherwise the script at `spec.source.path` runs in the
-    /// operator's Streamlit image.
+    /// The image the app runs in. With `spec.source`, an image that contains Streamlit, which
+    /// runs the file at `spec.source.path` (default `app.py`) of the checkout; without it, an
+    /// image whose own command serves the app on port 8501. When absent: the image of the
+    /// Project's Python environment (strategy Image), else the operator's `--streamlit-image`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 512))]
     #[x_kube(validation = Rule::new(IMAGE_RULE).message(IMAGE_MESSAGE))]
@@ -409,7 +413,9 @@ pub struct StreamlitSpec {
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 0, max = 20))]
     pub replicas: i32,
-    /// Host name for an Ingress; without it the app is reachable only inside the cluster.
+    /// Public host name, one label inside the platform's domain: the app is served there only
+    /// through its own authenticating proxy (the access layer), to the project's access list.
+    /// Without it, or without the access layer, the app is reachable inside the cluster only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     #[x_kube(validation = Rule::new(DNS_SUBDOMAIN_RULE).message("host must be a DNS name in lowercase, such as 'app.example.com'"))]

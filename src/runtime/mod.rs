@@ -4,6 +4,7 @@
 //! means one folder here and one arm in each `match`.
 
 pub mod notebook;
+pub mod streamlit;
 
 use k8s_openapi::{
     api::core::v1::ResourceRequirements,
@@ -47,6 +48,9 @@ pub struct ValidatedProject {
     pub workspace: ValidatedWorkspace,
     /// The built, approved Python environment it uses (the controller checks it is ready).
     pub python_environment: Option<crate::build::python_env::Ready>,
+    /// Whether the access layer exposes its UI (the controller decides): only the proxy may
+    /// reach its pods then.
+    pub proxied: bool,
     /// The runtime and its settings.
     pub runtime: RuntimeSpec,
 }
@@ -56,6 +60,8 @@ pub struct ValidatedProject {
 pub enum RuntimeSpec {
     /// A JupyterLab server.
     Notebook(notebook::Notebook),
+    /// A Streamlit app.
+    Streamlit(streamlit::Streamlit),
     /// A runtime this version does not run yet.
     NotYetSupported(Runtime),
 }
@@ -110,6 +116,7 @@ pub fn validate(project: &Project, workspace: ValidatedWorkspace) -> Result<Vali
     };
     let runtime = match spec.runtime {
         Runtime::Notebook => RuntimeSpec::Notebook(notebook::validate(project)?),
+        Runtime::Streamlit => RuntimeSpec::Streamlit(streamlit::validate(project)?),
         other => RuntimeSpec::NotYetSupported(other),
     };
     Ok(ValidatedProject {
@@ -123,6 +130,7 @@ pub fn validate(project: &Project, workspace: ValidatedWorkspace) -> Result<Vali
         pod_overrides: spec.pod_overrides.clone(),
         workspace,
         python_environment: None,
+        proxied: false,
         runtime,
     })
 }
@@ -131,7 +139,46 @@ pub fn validate(project: &Project, workspace: ValidatedWorkspace) -> Result<Vali
 pub fn build(project: &ValidatedProject, config: &Config) -> Vec<Child> {
     match &project.runtime {
         RuntimeSpec::Notebook(notebook) => notebook::build(project, notebook, config),
+        RuntimeSpec::Streamlit(app) => streamlit::build(project, app, config, project.proxied),
         RuntimeSpec::NotYetSupported(_) => Vec::new(),
+    }
+}
+
+/// Checks what needs more than the Project itself (the operator's settings, its environment).
+pub fn check(project: &ValidatedProject, config: &Config) -> Result<()> {
+    match &project.runtime {
+        RuntimeSpec::Streamlit(app) => streamlit::check(project, app, config),
+        _ => Ok(()),
+    }
+}
+
+/// What a Project offers the access layer: its UI's name, public host, Service and port, when
+/// it asks for a host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Offered {
+    /// The UI's name (the Project's).
+    pub ui: String,
+    /// The public host.
+    pub host: String,
+    /// The Service and port the proxy forwards to.
+    pub service: String,
+    /// See [`Offered::service`].
+    pub port: i32,
+    /// The labels of the UI's pods.
+    pub pod_labels: std::collections::BTreeMap<String, String>,
+}
+
+/// The UI a Project offers the access layer, if any.
+pub fn offered(project: &ValidatedProject) -> Option<Offered> {
+    match &project.runtime {
+        RuntimeSpec::Streamlit(app) => app.host.as_ref().map(|host| Offered {
+            ui: project.name.clone(),
+            host: host.clone(),
+            service: project.name.clone(),
+            port: streamlit::PORT,
+            pod_labels: project.labels(streamlit::APP, "app"),
+        }),
+        _ => None,
     }
 }
 
@@ -153,6 +200,7 @@ pub struct RuntimeStatus {
 pub fn status(project: &ValidatedProject, applied: &Applied, previous: Option<Phase>) -> RuntimeStatus {
     match &project.runtime {
         RuntimeSpec::Notebook(_) => notebook::status(project, applied, previous),
+        RuntimeSpec::Streamlit(app) => streamlit::status(project, app, applied, previous),
         RuntimeSpec::NotYetSupported(runtime) => RuntimeStatus {
             phase: Some(Phase::Pending),
             conditions: vec![Desired::no(

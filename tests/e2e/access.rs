@@ -190,6 +190,38 @@ pub async fn the_studio_is_exposed_only_through_its_proxies(scope: Scope) -> Tes
         ensure!(pod_uids(&pods, "app.kubernetes.io/name=studio").await? == studio_before, "the Studio restarted");
         ensure!(pod_uids(&proxy_pods, &format!("{LABEL_OWNER_UID}={uid}")).await? == proxies_before, "a proxy restarted");
 
+        // A Streamlit app of the workspace, with its own access list: its own proxy, whose list
+        // is the listed user (no admin in this workspace), and only the proxy reaches its pods.
+        let projects: Api<dataworkspace_operator::crd::Project> = Api::namespaced(client.clone(), &ns);
+        let app: dataworkspace_operator::crd::Project = from_yaml(&format!(
+            "metadata: {{name: dash}}\nspec: {{runtime: Streamlit, access: {{users: [{name}-a]}}, streamlit: {{image: registry.example.com/dash:1, host: {name}-dash.data.example.com}}}}"
+        ))?;
+        projects.create(&PostParams::default(), &app).await.context("creating a Streamlit Project")?;
+        let exposed_app = wait_for(&projects, "dash", "the app's Access condition Authenticated", |p: Option<&dataworkspace_operator::crd::Project>| {
+            p.and_then(|p| p.status.as_ref()).is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Access" && c.reason == "Authenticated"))
+        })
+        .await?;
+        let public = exposed_app.status.unwrap_or_default().endpoints.into_iter().find(|e| e.name == "public").map(|e| e.url);
+        ensure!(public == Some(format!("https://{name}-dash.data.example.com/")), "public endpoint {public:?}");
+        let app_uid = exposed_app.metadata.uid.clone().unwrap_or_default();
+        let app_lists = lists.list(&ListParams::default().labels(&format!("{LABEL_OWNER_UID}={app_uid}"))).await.context("list")?;
+        ensure!(app_lists.items.len() == 1, "{} lists for the app", app_lists.items.len());
+        ensure!(list_of(&app_lists.items[0]) == "ann+data@example.com\n", "app list {:?}", list_of(&app_lists.items[0]));
+        policies.get("dash-access").await.context("the app's access NetworkPolicy")?;
+        let template = Api::<Deployment>::namespaced(client.clone(), &ns).get("dash").await.context("the app")?.spec.map(|s| s.template);
+        let proxied = template.and_then(|t| t.metadata).and_then(|m| m.labels).unwrap_or_default().contains_key("dataworkspace.io/proxied");
+        ensure!(proxied, "the app's pods are not marked for the proxy");
+        projects.delete("dash", &DeleteParams::default()).await.context("deleting the app")?;
+        let app_selector = format!("{LABEL_OWNER_UID}={app_uid}");
+        wait_until(WAIT, "the app's proxy to be withdrawn", || {
+            let (selector, access) = (app_selector.clone(), access.clone());
+            async move {
+                let left = kubectl(&["get", "deployments,configmaps,ingresses", "-n", &access, "-l", &selector, "-o", "name"])?;
+                Ok(left.trim().is_empty())
+            }
+        })
+        .await?;
+
         // A second Workspace claiming the same host is refused and exposes nothing.
         let thief = format!("{name}-x");
         scope.involve(&format!("dw-{thief}"));

@@ -8,6 +8,7 @@ mod harness;
 mod manifests;
 mod notebook;
 mod operator;
+mod streamlit;
 mod tenancy;
 mod workspaces;
 
@@ -73,6 +74,7 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         notebook::notebook_stops_restarts_and_deletes_cleanly,
         notebook::a_project_cannot_take_over_another_owners_objects,
         environments::approval_is_enforced_and_a_build_reaches_the_project,
+        streamlit::an_app_runs_stops_and_is_deleted_cleanly,
         tenancy::existing_namespaces_are_never_taken_over,
         tenancy::namespace_cannot_be_added_or_removed,
         tenancy::retained_namespaces_are_not_inherited,

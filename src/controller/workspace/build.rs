@@ -25,7 +25,7 @@ use k8s_openapi::{
 use super::validate::{Ownership, Studio, ValidatedWorkspace};
 use crate::{
     build::{
-        access::{self, AccessObjects, Exposure, Owner},
+        access::{self, AccessObjects, Exposure, Owner, Reach},
         child_meta, env, git, jupyter, pod, python_env, workload, workspace_labels,
     },
     config::Config,
@@ -41,8 +41,7 @@ pub const LIMIT_RANGE: &str = "workspace-defaults";
 pub const NETWORK_POLICY: &str = "workspace-isolation";
 /// Name of the NetworkPolicy admitting the workspace's own pods.
 pub const PEERS_POLICY: &str = "workspace-peers";
-/// Label on the pods of a UI whose own authentication is off behind the access layer.
-pub const LABEL_PROXIED: &str = "dataworkspace.io/proxied";
+pub use crate::build::access::LABEL_PROXIED;
 /// Name of the variables ConfigMap.
 pub const VARIABLES: &str = env::VARIABLES;
 /// Name of the Studio StatefulSet and Service.
@@ -125,26 +124,6 @@ pub struct StudioObjects {
     pub kernels: Option<ConfigMap>,
 }
 
-/// How the Studio server is reached, decided before building.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Reach {
-    /// In-cluster only; the server keeps its own authentication (JupyterLab's token,
-    /// code-server's password).
-    InCluster {
-        /// The condition's reason: `InClusterOnly`, or why the host was refused.
-        reason: &'static str,
-        /// What status says.
-        message: String,
-        /// Whether it is a failure to report (a host was set and refused).
-        refused: bool,
-    },
-    /// Behind the access layer at `https://<host>/` (the IDE at [`ide_host`]).
-    Proxied {
-        /// The host.
-        host: String,
-    },
-}
-
 /// The UI names of the Studio's two exposures.
 pub const STUDIO_UIS: [&str; 2] = ["studio", "studio-ide"];
 
@@ -177,31 +156,13 @@ pub fn studio_reach(
     config: &Config,
     claimant: impl Fn(&Exposure) -> Option<String>,
 ) -> Reach {
-    let in_cluster =
-        |message: &str| Reach::InCluster { reason: "InClusterOnly", message: message.into(), refused: false };
-    let Some(host) = &studio.host else {
-        return in_cluster("reachable inside the cluster only (no spec.studio.host)");
-    };
-    let Some(layer) = &config.access else {
-        return in_cluster(
-            "reachable inside the cluster only: the platform has not configured the access layer, so spec.studio.host is not exposed",
-        );
-    };
-    let exposures = studio_exposures(ws, studio, host);
-    if let Some(error) = exposures.iter().find_map(|e| access::check_host(&e.host, &layer.domain).err()) {
-        return Reach::InCluster { reason: "HostRejected", message: error, refused: true };
-    }
-    if let Some((exposure, owner)) = exposures.iter().find_map(|e| claimant(e).map(|o| (e, o))) {
-        return Reach::InCluster {
-            reason: "HostTaken",
-            message: format!(
-                "the host {} is already exposed for {owner}; choose another spec.studio.host",
-                exposure.host
-            ),
-            refused: true,
-        };
-    }
-    Reach::Proxied { host: host.clone() }
+    let exposures = studio.host.as_ref().map(|host| studio_exposures(ws, studio, host));
+    access::reach(
+        exposures.as_ref().map(|e| e.as_slice()),
+        config.access.as_ref(),
+        "spec.studio.host",
+        claimant,
+    )
 }
 
 /// Builds every object of the workspace; `reach` is what [`studio_reach`] decided for its Studio.

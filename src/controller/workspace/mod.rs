@@ -26,7 +26,7 @@ use kube::{
 use tracing::info;
 
 use self::{
-    build::{Reach, WorkspaceObjects},
+    build::WorkspaceObjects,
     validate::{Observed, Ownership, ValidatedWorkspace},
 };
 use super::{
@@ -37,7 +37,7 @@ use super::{
     valid,
 };
 use crate::{
-    build::access::LABEL_OWNER_UID,
+    build::access::{LABEL_OWNER_UID, Reach},
     conditions::{Desired, READY},
     crd::{Project, User, Workspace, WorkspaceStatus, workspace::ResourceUsage},
     error::{Error, Result},
@@ -459,6 +459,7 @@ async fn apply(ctx: &Context, ws: &ValidatedWorkspace, objects: WorkspaceObjects
             .any(|e| !keep.contains(e))
             || ctx.caches.network_policies.state().iter().any(|p| {
                 p.metadata.namespace.as_deref() == Some(ws.namespace.as_str())
+                    && p.owner_references().iter().any(|o| o.uid == ws.uid)
                     && p.labels().get(crate::build::access::LABEL_EXPOSURE).is_some_and(|e| !keep.contains(e))
             });
         if stale {

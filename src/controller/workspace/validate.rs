@@ -394,6 +394,26 @@ fn studio_access(
     allowed
 }
 
+/// Who may open a Project's app or UI: without an access list every member of the workspace;
+/// with one, the workspace's admins and the listed users and teams (members only), so an empty
+/// list leaves the admins alone. Disabled and unbindable Users are never members.
+pub fn app_access(
+    access: Option<&AccessList>,
+    people: &BTreeMap<Role, Vec<Person>>,
+    users: &[Valid<User>],
+) -> Vec<Person> {
+    let mut allowed: Vec<Person> = match access {
+        None => people.values().flatten().cloned().collect(),
+        Some(list) => {
+            let listed = studio_access(Some(list), people, users);
+            people.get(&Role::Admin).into_iter().flatten().cloned().chain(listed).collect()
+        }
+    };
+    allowed.sort();
+    allowed.dedup();
+    allowed
+}
+
 /// Longest idle timeout: 30 days.
 pub const MAX_IDLE_TIMEOUT_SECONDS: u64 = 30 * 24 * 3600;
 
@@ -628,6 +648,46 @@ mod tests {
             "metadata: {name: a}\nspec: {variables: {TOKEN: x}, secrets: [{name: TOKEN, secretRef: {name: s, key: k}}]}",
         );
         assert_eq!(validate(&ws, &Observed::default()).unwrap_err().reason(), "DuplicateVariable");
+    }
+
+    #[test]
+    fn app_access_lists_users_teams_and_admins_never_the_disabled() {
+        use crate::fixtures::shared;
+        let users: Vec<User> = [
+            "metadata: {name: adm}\nspec: {username: adm@x, email: adm@x.io}",
+            "metadata: {name: dev}\nspec: {username: dev@x, email: dev@x.io, teams: [ds]}",
+            "metadata: {name: viewer}\nspec: {username: viewer@x, email: viewer@x.io}",
+            "metadata: {name: gone}\nspec: {username: gone@x, email: gone@x.io, teams: [ds], disabled: true}",
+        ]
+        .iter()
+        .map(|y| serde_yaml::from_str(y).unwrap())
+        .collect();
+        let ws = workspace(
+            "metadata: {name: a}\nspec: {members: [{user: adm, role: admin}, {team: ds, role: developer}, {user: viewer, role: viewer}, {user: gone, role: developer}]}",
+        );
+        let observed = Observed {
+            identities: crate::controller::identity::Identities::new(
+                &shared(users.clone()),
+                &crate::config::Config::default(),
+            ),
+            ..Observed::default()
+        };
+        let validated = validate(&ws, &observed).unwrap();
+        let bindable = &observed.identities.bindable;
+        let names = |list: Option<&str>| -> Vec<String> {
+            let access: Option<AccessList> = list.map(|l| serde_yaml::from_str(l).unwrap());
+            app_access(access.as_ref(), &validated.people, bindable).into_iter().map(|p| p.user).collect()
+        };
+        // No list: every member (viewers included), never a disabled User.
+        assert_eq!(names(None), ["adm", "dev", "viewer"]);
+        // A team: its members, and the admins.
+        assert_eq!(names(Some("{teams: [ds]}")), ["adm", "dev"]);
+        // A user: that user, and the admins.
+        assert_eq!(names(Some("{users: [viewer]}")), ["adm", "viewer"]);
+        // An empty list: nobody but the admins.
+        assert_eq!(names(Some("{}")), ["adm"]);
+        // A disabled user listed by name or through a team is still out.
+        assert_eq!(names(Some("{users: [gone]}")), ["adm"]);
     }
 
     #[test]

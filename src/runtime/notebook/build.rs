@@ -223,6 +223,7 @@ mod tests {
                 Child::StatefulSet(o) => insta::assert_yaml_snapshot!(snapshot, o),
                 Child::Job(o) => insta::assert_yaml_snapshot!(snapshot, o),
                 Child::Volume(o) => insta::assert_yaml_snapshot!(snapshot, o),
+                Child::Deployment(o) => insta::assert_yaml_snapshot!(snapshot, o),
             }
         }
     }
