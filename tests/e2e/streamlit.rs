@@ -1,7 +1,8 @@
 //! Streamlit projects on the control plane: an app from the workspace's repository reaches
 //! `Running` (kwok runs its pods, which pass Pod Security `restricted`), stops and starts again,
 //! idles without writes, and deleting it leaves none of its objects; without an image to run in
-//! it fails with the reason.
+//! it fails with the reason. One app is left Running for the restart test, which checks that
+//! its idle passes write nothing.
 
 use k8s_openapi::api::{
     apps::v1::Deployment,
@@ -81,6 +82,14 @@ pub async fn an_app_runs_stops_and_is_deleted_cleanly(scope: Scope) -> TestResul
         .await?;
         ensure!(failed.status.and_then(|s| s.phase) == Some(Phase::Failed), "not Failed");
 
+        // One app stays Running for the suite's last test, which restarts the operator and
+        // counts its writes over the idle resync (zero).
+        let idle: Project = from_yaml(
+            "metadata: {name: idle}\nspec: {runtime: Streamlit, source: {repository: code}, streamlit: {image: registry.example.com/streamlit:1.67.0}}",
+        )?;
+        projects.create(&PostParams::default(), &idle).await.context("creating a Project")?;
+        wait_for(&projects, "idle", "phase Running", |p: Option<&Project>| phase(p) == Some(Phase::Running)).await?;
+
         // Deleting it removes what it owns.
         projects.delete("sales", &DeleteParams::foreground()).await.context("deleting the Project")?;
         wait_until(WAIT, "the app's objects to be gone", || {
@@ -98,6 +107,6 @@ pub async fn an_app_runs_stops_and_is_deleted_cleanly(scope: Scope) -> TestResul
         .await
     }
     .await;
-    workspaces.delete(&id, &DeleteParams::default()).await.context("delete")?;
+    // The Workspace stays (and with it the idle app) for the restart test.
     result
 }
