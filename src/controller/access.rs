@@ -176,6 +176,15 @@ fn claimant_among(lists: &[Arc<ConfigMap>], namespace: &str, exposure: &Exposure
         m.metadata.namespace.as_deref() == Some(namespace)
             && m.labels().get(LABEL_MANAGED_BY).map(String::as_str) == Some(MANAGER)
     };
+    let owner_uid = &exposure.owner.reference.uid;
+    // An exposure of the same name that another owner holds is never ours to rewrite.
+    if let Some(other) = lists.iter().filter(in_scope).find(|m| {
+        m.labels().get(LABEL_EXPOSURE) == Some(&mine) && m.labels().get(LABEL_OWNER_UID) != Some(owner_uid)
+    }) {
+        return Some(
+            other.labels().get(LABEL_OWNER_NAMESPACE).cloned().unwrap_or_else(|| "another owner".into()),
+        );
+    }
     // Our own list ranks only while it is for this host: a host changed to one someone else
     // holds is a new claim, however old the list.
     let own = lists
@@ -291,6 +300,10 @@ mod tests {
         moved.host = "x.data.example.com".into();
         let with_moved = [both[0].clone(), both[1].clone(), moved_list];
         assert_eq!(claimant_among(&with_moved, ns, &moved).as_deref(), Some("dw-a"));
+        // The same exposure name held by another owner is a conflict, whatever the host.
+        let mut impostor = exposure_of("dw-a", "z.data.example.com");
+        impostor.owner.reference.uid = "someone-else".into();
+        assert_eq!(claimant_among(std::slice::from_ref(&both[0]), ns, &impostor).as_deref(), Some("dw-a"));
         // Another host, or a list in another namespace, claims nothing.
         let elsewhere = exposure_of("dw-c", "y.data.example.com");
         assert_eq!(claimant_among(&both, ns, &elsewhere), None);

@@ -38,15 +38,12 @@ pub fn controller(feeds: &mut Feeds, ctx: &Arc<Context>) -> Controller<Deseriali
     let caches = ctx.caches.clone();
     let users_of_environments = ctx.caches.clone();
     let (proxies, people) = (ctx.caches.clone(), ctx.caches.clone());
-    root(&mut feeds.projects)
+    let (by_label1, by_label2, by_label3, by_label4) =
+        (ctx.caches.clone(), ctx.caches.clone(), ctx.caches.clone(), ctx.caches.clone());
+    let controller = root(&mut feeds.projects)
         // Its app (a Deployment it owns), and its proxies, which name it by label.
         .watches_stream(feeds.deployments.subscribe(), move |o| {
-            owning_project(&o).or_else(|| {
-                let uid = o.labels().get(access::LABEL_OWNER_UID)?;
-                let projects = valid(&proxies.projects);
-                let project = projects.iter().find(|p| p.metadata.uid.as_ref() == Some(uid))?;
-                Some(ObjectRef::new(&project.name_any()).within(&project.namespace()?))
-            })
+            owning_project(&o).or_else(|| labelled_project(&proxies, &o))
         })
         // Who a User is (their e-mail, teams, being disabled) changes the access lists of the
         // apps of their workspaces.
@@ -70,9 +67,18 @@ pub fn controller(feeds: &mut Feeds, ctx: &Arc<Context>) -> Controller<Deseriali
                 .collect()
         })
         .watches_stream(feeds.service_accounts.subscribe(), |o| owning_project(&o))
-        .watches_stream(feeds.config_maps.subscribe(), |o| owning_project(&o))
-        .watches_stream(feeds.secrets.subscribe(), |o| owning_project(&o))
-        .watches_stream(feeds.services.subscribe(), |o| owning_project(&o))
+        // Children by owner reference; the access layer's objects by their owner-UID label.
+        .watches_stream(feeds.config_maps.subscribe(), move |o| {
+            owning_project(&o).or_else(|| labelled_project(&by_label1, &o))
+        })
+        .watches_stream(feeds.secrets.subscribe(), move |o| {
+            owning_project(&o).or_else(|| labelled_project(&by_label2, &o))
+        })
+        .watches_stream(feeds.services.subscribe(), move |o| {
+            owning_project(&o).or_else(|| labelled_project(&by_label3, &o))
+        })
+        .watches_stream(feeds.ingresses.subscribe(), move |o| labelled_project(&by_label4, &o))
+        .watches_stream(feeds.network_policies.subscribe(), |o| owning_project(&o))
         .watches_stream(feeds.stateful_sets.subscribe(), |o| owning_project(&o))
         .watches_stream(feeds.jobs.subscribe(), |o| owning_project(&o))
         // An environment becoming ready, rebuilt or withdrawn: the Projects naming it.
@@ -83,17 +89,62 @@ pub fn controller(feeds: &mut Feeds, ctx: &Arc<Context>) -> Controller<Deseriali
         .watches_stream(feeds.workspaces.subscribe_when(generation), move |workspace| match &workspace.0 {
             Ok(workspace) => projects_of_workspace(&valid(&caches.projects), workspace),
             Err(_) => Vec::new(),
-        })
+        });
+    // The HTTPRoutes of its app, when the access layer routes through a Gateway.
+    match feeds.routes.as_mut() {
+        Some(routes) => {
+            let by_label = ctx.caches.clone();
+            controller.watches_stream(routes.subscribe(), move |o| labelled_project(&by_label, &o))
+        }
+        None => controller,
+    }
 }
 
-/// Whether a workload of the Project exists (its StatefulSet or Deployment, by owner UID).
-fn has_workload(ctx: &Context, validated: &runtime::ValidatedProject) -> bool {
+/// Scales the Project's running workloads (its StatefulSets and Deployments, by owner UID, from
+/// the caches) to zero.
+async fn scale_to_zero(ctx: &Context, validated: &runtime::ValidatedProject) -> Result<()> {
+    use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+    use kube::{
+        Api,
+        api::{Patch, PatchParams},
+    };
     let owned = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
         meta.namespace.as_deref() == Some(validated.namespace.as_str())
             && meta.owner_references.iter().flatten().any(|o| o.uid == validated.uid)
     };
-    ctx.caches.stateful_sets.state().iter().any(|s| owned(&s.metadata))
-        || ctx.caches.deployments.state().iter().any(|d| owned(&d.metadata))
+    let zero = Patch::Merge(serde_json::json!({"spec": {"replicas": 0}}));
+    let params = PatchParams { field_manager: Some(crate::names::MANAGER.into()), ..PatchParams::default() };
+    let running_sets: Vec<String> = ctx
+        .caches
+        .stateful_sets
+        .state()
+        .iter()
+        .filter(|s| owned(&s.metadata) && s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1) > 0)
+        .map(|s| s.name_any())
+        .collect();
+    for name in running_sets {
+        ctx.count_write("StatefulSet");
+        Api::<StatefulSet>::namespaced(ctx.client.clone(), &validated.namespace)
+            .patch_scale(&name, &params, &zero)
+            .await
+            .map_err(|source| Error::Apply { what: format!("StatefulSet {name} (scale)"), source })?;
+    }
+    let running_deployments: Vec<String> = ctx
+        .caches
+        .deployments
+        .state()
+        .iter()
+        .filter(|d| owned(&d.metadata) && d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1) > 0)
+        .map(|d| d.name_any())
+        .collect();
+    for name in running_deployments {
+        ctx.count_write("Deployment");
+        Api::<Deployment>::namespaced(ctx.client.clone(), &validated.namespace)
+            .patch_scale(&name, &params, &zero)
+            .await
+            .map_err(|source| Error::Apply { what: format!("Deployment {name} (scale)"), source })?;
+    }
+    Ok(())
 }
 
 /// The Project's UI as exposures of the access layer, with its access list's e-mails.
@@ -137,6 +188,17 @@ async fn withdraw_stale(
             .await?;
     }
     Ok(())
+}
+
+/// The Project an access-layer object names by its owner-UID label, if any.
+fn labelled_project<K: kube::Resource>(
+    caches: &super::Caches,
+    object: &K,
+) -> Option<ObjectRef<DeserializeGuard<Project>>> {
+    let uid = object.meta().labels.as_ref()?.get(access::LABEL_OWNER_UID)?;
+    let projects = valid(&caches.projects);
+    let project = projects.iter().find(|p| p.metadata.uid.as_ref() == Some(uid))?;
+    Some(ObjectRef::new(&project.name_any()).within(&project.namespace()?))
 }
 
 /// What a Project reads of a PythonEnvironment: its spec, phase and build.
@@ -230,13 +292,9 @@ pub async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Actio
             // Nothing runs without its environment ready for its current spec: not an older
             // build after an edit, a rejection or a withdrawn approval. The workload scales to
             // zero (volumes kept) until the environment is ready again.
-            // A Project that never ran gets nothing yet.
-            validated.stopped = true;
-            if has_workload(&ctx, &validated) && runtime::check(&validated, &ctx.config).is_ok() {
-                let children = runtime::build(&validated, &ctx.config);
-                children::apply(&ctx, &children).await?;
-                children::sweep(&ctx, &validated.namespace, &validated.uid, &children).await?;
-            }
+            // Its running workloads scale to zero, through the scale subresource (whatever the
+            // image it ran would be without the environment); one that never ran gets nothing.
+            scale_to_zero(&ctx, &validated).await?;
             return fail(&ctx, &project, Phase::Pending, "Runtime", error).await;
         }
     }
@@ -294,7 +352,11 @@ pub async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Actio
         ..ProjectStatus::default()
     };
     apply_status(&ctx, &*project, stored, &conditions).await?;
-    Ok(Action::requeue(RESYNC))
+    // A host someone else holds may be released at any time; nothing wakes us for that.
+    Ok(match reach {
+        Reach::InCluster { reason: "HostTaken", .. } => Action::requeue(DEPENDENCY_RETRY),
+        _ => Action::requeue(RESYNC),
+    })
 }
 
 /// The PythonEnvironment a Project names, when it is ready: built from the spec it holds now,
@@ -342,6 +404,20 @@ async fn fail(
     type_: &'static str,
     error: Error,
 ) -> Result<Action> {
+    // A Project that cannot run exposes nothing: a list frozen by a failing pass would keep
+    // admitting people who have since left.
+    if let (Some(layer), Some(uid)) = (&ctx.config.access, project.metadata.uid.as_deref()) {
+        let namespace = project.namespace().unwrap_or_default();
+        let exposed = !access_apply::exposures_of(&ctx.caches, &layer.namespace, uid).is_empty()
+            || ctx.caches.network_policies.state().iter().any(|p| {
+                p.metadata.namespace.as_deref() == Some(namespace.as_str())
+                    && p.owner_references().iter().any(|o| o.uid == uid)
+                    && p.labels().contains_key(access::LABEL_EXPOSURE)
+            });
+        if exposed {
+            access_apply::withdraw(ctx, &layer.namespace, uid, Some(&namespace), &Default::default()).await?;
+        }
+    }
     let condition = Desired::no(type_, error.reason(), error.message());
     let ready = Desired::no(READY, error.reason(), error.message());
     let status = ProjectStatus { phase: Some(phase), ..ProjectStatus::default() };

@@ -403,8 +403,8 @@ pub enum RestartPolicy {
 pub struct StreamlitSpec {
     /// The image the app runs in. With `spec.source`, an image that contains Streamlit, which
     /// runs the file at `spec.source.path` (default `app.py`) of the checkout; without it, an
-    /// image whose own command serves the app on port 8501. When absent: the image of the
-    /// Project's Python environment (strategy Image), else the operator's `--streamlit-image`.
+    /// image whose own command serves the app on port 8501. A Python environment built as an
+    /// image replaces it; when absent, the operator's `--streamlit-image`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 512))]
     #[x_kube(validation = Rule::new(IMAGE_RULE).message(IMAGE_MESSAGE))]

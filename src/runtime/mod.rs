@@ -156,7 +156,7 @@ pub fn check(project: &ValidatedProject, config: &Config) -> Result<()> {
 /// it asks for a host.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Offered {
-    /// The UI's name (the Project's).
+    /// The UI's name: `app-<project>`.
     pub ui: String,
     /// The public host.
     pub host: String,
@@ -172,7 +172,8 @@ pub struct Offered {
 pub fn offered(project: &ValidatedProject) -> Option<Offered> {
     match &project.runtime {
         RuntimeSpec::Streamlit(app) => app.host.as_ref().map(|host| Offered {
-            ui: project.name.clone(),
+            // Prefixed, so no Project name meets the Studio's UIs (`studio`, `studio-ide`).
+            ui: format!("app-{}", project.name),
             host: host.clone(),
             service: project.name.clone(),
             port: streamlit::PORT,

@@ -207,7 +207,7 @@ pub async fn the_studio_is_exposed_only_through_its_proxies(scope: Scope) -> Tes
         let app_lists = lists.list(&ListParams::default().labels(&format!("{LABEL_OWNER_UID}={app_uid}"))).await.context("list")?;
         ensure!(app_lists.items.len() == 1, "{} lists for the app", app_lists.items.len());
         ensure!(list_of(&app_lists.items[0]) == "ann+data@example.com\n", "app list {:?}", list_of(&app_lists.items[0]));
-        policies.get("dash-access").await.context("the app's access NetworkPolicy")?;
+        policies.get("app-dash-access").await.context("the app's access NetworkPolicy")?;
         let template = Api::<Deployment>::namespaced(client.clone(), &ns).get("dash").await.context("the app")?.spec.map(|s| s.template);
         let proxied = template.and_then(|t| t.metadata).and_then(|m| m.labels).unwrap_or_default().contains_key("dataworkspace.io/proxied");
         ensure!(proxied, "the app's pods are not marked for the proxy");

@@ -489,13 +489,18 @@ pub async fn operator_identity_is_fenced_in(scope: Scope) -> TestResult {
         ensure!(wide_role.as_ref().is_err_and(|e| e.contains("read or edit one Workspace")), "{wide_role:?}");
         let allowed = attempt(format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: x, namespace: {ns}}}\n"));
         ensure!(allowed.is_ok(), "the operator may not write into its own workspace namespace: {allowed:?}");
-        // Proxies and routes only in the access namespace; Secrets nowhere else but there and
+        // Deployments only in workspace namespaces (apps) and the access namespace (proxies); Secrets nowhere else but there and
         // in workspace namespaces.
         let deployment = |namespace: &str| format!(
             "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: x, namespace: {namespace}}}\nspec: {{selector: {{matchLabels: {{a: b}}}}, template: {{metadata: {{labels: {{a: b}}}}, spec: {{containers: [{{name: x, image: x}}]}}}}}}\n"
         );
-        let proxy_elsewhere = attempt(deployment(&ns));
-        ensure!(proxy_elsewhere.as_ref().is_err_and(|e| e.contains("only in the access namespace")), "{proxy_elsewhere:?}");
+        let proxy_elsewhere = attempt(deployment("kube-system"));
+        ensure!(
+            proxy_elsewhere.as_ref().is_err_and(|e| e.contains("only in workspace namespaces and the access namespace")),
+            "{proxy_elsewhere:?}"
+        );
+        let app = attempt(deployment(&ns));
+        ensure!(app.is_ok(), "the operator may not run an app in its workspace namespace: {app:?}");
         let secret = attempt("apiVersion: v1\nkind: Secret\nmetadata: {name: x, namespace: kube-system}\n".into());
         ensure!(secret.as_ref().is_err_and(|e| e.contains("and the access namespace")), "{secret:?}");
         kubectl(&["create", "namespace", "dataworkspace-access", "--dry-run=client", "-o", "yaml"])

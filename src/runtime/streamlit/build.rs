@@ -57,8 +57,10 @@ pub fn build(
     let name = project.name.as_str();
     let meta = |name: &str| project.child_meta(name, APP, COMPONENT);
     let mut service = workload::service(meta(name), project.labels(APP, COMPONENT), &[("http", PORT)]);
-    if streamlit.replicas > 1 {
+    if streamlit.replicas > 1 && !proxied {
         // A session lives on one replica (its WebSocket and state): keep each client there.
+        // Behind the proxy every request comes from the proxy's pod, so affinity would put
+        // every user on one replica: there, run one replica (README).
         if let Some(spec) = service.spec.as_mut() {
             spec.session_affinity = Some("ClientIP".into());
         }
@@ -257,6 +259,7 @@ mod tests {
         assert_eq!(labels[LABEL_PROXIED], "true");
         let offered = runtime::offered(&project).unwrap();
         assert_eq!((offered.host.as_str(), offered.port), ("sales.data.example.com", PORT));
+        assert_eq!(offered.ui, "app-sales-dashboard", "never one of the Studio's UI names");
     }
 
     #[test]
