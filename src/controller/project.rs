@@ -101,48 +101,50 @@ pub fn controller(feeds: &mut Feeds, ctx: &Arc<Context>) -> Controller<Deseriali
 }
 
 /// Scales the Project's running workloads (its StatefulSets and Deployments, by owner UID, from
-/// the caches) to zero.
+/// the caches) to zero, through the scale subresource.
 async fn scale_to_zero(ctx: &Context, validated: &runtime::ValidatedProject) -> Result<()> {
     use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-    use kube::{
-        Api,
-        api::{Patch, PatchParams},
-    };
-    let owned = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
-        meta.namespace.as_deref() == Some(validated.namespace.as_str())
-            && meta.owner_references.iter().flatten().any(|o| o.uid == validated.uid)
-    };
+    let sets = running(&ctx.caches.stateful_sets, validated, |s: &StatefulSet| s.spec.as_ref()?.replicas);
+    scale_down::<StatefulSet>(ctx, &validated.namespace, sets).await?;
+    let deployments = running(&ctx.caches.deployments, validated, |d: &Deployment| d.spec.as_ref()?.replicas);
+    scale_down::<Deployment>(ctx, &validated.namespace, deployments).await
+}
+
+/// Names of the cached workloads of one kind that the Project owns and that run.
+fn running<K>(
+    store: &kube::runtime::reflector::Store<K>,
+    validated: &runtime::ValidatedProject,
+    replicas: impl Fn(&K) -> Option<i32>,
+) -> Vec<String>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
+    store
+        .state()
+        .iter()
+        .filter(|o| o.meta().namespace.as_deref() == Some(validated.namespace.as_str()))
+        .filter(|o| o.owner_references().iter().any(|r| r.uid == validated.uid))
+        .filter(|o| replicas(o).unwrap_or(1) > 0)
+        .map(|o| o.name_any())
+        .collect()
+}
+
+async fn scale_down<K>(ctx: &Context, namespace: &str, names: Vec<String>) -> Result<()>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned,
+{
+    use kube::api::{Patch, PatchParams};
     let zero = Patch::Merge(serde_json::json!({"spec": {"replicas": 0}}));
     let params = PatchParams { field_manager: Some(crate::names::MANAGER.into()), ..PatchParams::default() };
-    let running_sets: Vec<String> = ctx
-        .caches
-        .stateful_sets
-        .state()
-        .iter()
-        .filter(|s| owned(&s.metadata) && s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1) > 0)
-        .map(|s| s.name_any())
-        .collect();
-    for name in running_sets {
-        ctx.count_write("StatefulSet");
-        Api::<StatefulSet>::namespaced(ctx.client.clone(), &validated.namespace)
+    for name in names {
+        ctx.count_write(&K::kind(&()));
+        kube::Api::<K>::namespaced(ctx.client.clone(), namespace)
             .patch_scale(&name, &params, &zero)
             .await
-            .map_err(|source| Error::Apply { what: format!("StatefulSet {name} (scale)"), source })?;
-    }
-    let running_deployments: Vec<String> = ctx
-        .caches
-        .deployments
-        .state()
-        .iter()
-        .filter(|d| owned(&d.metadata) && d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1) > 0)
-        .map(|d| d.name_any())
-        .collect();
-    for name in running_deployments {
-        ctx.count_write("Deployment");
-        Api::<Deployment>::namespaced(ctx.client.clone(), &validated.namespace)
-            .patch_scale(&name, &params, &zero)
-            .await
-            .map_err(|source| Error::Apply { what: format!("Deployment {name} (scale)"), source })?;
+            .map_err(|source| Error::Apply { what: format!("{} {name} (scale)", K::kind(&())), source })?;
     }
     Ok(())
 }
