@@ -26,7 +26,4 @@ pub struct Config {
     /// The image Streamlit apps from Git run in when neither the Project nor its Python
     /// environment names one (it must contain Streamlit).
     pub streamlit_image: Option<String>,
-    /// Whether the admission policies that make a PythonEnvironment approval trustworthy are
-    /// installed (checked at start); without them no environment is built.
-    pub python_approval_enforced: bool,
 }

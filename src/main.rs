@@ -220,8 +220,6 @@ fn main() -> ExitCode {
                 remove_foreign_role_bindings: remove_foreign_rolebindings,
                 namespace_prefix,
                 streamlit_image,
-                // Checked against the cluster at start.
-                python_approval_enforced: false,
             };
             telemetry::init(log_format);
             let runtime = match tokio::runtime::Runtime::new() {
@@ -278,8 +276,6 @@ async fn run(listen_address: SocketAddr, config: Config) -> Result<(), String> {
     if let Some(layer) = &config.access {
         check_access_layer(&client, layer).await?;
     }
-    let mut config = config;
-    config.python_approval_enforced = approval_policies_installed(&client).await;
 
     let shutdown = shutdown_signal().shared();
     let metrics = Arc::new(Metrics::default());
@@ -320,35 +316,6 @@ async fn check_access_layer(client: &kube::Client, layer: &AccessLayer) -> Resul
     }
     info!(namespace = %layer.namespace, domain = %layer.domain, "access layer configured");
     Ok(())
-}
-
-/// Whether the admission policies that stamp a PythonEnvironment's requester and check its
-/// approver are installed with their bindings. Without them nothing is built (environments
-/// report `ApprovalNotEnforced`); restart the operator after installing them.
-async fn approval_policies_installed(client: &kube::Client) -> bool {
-    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
-    let mut missing = Vec::new();
-    for (kind, name) in [
-        ("MutatingAdmissionPolicy", "dataworkspace-pyenv-requester"),
-        ("MutatingAdmissionPolicyBinding", "dataworkspace-pyenv-requester"),
-        ("ValidatingAdmissionPolicy", "dataworkspace-pyenv-approval"),
-        ("ValidatingAdmissionPolicyBinding", "dataworkspace-pyenv-approval"),
-    ] {
-        let gvk = GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", kind);
-        let api: kube::Api<DynamicObject> = kube::Api::all_with(client.clone(), &ApiResource::from_gvk(&gvk));
-        match api.get_metadata_opt(name).await {
-            Ok(Some(_)) => {}
-            Ok(None) => missing.push(format!("{kind} {name}")),
-            Err(e) => missing.push(format!("{kind} {name} ({e})")),
-        }
-    }
-    if missing.is_empty() {
-        info!("PythonEnvironment approval policies installed");
-        true
-    } else {
-        tracing::warn!(?missing, "PythonEnvironment approval policies missing: no environment will be built");
-        false
-    }
 }
 
 /// Resolves on SIGTERM or SIGINT.

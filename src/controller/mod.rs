@@ -78,6 +78,9 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// When each object's paced status was last written (see [`apply_status_paced`]).
     paced: Pacer,
+    /// Whether the PythonEnvironment approval policies are installed (checked at start and
+    /// every 30 s).
+    pub approval_enforced: std::sync::atomic::AtomicBool,
 }
 
 impl Context {
@@ -92,6 +95,7 @@ impl Context {
             caches,
             failures: Mutex::default(),
             paced: Pacer::default(),
+            approval_enforced: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -240,6 +244,11 @@ pub async fn run<F>(
 {
     let mut feeds = Feeds::new(&client, config.access.as_ref().is_some_and(|a| a.gateway.is_some()));
     let ctx = Arc::new(Context::new(client, metrics, config, feeds.caches()));
+    let enforced = python_environment::approval_policies_installed(&ctx.client).await;
+    ctx.approval_enforced.store(enforced, std::sync::atomic::Ordering::Relaxed);
+    if enforced {
+        info!("PythonEnvironment approval policies installed");
+    }
     let workspaces = workspace::controller(&mut feeds, &ctx);
     let users = user::controller(&mut feeds, &ctx);
     let projects = project::controller(&mut feeds, &ctx);
@@ -269,7 +278,7 @@ pub async fn run<F>(
     let stop_sweep = shutdown.clone();
     let sweep = async {
         tokio::select! {
-            _ = access::sweep_orphans(ctx.clone(), sweep_triggers) => {}
+            _ = async { tokio::join!(access::sweep_orphans(ctx.clone(), sweep_triggers), python_environment::watch_approval_policies(ctx.clone())) } => {}
             _ = stop_sweep => {}
         }
     };

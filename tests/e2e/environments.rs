@@ -178,6 +178,37 @@ pub async fn approval_is_enforced_and_a_build_reaches_the_project(scope: Scope) 
         .await?;
         let built = pushed.status.unwrap_or_default().conditions.into_iter().find(|c| c.type_ == "Built").map(|c| c.reason);
         ensure!(built.as_deref() == Some("NoImageReported"), "Built {built:?}");
+
+        // A careless admin removes the approval policy's binding: approvals are no longer checked
+        // by the API server, and the operator, which looks again every 30 s, builds nothing.
+        kubectl(&["delete", "validatingadmissionpolicybinding", "dataworkspace-pyenv-approval"])?;
+        let unchecked = async {
+            kubectl_with_input(&["apply", "--as", &developer, "-f", "-"], &manifest("late"))?;
+            let late_hash = wait_for(&envs, "late", "phase PendingApproval", |e: Option<&PythonEnvironment>| {
+                phase(e).as_deref() == Some("PendingApproval")
+            })
+            .await?
+            .status
+            .and_then(|s| s.spec_hash)
+            .unwrap_or_default();
+            // Forged: the developer names an admin, and nothing refuses it now.
+            patch_as(&developer, &ns, "late", serde_json::json!({"approval": {"approvedBy": admin, "specHash": late_hash}}))?;
+            crate::harness::wait_until(std::time::Duration::from_secs(120), "ApprovalNotEnforced on the forged approval", || {
+                let envs = envs.clone();
+                async move {
+                    let late = envs.get("late").await.context("late")?;
+                    ensure!(phase(Some(&late)).as_deref() != Some("Building") && phase(Some(&late)).as_deref() != Some("Ready"), "a forged approval was built");
+                    Ok(approved_reason(&late).as_deref() == Some("ApprovalNotEnforced"))
+                }
+            })
+            .await
+        }
+        .await;
+        // Put the policies back, whatever happened; the forged approval goes with its environment
+        // (once the policies are back, nothing tells it from a checked one: see the README).
+        kubectl(&["apply", "--server-side", "-f", &scope.env.repo.join("deploy/admission.yaml").to_string_lossy()])?;
+        envs.delete("late", &DeleteParams::default()).await.context("deleting the forged environment")?;
+        unchecked?;
         Ok(())
     }
     .await;
