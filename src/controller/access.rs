@@ -77,13 +77,13 @@ pub async fn withdraw(
     owner_namespace: Option<&str>,
     keep: &BTreeSet<String>,
 ) -> Result<()> {
-    let caches = &ctx.caches;
+    // One scan of the caches; an owner with nothing stale costs no request.
+    let stale_objects: Vec<Tagged> = tagged(&ctx.caches, access_namespace)
+        .into_iter()
+        .filter(|t| t.owner_uid == owner_uid && !keep.contains(&t.exposure))
+        .collect();
     let stale = |kind: &str| -> Vec<String> {
-        tagged(caches, access_namespace)
-            .into_iter()
-            .filter(|t| t.kind == kind && t.owner_uid == owner_uid && !keep.contains(&t.exposure))
-            .map(|t| t.name)
-            .collect()
+        stale_objects.iter().filter(|t| t.kind == kind).map(|t| t.name.clone()).collect()
     };
     let ns = access_namespace;
     for name in stale("HTTPRoute") {

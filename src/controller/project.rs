@@ -172,26 +172,6 @@ fn exposures(
     }])
 }
 
-/// Withdraws the Project's exposures that `keep` does not name.
-async fn withdraw_stale(
-    ctx: &Context,
-    validated: &runtime::ValidatedProject,
-    access_namespace: &str,
-    keep: &std::collections::BTreeSet<String>,
-) -> Result<()> {
-    let owned = access_apply::exposures_of(&ctx.caches, access_namespace, &validated.uid);
-    let policies = ctx.caches.network_policies.state().iter().any(|p| {
-        p.metadata.namespace.as_deref() == Some(validated.namespace.as_str())
-            && p.owner_references().iter().any(|o| o.uid == validated.uid)
-            && p.labels().get(access::LABEL_EXPOSURE).is_some_and(|e| !keep.contains(e))
-    });
-    if owned.iter().any(|e| !keep.contains(e)) || policies {
-        access_apply::withdraw(ctx, access_namespace, &validated.uid, Some(&validated.namespace), keep)
-            .await?;
-    }
-    Ok(())
-}
-
 /// The Project an access-layer object names by its owner-UID label, if any.
 fn labelled_project<K: kube::Resource>(
     caches: &super::Caches,
@@ -319,9 +299,12 @@ pub async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Actio
                 keep.insert(exposure.name());
             }
         }
-        withdraw_stale(&ctx, &validated, &layer.namespace, &keep).await?;
+        access_apply::withdraw(&ctx, &layer.namespace, &validated.uid, Some(&validated.namespace), &keep)
+            .await?;
     } else if let Some(layer) = &ctx.config.access {
-        withdraw_stale(&ctx, &validated, &layer.namespace, &Default::default()).await?;
+        let none = Default::default();
+        access_apply::withdraw(&ctx, &layer.namespace, &validated.uid, Some(&validated.namespace), &none)
+            .await?;
     }
     let children = runtime::build(&validated, &ctx.config);
     let applied = children::apply(&ctx, &children).await?;
@@ -410,15 +393,7 @@ async fn fail(
     // admitting people who have since left.
     if let (Some(layer), Some(uid)) = (&ctx.config.access, project.metadata.uid.as_deref()) {
         let namespace = project.namespace().unwrap_or_default();
-        let exposed = !access_apply::exposures_of(&ctx.caches, &layer.namespace, uid).is_empty()
-            || ctx.caches.network_policies.state().iter().any(|p| {
-                p.metadata.namespace.as_deref() == Some(namespace.as_str())
-                    && p.owner_references().iter().any(|o| o.uid == uid)
-                    && p.labels().contains_key(access::LABEL_EXPOSURE)
-            });
-        if exposed {
-            access_apply::withdraw(ctx, &layer.namespace, uid, Some(&namespace), &Default::default()).await?;
-        }
+        access_apply::withdraw(ctx, &layer.namespace, uid, Some(&namespace), &Default::default()).await?;
     }
     let condition = Desired::no(type_, error.reason(), error.message());
     let ready = Desired::no(READY, error.reason(), error.message());

@@ -191,8 +191,15 @@ pub async fn approval_is_enforced_and_a_build_reaches_the_project(scope: Scope) 
             .status
             .and_then(|s| s.spec_hash)
             .unwrap_or_default();
-            // Forged: the developer names an admin, and nothing refuses it now.
-            patch_as(&developer, &ns, "late", serde_json::json!({"approval": {"approvedBy": admin, "specHash": late_hash}}))?;
+            // Forged: the developer names an admin, which nothing refuses once the API server has
+            // dropped the binding from its policy cache (a moment after the delete).
+            let forged = serde_json::json!({"approval": {"approvedBy": admin, "specHash": late_hash}});
+            crate::harness::wait_until(crate::harness::WAIT, "the API server to stop checking approvals", || {
+                let forged = forged.clone();
+                let (developer, ns) = (developer.clone(), ns.clone());
+                async move { Ok(patch_as(&developer, &ns, "late", forged).is_ok()) }
+            })
+            .await?;
             crate::harness::wait_until(std::time::Duration::from_secs(120), "ApprovalNotEnforced on the forged approval", || {
                 let envs = envs.clone();
                 async move {

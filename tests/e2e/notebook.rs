@@ -19,7 +19,8 @@ use crate::{
     workspaces::{from_yaml, ready},
 };
 
-fn phase(project: Option<&Project>) -> Option<Phase> {
+/// A Project's phase, once its status describes its current generation.
+pub fn phase(project: Option<&Project>) -> Option<Phase> {
     let project = project?;
     let status = project.status.as_ref()?;
     let current = status.conditions.iter().all(|c| c.observed_generation == project.metadata.generation);

@@ -18,15 +18,9 @@ use dataworkspace_operator::crd::{Project, Workspace, project::Phase};
 use crate::{
     Scope, ensure,
     harness::{Context, TestResult, WAIT, wait_for, wait_until},
+    notebook::phase,
     workspaces::{from_yaml, ready},
 };
-
-fn phase(project: Option<&Project>) -> Option<Phase> {
-    let project = project?;
-    let status = project.status.as_ref()?;
-    let current = status.conditions.iter().all(|c| c.observed_generation == project.metadata.generation);
-    current.then_some(status.phase).flatten()
-}
 
 fn reason(project: Option<&Project>) -> Option<String> {
     let status = project?.status.as_ref()?;

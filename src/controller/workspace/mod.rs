@@ -454,17 +454,7 @@ async fn apply(ctx: &Context, ws: &ValidatedWorkspace, objects: WorkspaceObjects
             .flat_map(|s| &s.access)
             .filter_map(|a| a.deployment.metadata.name.clone())
             .collect();
-        let stale = access::exposures_of(&ctx.caches, &layer.namespace, &ws.uid)
-            .iter()
-            .any(|e| !keep.contains(e))
-            || ctx.caches.network_policies.state().iter().any(|p| {
-                p.metadata.namespace.as_deref() == Some(ws.namespace.as_str())
-                    && p.owner_references().iter().any(|o| o.uid == ws.uid)
-                    && p.labels().get(crate::build::access::LABEL_EXPOSURE).is_some_and(|e| !keep.contains(e))
-            });
-        if stale {
-            access::withdraw(ctx, &layer.namespace, &ws.uid, Some(&ws.namespace), &keep).await?;
-        }
+        access::withdraw(ctx, &layer.namespace, &ws.uid, Some(&ws.namespace), &keep).await?;
     }
     // Ingresses of earlier releases, which routed to the server itself.
     delete_if_managed::<Ingress>(ctx, &ws.namespace, build::STUDIO).await?;
