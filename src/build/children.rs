@@ -10,6 +10,7 @@ use k8s_openapi::{
         batch::v1::Job,
         core::v1::{ConfigMap, PersistentVolumeClaim, Service, ServiceAccount},
         networking::v1::NetworkPolicy,
+        rbac::v1::RoleBinding,
     },
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
@@ -33,6 +34,8 @@ pub struct GeneratedSecret {
 pub enum Child {
     /// Applied.
     ServiceAccount(ServiceAccount),
+    /// Applied: binds a platform ClusterRole to one of the project's ServiceAccounts.
+    RoleBinding(RoleBinding),
     /// Applied.
     ConfigMap(ConfigMap),
     /// Created once.
@@ -48,7 +51,8 @@ pub enum Child {
     /// Applied.
     Deployment(Deployment),
     /// Created once: a Job's spec is immutable, so a Job is named by a hash of what it runs
-    /// ([`hashed_name`]) and a change makes a new Job.
+    /// ([`hashed_name`]) or by a run number, and a change makes a new Job. Only `suspend`
+    /// follows the built Job.
     Job(Job),
 }
 
@@ -57,6 +61,7 @@ impl Child {
     pub fn metadata(&self) -> &ObjectMeta {
         match self {
             Child::ServiceAccount(o) => &o.metadata,
+            Child::RoleBinding(o) => &o.metadata,
             Child::ConfigMap(o) => &o.metadata,
             Child::GeneratedSecret(o) => &o.metadata,
             Child::Service(o) => &o.metadata,
@@ -73,6 +78,7 @@ impl Child {
         let name = |m: &ObjectMeta| m.name.clone().unwrap_or_default();
         match self {
             Child::ServiceAccount(o) => ("ServiceAccount", name(&o.metadata)),
+            Child::RoleBinding(o) => ("RoleBinding", name(&o.metadata)),
             Child::ConfigMap(o) => ("ConfigMap", name(&o.metadata)),
             Child::GeneratedSecret(o) => ("Secret", name(&o.metadata)),
             Child::Service(o) => ("Service", name(&o.metadata)),
@@ -112,6 +118,32 @@ impl Hasher for Fnv {
         }
     }
 }
+
+/// Golden snapshots of built children, one per child, named `<prefix><kind>-<name>` (a macro,
+/// so that the snapshots live beside the runtime that calls it).
+#[cfg(test)]
+macro_rules! assert_snapshots {
+    ($prefix:expr, $children:expr) => {
+        for child in $children {
+            let (kind, name) = child.key();
+            let snapshot = format!("{}{kind}-{name}", $prefix);
+            match child {
+                Child::ServiceAccount(o) => insta::assert_yaml_snapshot!(snapshot, o),
+                Child::RoleBinding(o) => insta::assert_yaml_snapshot!(snapshot, o),
+                Child::ConfigMap(o) => insta::assert_yaml_snapshot!(snapshot, o),
+                Child::GeneratedSecret(o) => insta::assert_yaml_snapshot!(snapshot, (o.metadata, o.keys)),
+                Child::Service(o) => insta::assert_yaml_snapshot!(snapshot, o),
+                Child::NetworkPolicy(o) => insta::assert_yaml_snapshot!(snapshot, o),
+                Child::StatefulSet(o) => insta::assert_yaml_snapshot!(snapshot, o),
+                Child::Job(o) => insta::assert_yaml_snapshot!(snapshot, o),
+                Child::Volume(o) => insta::assert_yaml_snapshot!(snapshot, o),
+                Child::Deployment(o) => insta::assert_yaml_snapshot!(snapshot, o),
+            }
+        }
+    };
+}
+#[cfg(test)]
+pub(crate) use assert_snapshots;
 
 #[cfg(test)]
 mod tests {

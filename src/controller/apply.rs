@@ -151,7 +151,7 @@ fn same_quantity(a: &str, b: &str) -> bool {
 /// the API server does, it rounds up to nano units (10^-9) and caps the magnitude at 2^63 - 1.
 /// `None` when the text is not a quantity (`<sign?><digits>[.<digits>]<suffix>`, the suffix
 /// one of `Ki`…`Ei`, `n u m k M G T P E`, or `e<integer>`), or too large to hold exactly.
-fn quantity_value(text: &str) -> Option<(bool, u128, i32)> {
+pub(crate) fn quantity_value(text: &str) -> Option<(bool, u128, i32)> {
     let (negative, rest) = match text.as_bytes().first()? {
         b'-' => (true, &text[1..]),
         b'+' => (false, &text[1..]),

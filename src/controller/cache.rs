@@ -24,7 +24,7 @@ use k8s_openapi::api::{
     apps::v1::{Deployment, StatefulSet},
     batch::v1::Job,
     core::v1::{
-        ConfigMap, LimitRange, Namespace, PersistentVolumeClaim, ResourceQuota, Secret, Service,
+        ConfigMap, LimitRange, Namespace, PersistentVolumeClaim, Pod, ResourceQuota, Secret, Service,
         ServiceAccount,
     },
     networking::v1::{Ingress, NetworkPolicy},
@@ -47,7 +47,7 @@ use crate::{
     crd::{Project, PythonEnvironment, User, Workspace},
     error::{Error, Result},
     metrics::{KindLabels, Metrics},
-    names::{LABEL_MANAGED_BY, MANAGER},
+    names::{LABEL_MANAGED_BY, LABEL_NAME, MANAGER},
 };
 
 /// How many triggers may wait for a controller before the watch waits too. Small: each holds a
@@ -250,6 +250,12 @@ fn drop_managed_fields<K: Resource>(object: &mut K) {
     object.meta_mut().managed_fields = None;
 }
 
+/// A Spark pod as status reads it: metadata and status, no spec, no annotations.
+fn trim_pod(pod: &mut Pod) {
+    trim_metadata(pod);
+    pod.spec = None;
+}
+
 /// Keeps only the operator's own annotations (`dataworkspace.io/…`) and drops managed fields.
 fn trim_metadata<K: Resource>(object: &mut K) {
     let meta = object.meta_mut();
@@ -340,6 +346,9 @@ pub struct Feeds {
     /// The operator's PersistentVolumeClaims (volumes it creates itself, not those of
     /// StatefulSet templates).
     pub volumes: Feed<PersistentVolumeClaim>,
+    /// The pods of Spark projects (drivers, and the executors Spark creates from the operator's
+    /// template), metadata and status only: their state is the projects' status.
+    pub pods: Feed<Pod>,
     /// The operator's HTTPRoutes, when the access layer routes through a Gateway (the kind
     /// exists only where Gateway API is installed).
     pub routes: Option<Feed<HTTPRoute>>,
@@ -370,6 +379,14 @@ impl Feeds {
             jobs: typed(client, "Job", managed()),
             deployments: typed(client, "Deployment", managed()),
             volumes: typed(client, "PersistentVolumeClaim", managed()),
+            pods: Feed::new(
+                "Pod",
+                watcher(
+                    all::<Pod>(client),
+                    everything().labels(&format!("{LABEL_MANAGED_BY}={MANAGER},{LABEL_NAME}=spark")),
+                ),
+                trim_pod,
+            ),
             routes: routes.then(|| typed(client, "HTTPRoute", managed())),
         }
     }
@@ -397,6 +414,7 @@ impl Feeds {
             jobs: self.jobs.store.clone(),
             deployments: self.deployments.store.clone(),
             volumes: self.volumes.store.clone(),
+            pods: self.pods.store.clone(),
             routes: self.routes.as_ref().map(|f| f.store.clone()),
         }
     }
@@ -427,6 +445,7 @@ impl Feeds {
             self.jobs.drive(m()),
             self.deployments.drive(m()),
             self.volumes.drive(m()),
+            self.pods.drive(m()),
         ];
         all.extend(routes);
         all
@@ -476,6 +495,8 @@ pub struct Caches {
     pub deployments: Store<Deployment>,
     /// PersistentVolumeClaims.
     pub volumes: Store<PersistentVolumeClaim>,
+    /// Spark pods (metadata and status).
+    pub pods: Store<Pod>,
     /// HTTPRoutes, when watched.
     pub routes: Option<Store<HTTPRoute>>,
 }
@@ -560,6 +581,7 @@ impl Caches {
             && is_ready(&self.jobs).await
             && is_ready(&self.deployments).await
             && is_ready(&self.volumes).await
+            && is_ready(&self.pods).await
             && match &self.routes {
                 Some(routes) => is_ready(routes).await,
                 None => true,

@@ -9,8 +9,9 @@ use k8s_openapi::{
     api::{
         apps::v1::{Deployment, StatefulSet},
         batch::v1::Job,
-        core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service, ServiceAccount},
+        core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount},
         networking::v1::NetworkPolicy,
+        rbac::v1::RoleBinding,
     },
 };
 use kube::{
@@ -20,7 +21,10 @@ use kube::{
 };
 use ring::rand::{SecureRandom, SystemRandom};
 
-use super::{Context, apply_namespaced, cache::cached_meta};
+use super::{
+    Context, apply_namespaced,
+    cache::{Cached, cached_meta},
+};
 use crate::{
     build::children::{Child, GeneratedSecret},
     error::{Error, Result},
@@ -34,8 +38,11 @@ pub struct Applied {
     pub stateful_sets: BTreeMap<String, StatefulSet>,
     /// See [`Applied::stateful_sets`].
     pub deployments: BTreeMap<String, Deployment>,
-    /// The Jobs, by name.
+    /// The Jobs, by name (with the earlier runs a project keeps).
     pub jobs: BTreeMap<String, Job>,
+    /// The owner's Spark pods (drivers and executors), as the cache holds them: metadata and
+    /// status.
+    pub pods: Vec<Pod>,
 }
 
 /// Applies `children` in order. A child whose name is taken by an object its owner did not make
@@ -49,6 +56,7 @@ pub async fn apply(ctx: &Context, children: &[Child]) -> Result<Applied> {
     for child in children {
         match child {
             Child::ServiceAccount(o) => drop(apply_namespaced(ctx, o).await?),
+            Child::RoleBinding(o) => drop(apply_namespaced(ctx, o).await?),
             Child::ConfigMap(o) => drop(apply_namespaced(ctx, o).await?),
             Child::GeneratedSecret(o) => generate_once(ctx, o).await?,
             Child::Service(o) => drop(apply_namespaced(ctx, o).await?),
@@ -63,7 +71,7 @@ pub async fn apply(ctx: &Context, children: &[Child]) -> Result<Applied> {
                 applied.deployments.insert(live.name_any(), live);
             }
             Child::Job(o) => {
-                let live = create_once(ctx, o).await?;
+                let live = suspend(ctx, o, create_once(ctx, o).await?).await?;
                 applied.jobs.insert(live.name_any(), live);
             }
         }
@@ -79,6 +87,8 @@ async fn check_unclaimed(ctx: &Context, child: &Child) -> Result<()> {
     let (namespace, owner) = meta_of(child.metadata());
     let live = match child {
         Child::ServiceAccount(_) => live_meta::<ServiceAccount>(ctx, &namespace, &name).await?,
+        // Every RoleBinding is cached.
+        Child::RoleBinding(_) => cached_meta::<RoleBinding>(&ctx.caches, Some(&namespace), &name),
         Child::ConfigMap(_) => live_meta::<ConfigMap>(ctx, &namespace, &name).await?,
         // Every Secret is cached (metadata): no read needed.
         Child::GeneratedSecret(_) => cached_meta::<Secret>(&ctx.caches, Some(&namespace), &name),
@@ -130,6 +140,62 @@ where
 fn meta_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (String, String) {
     let owner = meta.owner_references.iter().flatten().next().map(|o| o.uid.clone()).unwrap_or_default();
     (meta.namespace.clone().unwrap_or_default(), owner)
+}
+
+/// Brings a Job's `suspend` (the one field of a Job's spec the operator changes: a stopped
+/// project suspends its run) in line with the built Job; a merge patch of that field alone.
+async fn suspend(ctx: &Context, built: &Job, live: Job) -> Result<Job> {
+    let wanted = built.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false);
+    let current = live.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false);
+    let finished = live.status.as_ref().is_some_and(|s| s.completion_time.is_some())
+        || live
+            .status
+            .iter()
+            .flat_map(|s| s.conditions.iter().flatten())
+            .any(|c| c.type_ == "Failed" && c.status == "True");
+    if wanted == current || finished {
+        return Ok(live);
+    }
+    let namespace = ResourceExt::namespace(&live).unwrap_or_default();
+    let name = live.name_any();
+    let patch = kube::api::Patch::Merge(serde_json::json!({"spec": {"suspend": wanted}}));
+    let params = kube::api::PatchParams { field_manager: Some(MANAGER.into()), ..Default::default() };
+    ctx.count_write("Job");
+    Api::<Job>::namespaced(ctx.client.clone(), &namespace)
+        .patch(&name, &params, &patch)
+        .await
+        .map_err(|source| Error::Apply { what: format!("Job {name} (suspend)"), source })
+}
+
+/// Adds what the owner (`instance` by its label, `owner` by UID) keeps but no longer builds to
+/// `applied`, from the caches: the earlier runs it keeps (`retained`), and its Spark pods.
+pub fn observe(
+    ctx: &Context,
+    namespace: &str,
+    instance: &str,
+    owner: &str,
+    retained: &[(&'static str, String)],
+    applied: &mut Applied,
+) {
+    for (kind, name) in retained {
+        if *kind != "Job" || applied.jobs.contains_key(name) {
+            continue;
+        }
+        let job = Job::cached(&ctx.caches, Some(namespace), name)
+            .and_then(|v| serde_json::from_value::<Job>(v).ok());
+        if let Some(job) = job.filter(|j| j.owner_references().iter().any(|r| r.uid == owner)) {
+            applied.jobs.insert(name.clone(), job);
+        }
+    }
+    applied.pods = ctx
+        .caches
+        .pods
+        .state()
+        .iter()
+        .filter(|p| ResourceExt::namespace(&***p).as_deref() == Some(namespace))
+        .filter(|p| p.labels().get(crate::names::LABEL_INSTANCE).map(String::as_str) == Some(instance))
+        .map(|p| (**p).clone())
+        .collect();
 }
 
 /// Creates the Secret with freshly generated values unless it exists. Values are random bytes
@@ -195,11 +261,21 @@ where
 /// Deletes the owner's children (by owner UID, in its namespace, carrying the operator's label)
 /// that `children` no longer lists. Volumes of StatefulSets are not children: they are kept;
 /// a volume child (a built environment) goes when its owner no longer lists it.
-pub async fn sweep(ctx: &Context, namespace: &str, owner_uid: &str, children: &[Child]) -> Result<()> {
-    let keep: BTreeSet<(&'static str, String)> = children.iter().map(Child::key).collect();
+pub async fn sweep(
+    ctx: &Context,
+    namespace: &str,
+    owner_uid: &str,
+    children: &[Child],
+    retained: &[(&'static str, String)],
+) -> Result<()> {
+    let mut keep: BTreeSet<(&'static str, String)> = children.iter().map(Child::key).collect();
+    keep.extend(retained.iter().cloned());
     let caches = &ctx.caches;
     for name in stale(&caches.service_accounts, namespace, owner_uid, "ServiceAccount", &keep) {
         delete::<ServiceAccount>(ctx, namespace, &name).await?;
+    }
+    for name in stale(&caches.role_bindings, namespace, owner_uid, "RoleBinding", &keep) {
+        delete::<RoleBinding>(ctx, namespace, &name).await?;
     }
     for name in stale(&caches.config_maps, namespace, owner_uid, "ConfigMap", &keep) {
         delete::<ConfigMap>(ctx, namespace, &name).await?;

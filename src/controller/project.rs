@@ -30,7 +30,8 @@ use crate::{
 };
 
 /// Condition types the Project controller writes.
-pub const CONDITION_TYPES: &[&str] = &[READY, "Workspace", "Runtime", "Server", "App", "Access"];
+pub const CONDITION_TYPES: &[&str] =
+    &[READY, "Workspace", "Runtime", "Server", "App", "Driver", "Run", "Access"];
 
 /// The Project controller, fed by the caches: its own kind, the children it owns (by owner
 /// reference), and spec changes of the Workspace of its namespace.
@@ -61,7 +62,10 @@ pub fn controller(feeds: &mut Feeds, ctx: &Arc<Context>) -> Controller<Deseriali
                 .collect();
             valid(&people.projects)
                 .iter()
-                .filter(|p| p.spec.streamlit.as_ref().is_some_and(|s| s.host.is_some()))
+                .filter(|p| {
+                    p.spec.streamlit.as_ref().is_some_and(|s| s.host.is_some())
+                        || p.spec.spark.as_ref().is_some_and(|s| s.host.is_some())
+                })
                 .filter(|p| p.namespace().is_some_and(|ns| namespaces.contains(&ns)))
                 .map(|p| ObjectRef::new(&p.name_any()).within(&p.namespace().unwrap_or_default()))
                 .collect()
@@ -81,6 +85,12 @@ pub fn controller(feeds: &mut Feeds, ctx: &Arc<Context>) -> Controller<Deseriali
         .watches_stream(feeds.network_policies.subscribe(), |o| owning_project(&o))
         .watches_stream(feeds.stateful_sets.subscribe(), |o| owning_project(&o))
         .watches_stream(feeds.jobs.subscribe(), |o| owning_project(&o))
+        .watches_stream(feeds.role_bindings.subscribe(), |o| owning_project(&o))
+        // Spark's pods (drivers and executors) name their project by label.
+        .watches_stream(feeds.pods.subscribe(), |pod| {
+            let name = pod.labels().get(crate::names::LABEL_INSTANCE)?;
+            Some(ObjectRef::new(name).within(&pod.namespace()?))
+        })
         // An environment becoming ready, rebuilt or withdrawn: the Projects naming it.
         .watches_stream(feeds.environments.subscribe_when(environment_state), move |environment| {
             projects_using(&valid(&users_of_environments.projects), &environment)
@@ -259,7 +269,9 @@ pub async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Actio
     // Runtimes that run get their environment only once it is approved and built; the others
     // report NotYetSupported.
     let environment = match &project.spec.python_environment {
-        Some(name) if matches!(project.spec.runtime, Runtime::Notebook | Runtime::Streamlit) => {
+        Some(name)
+            if matches!(project.spec.runtime, Runtime::Notebook | Runtime::Streamlit | Runtime::Spark) =>
+        {
             ready_environment(&ctx.caches, &namespace, name).map(Some)
         }
         _ => Ok(None),
@@ -307,8 +319,10 @@ pub async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Actio
             .await?;
     }
     let children = runtime::build(&validated, &ctx.config);
-    let applied = children::apply(&ctx, &children).await?;
-    children::sweep(&ctx, &validated.namespace, &validated.uid, &children).await?;
+    let mut applied = children::apply(&ctx, &children).await?;
+    let retained = runtime::retained(&validated);
+    children::sweep(&ctx, &validated.namespace, &validated.uid, &children, &retained).await?;
+    children::observe(&ctx, &validated.namespace, &validated.name, &validated.uid, &retained, &mut applied);
     let mut status = runtime::status(&validated, &applied, previous);
     let mut conditions =
         vec![Desired::yes("Workspace", "Resolved", format!("in workspace {}", validated.workspace.name))];
@@ -334,6 +348,7 @@ pub async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Actio
         phase: status.phase,
         components: status.components,
         endpoints: status.endpoints,
+        runs: status.runs,
         ..ProjectStatus::default()
     };
     apply_status(&ctx, &*project, stored, &conditions).await?;

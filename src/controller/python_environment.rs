@@ -251,7 +251,7 @@ pub async fn reconcile(env: Arc<PythonEnvironment>, ctx: Arc<Context>) -> Result
                     Some((succeeded, record))
                 }
             };
-            children::sweep(&ctx, &namespace, &approved.owner.uid, &wanted).await?;
+            children::sweep(&ctx, &namespace, &approved.owner.uid, &wanted, &[]).await?;
             match built {
                 None => {
                     status.phase = Some("Building".into());

@@ -281,9 +281,40 @@ pub struct SparkSpec {
     /// Resources of the driver (the Connect server in `Connect` mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub driver: Option<SparkRole>,
+    /// Public host name of the Spark UI, one label inside the platform's domain: served there
+    /// only through its own authenticating proxy (the access layer), to the project's access
+    /// list. Without it, or without the access layer, the UI is reachable inside the cluster only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new(DNS_SUBDOMAIN_RULE).message("host must be a DNS name in lowercase, such as 'spark.example.com'"))]
+    pub host: Option<String>,
     /// Executors: resources and how many.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub executors: Option<SparkExecutors>,
+    /// Spark tuning properties of the Connect server or the application (`--conf key=value`).
+    /// Only tuning keys are allowed, by prefix:
+    /// `spark.sql.`, `spark.executor.memory*`, `spark.executor.cores`,
+    /// `spark.executor.pyspark.memory`, `spark.driver.memory*`, `spark.driver.cores`,
+    /// `spark.driver.maxResultSize`, `spark.dynamicAllocation.`, `spark.shuffle.`, `spark.memory.`,
+    /// `spark.default.parallelism`, `spark.network.timeout*`, `spark.speculation*`,
+    /// `spark.serializer*`, `spark.kryo*`, `spark.python.`, `spark.task.cpus`,
+    /// `spark.task.maxFailures`, `spark.locality.wait*`, `spark.reducer.`, `spark.broadcast.`,
+    /// `spark.io.compression.` and `spark.rdd.compress`. Every other key is refused: the operator
+    /// decides where, as whom and with what Spark runs. Keys that would decide it are refused even
+    /// under an allowed prefix: `spark.kubernetes.*` (namespace, service account, secrets, pod
+    /// templates), `spark.master`, `spark.submit.*`, JVM options, class and library paths,
+    /// `spark.jars*`, `spark.files`, `spark.archives`, `spark.executorEnv.*`, anything naming
+    /// secrets, pod templates or redaction, `spark.authenticate*`, `spark.ssl*`,
+    /// `spark.ui.proxy*` and `spark.eventLog.dir`. The interpreter keys
+    /// (`spark.pyspark.python`, `spark.pyspark.driver.python`) are refused too: the Python
+    /// environment decides it. Credentials never belong here; use the Workspace's `connections`
+    /// and `secrets`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 100, "additionalProperties" = {"type": "string", "maxLength": 4096}))]
+    #[x_kube(validation = Rule::new(r"self.all(k, size(k) <= 256 && k.matches(r'^[A-Za-z0-9][-A-Za-z0-9._]*$'))").message("conf keys must be Spark property names such as 'spark.sql.shuffle.partitions': letters, digits, '.', '_' and '-', at most 256 characters"))]
+    #[x_kube(validation = Rule::new(SPARK_CONF_DENIED_RULE).message("conf cannot set spark.kubernetes.*, spark.master, spark.submit.*, JVM options, class or library paths, spark.jars*, spark.files, spark.archives, spark.executorEnv.*, secrets, pod templates, authentication, SSL, redaction, the UI proxy or the event log directory: the operator decides where, as whom and with what Spark runs"))]
+    #[x_kube(validation = Rule::new(SPARK_CONF_TUNING_RULE).message("conf keys must be Spark tuning properties: spark.sql.*, spark.executor.memory*, spark.executor.cores, spark.executor.pyspark.memory, spark.driver.memory*, spark.driver.cores, spark.driver.maxResultSize, spark.dynamicAllocation.*, spark.shuffle.*, spark.memory.*, spark.default.parallelism, spark.network.timeout*, spark.speculation*, spark.serializer*, spark.kryo*, spark.python.*, spark.task.cpus, spark.task.maxFailures, spark.locality.wait*, spark.reducer.*, spark.broadcast.*, spark.io.compression.* or spark.rdd.compress"))]
+    pub conf: BTreeMap<String, String>,
     /// The batch application (mode `Batch`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub application: Option<SparkApplication>,
@@ -312,11 +343,24 @@ pub struct SparkRole {
 /// Executor settings.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.maxInstances) || self.maxInstances >= self.instances").message("executors.maxInstances must be at least executors.instances (the initial number)"))]
+#[x_kube(validation = Rule::new("!has(self.minInstances) || (has(self.maxInstances) && self.minInstances <= self.instances)").message("executors.minInstances needs maxInstances (dynamic allocation) and must be at most executors.instances"))]
 pub struct SparkExecutors {
-    /// Number of executors.
+    /// Number of executors: fixed, or the initial number when `maxInstances` turns on dynamic
+    /// allocation.
     #[serde(default = "default_executor_instances")]
     #[schemars(range(min = 0, max = 1000))]
     pub instances: i32,
+    /// Fewest executors under dynamic allocation (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub min_instances: Option<i32>,
+    /// Most executors: setting it turns on dynamic allocation (with shuffle tracking: Kubernetes
+    /// has no external shuffle service), between `minInstances` and this, starting at
+    /// `instances`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_instances: Option<i32>,
     /// Resources of each executor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "resources_schema")]
@@ -344,33 +388,16 @@ pub struct SparkApplication {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 100), inner(length(max = 4096)))]
     pub args: Vec<String>,
-    /// Spark tuning properties (`--conf key=value`). Only tuning keys are allowed, by prefix:
-    /// `spark.sql.`, `spark.executor.memory*`, `spark.executor.cores`,
-    /// `spark.executor.pyspark.memory`, `spark.driver.memory*`, `spark.driver.cores`,
-    /// `spark.driver.maxResultSize`, `spark.dynamicAllocation.`, `spark.shuffle.`, `spark.memory.`,
-    /// `spark.default.parallelism`, `spark.network.timeout*`, `spark.speculation*`,
-    /// `spark.serializer*`, `spark.kryo*`, `spark.python.`, `spark.task.cpus`,
-    /// `spark.task.maxFailures`, `spark.locality.wait*`, `spark.reducer.`, `spark.broadcast.`,
-    /// `spark.io.compression.` and `spark.rdd.compress`. Every other key is refused: the operator
-    /// decides where, as whom and with what Spark runs. Keys that would decide it are refused even
-    /// under an allowed prefix: `spark.kubernetes.*` (namespace, service account, secrets, pod
-    /// templates), `spark.master`, `spark.submit.*`, JVM options, class and library paths,
-    /// `spark.jars*`, `spark.files`, `spark.archives`, `spark.executorEnv.*`, anything naming
-    /// secrets, pod templates or redaction, `spark.authenticate*`, `spark.ssl*`,
-    /// `spark.ui.proxy*` and `spark.eventLog.dir`. The interpreter keys
-    /// (`spark.pyspark.python`, `spark.pyspark.driver.python`) are refused too: the Python
-    /// environment decides it. Credentials never belong here; use the Workspace's `connections`
-    /// and `secrets`.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("maxProperties" = 100, "additionalProperties" = {"type": "string", "maxLength": 4096}))]
-    #[x_kube(validation = Rule::new(r"self.all(k, size(k) <= 256 && k.matches(r'^[A-Za-z0-9][-A-Za-z0-9._]*$'))").message("conf keys must be Spark property names such as 'spark.sql.shuffle.partitions': letters, digits, '.', '_' and '-', at most 256 characters"))]
-    #[x_kube(validation = Rule::new(SPARK_CONF_DENIED_RULE).message("conf cannot set spark.kubernetes.*, spark.master, spark.submit.*, JVM options, class or library paths, spark.jars*, spark.files, spark.archives, spark.executorEnv.*, secrets, pod templates, authentication, SSL, redaction, the UI proxy or the event log directory: the operator decides where, as whom and with what Spark runs"))]
-    #[x_kube(validation = Rule::new(SPARK_CONF_TUNING_RULE).message("conf keys must be Spark tuning properties: spark.sql.*, spark.executor.memory*, spark.executor.cores, spark.executor.pyspark.memory, spark.driver.memory*, spark.driver.cores, spark.driver.maxResultSize, spark.dynamicAllocation.*, spark.shuffle.*, spark.memory.*, spark.default.parallelism, spark.network.timeout*, spark.speculation*, spark.serializer*, spark.kryo*, spark.python.*, spark.task.cpus, spark.task.maxFailures, spark.locality.wait*, spark.reducer.*, spark.broadcast.*, spark.io.compression.* or spark.rdd.compress"))]
-    pub conf: BTreeMap<String, String>,
-    /// Whether a failed run is retried.
+    /// The run: bump it to run the application again (a new Job, `<project>-run-<run>`). A
+    /// spec change alone does not start a run.
+    #[serde(default = "default_run")]
+    #[schemars(range(min = 1, max = 1_000_000_000))]
+    pub run: i64,
+    /// Whether a failed run is retried (up to three more attempts, each a new driver pod).
     #[serde(default)]
     pub restart_policy: RestartPolicy,
-    /// How many finished runs are kept before the oldest is cleaned up.
+    /// How many earlier runs' Jobs (and their driver pods and logs) are kept besides the
+    /// current one; older ones are deleted.
     #[serde(default = "default_keep_runs")]
     #[schemars(range(min = 0, max = 100))]
     pub keep_finished_runs: i32,
@@ -380,8 +407,12 @@ fn default_keep_runs() -> i32 {
     3
 }
 
+fn default_run() -> i64 {
+    1
+}
+
 /// Every key of a Spark configuration is a tuning property: one of the prefixes listed on
-/// [`SparkApplication::conf`].
+/// [`SparkSpec::conf`].
 const SPARK_CONF_TUNING_RULE: &str = r"self.all(k, k.matches(r'^spark\.(sql\.|executor\.(memory|cores$|pyspark\.memory$)|driver\.(memory|cores$|maxResultSize$)|dynamicAllocation\.|shuffle\.|memory\.|default\.parallelism$|network\.timeout|speculation|serializer|kryo|python\.|task\.(cpus|maxFailures)$|locality\.wait|reducer\.|broadcast\.|io\.compression\.|rdd\.compress$)'))";
 /// No key of a Spark configuration decides where, as whom or with what Spark runs, whatever its
 /// prefix (case-insensitively, as a second line behind [`SPARK_CONF_TUNING_RULE`]).
@@ -465,6 +496,30 @@ pub struct ProjectStatus {
     /// Where the project's UI, app or server is reachable.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub endpoints: Vec<Endpoint>,
+    /// The latest runs of a batch application, newest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<RunStatus>,
+}
+
+/// One run of a batch application.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunStatus {
+    /// The run number (`spec.spark.application.run` when it started).
+    pub run: i64,
+    /// The Job that runs it.
+    pub job: String,
+    /// Pending, Running, Succeeded or Failed.
+    pub phase: String,
+    /// When its driver started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    /// When it finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    /// Why it failed: the Job's reason and message, and the end of the driver's output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// A Project's phase, for humans; conditions carry the detail.

@@ -4,6 +4,7 @@
 //! means one folder here and one arm in each `match`.
 
 pub mod notebook;
+pub mod spark;
 pub mod streamlit;
 
 use k8s_openapi::{
@@ -19,7 +20,7 @@ use crate::{
     controller::{children::Applied, workspace::validate::ValidatedWorkspace},
     crd::{
         Project,
-        project::{ComponentStatus, Endpoint, Phase, PodOverrides, Runtime},
+        project::{ComponentStatus, Endpoint, Phase, PodOverrides, RunStatus, Runtime},
     },
     error::{Error, Result},
     names::{LABEL_WORKSPACE, labels},
@@ -62,6 +63,8 @@ pub enum RuntimeSpec {
     Notebook(notebook::Notebook),
     /// A Streamlit app.
     Streamlit(streamlit::Streamlit),
+    /// A Spark Connect server or a batch application.
+    Spark(Box<spark::Spark>),
     /// A runtime this version does not run yet.
     NotYetSupported(Runtime),
 }
@@ -117,6 +120,7 @@ pub fn validate(project: &Project, workspace: ValidatedWorkspace) -> Result<Vali
     let runtime = match spec.runtime {
         Runtime::Notebook => RuntimeSpec::Notebook(notebook::validate(project)?),
         Runtime::Streamlit => RuntimeSpec::Streamlit(streamlit::validate(project)?),
+        Runtime::Spark => RuntimeSpec::Spark(Box::new(spark::validate(project)?)),
         other => RuntimeSpec::NotYetSupported(other),
     };
     Ok(ValidatedProject {
@@ -140,7 +144,22 @@ pub fn build(project: &ValidatedProject, config: &Config) -> Vec<Child> {
     match &project.runtime {
         RuntimeSpec::Notebook(notebook) => notebook::build(project, notebook, config),
         RuntimeSpec::Streamlit(app) => streamlit::build(project, app, config, project.proxied),
+        RuntimeSpec::Spark(spark) => spark::build(project, spark),
         RuntimeSpec::NotYetSupported(_) => Vec::new(),
+    }
+}
+
+/// Children a pass keeps when they exist but does not create: a batch application's earlier
+/// runs (up to `keepFinishedRuns`).
+pub fn retained(project: &ValidatedProject) -> Vec<(&'static str, String)> {
+    match &project.runtime {
+        RuntimeSpec::Spark(spark) => match &spark.mode {
+            spark::Mode::Batch(app) => {
+                spark::kept_runs(&project.name, app).into_iter().map(|name| ("Job", name)).collect()
+            }
+            spark::Mode::Connect => Vec::new(),
+        },
+        _ => Vec::new(),
     }
 }
 
@@ -179,6 +198,13 @@ pub fn offered(project: &ValidatedProject) -> Option<Offered> {
             port: streamlit::PORT,
             pod_labels: project.labels(streamlit::APP, "app"),
         }),
+        RuntimeSpec::Spark(spark) => spark.host.as_ref().map(|host| Offered {
+            ui: format!("app-{}", project.name),
+            host: host.clone(),
+            service: project.name.clone(),
+            port: spark::UI_PORT,
+            pod_labels: project.labels(spark::APP, "driver"),
+        }),
         _ => None,
     }
 }
@@ -195,6 +221,8 @@ pub struct RuntimeStatus {
     pub endpoints: Vec<Endpoint>,
     /// Per-component conditions.
     pub conditions: Vec<Desired>,
+    /// A batch application's latest runs, newest first.
+    pub runs: Vec<RunStatus>,
 }
 
 /// Status computed from what was applied; `previous` is the phase stored before this pass.
@@ -202,6 +230,7 @@ pub fn status(project: &ValidatedProject, applied: &Applied, previous: Option<Ph
     match &project.runtime {
         RuntimeSpec::Notebook(_) => notebook::status(project, applied, previous),
         RuntimeSpec::Streamlit(app) => streamlit::status(project, app, applied, previous),
+        RuntimeSpec::Spark(spark) => spark::status(project, spark, applied, previous),
         RuntimeSpec::NotYetSupported(runtime) => RuntimeStatus {
             phase: Some(Phase::Pending),
             conditions: vec![Desired::no(

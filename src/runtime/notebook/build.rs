@@ -211,21 +211,7 @@ mod tests {
 
     #[test]
     fn golden_objects_of_the_example_notebook() {
-        for child in children(&example_project(|_| {})) {
-            let (kind, name) = child.key();
-            let snapshot = format!("{kind}-{name}");
-            match child {
-                Child::ServiceAccount(o) => insta::assert_yaml_snapshot!(snapshot, o),
-                Child::ConfigMap(o) => insta::assert_yaml_snapshot!(snapshot, o),
-                Child::GeneratedSecret(o) => insta::assert_yaml_snapshot!(snapshot, (o.metadata, o.keys)),
-                Child::Service(o) => insta::assert_yaml_snapshot!(snapshot, o),
-                Child::NetworkPolicy(o) => insta::assert_yaml_snapshot!(snapshot, o),
-                Child::StatefulSet(o) => insta::assert_yaml_snapshot!(snapshot, o),
-                Child::Job(o) => insta::assert_yaml_snapshot!(snapshot, o),
-                Child::Volume(o) => insta::assert_yaml_snapshot!(snapshot, o),
-                Child::Deployment(o) => insta::assert_yaml_snapshot!(snapshot, o),
-            }
-        }
+        crate::build::children::assert_snapshots!("", children(&example_project(|_| {})));
     }
 
     #[test]

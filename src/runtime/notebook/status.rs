@@ -38,5 +38,6 @@ pub fn status(project: &ValidatedProject, applied: &Applied, previous: Option<Ph
             url: format!("http://{}.{}.svc:{}/", project.name, project.namespace, jupyter::PORT),
         }],
         conditions: vec![condition],
+        ..RuntimeStatus::default()
     }
 }

@@ -293,16 +293,10 @@ mod tests {
                 }),
             ),
         ] {
-            for child in children(&project, &with_default_image()) {
-                let (kind, object) = child.key();
-                let snapshot = format!("{name}-{kind}-{object}");
-                match child {
-                    Child::ServiceAccount(o) => insta::assert_yaml_snapshot!(snapshot, o),
-                    Child::Service(o) => insta::assert_yaml_snapshot!(snapshot, o),
-                    Child::Deployment(o) => insta::assert_yaml_snapshot!(snapshot, o),
-                    other => panic!("{other:?}"),
-                }
-            }
+            crate::build::children::assert_snapshots!(
+                format!("{name}-"),
+                children(&project, &with_default_image())
+            );
         }
     }
 }

@@ -47,5 +47,6 @@ pub fn status(
             url: format!("http://{}.{}.svc:{PORT}/", project.name, project.namespace),
         }],
         conditions: vec![condition],
+        ..RuntimeStatus::default()
     }
 }

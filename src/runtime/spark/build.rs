@@ -1,0 +1,617 @@
+//! The objects of a Spark project: the driver's and the executors' ServiceAccounts, the driver's
+//! RoleBinding, the configuration (spark-defaults.conf and the executor pod template), the
+//! Service clients and the UI use, and the driver — a Deployment running the Connect server, or
+//! a run's Job.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::{
+    api::{
+        apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy},
+        batch::v1::{
+            Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement,
+            PodFailurePolicyOnPodConditionsPattern, PodFailurePolicyRule,
+        },
+        core::v1::{
+            ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
+            EnvVarSource, ObjectFieldSelector, Pod, PodSpec, PodTemplateSpec, Probe, ServiceAccount,
+            TCPSocketAction, Volume, VolumeMount,
+        },
+        rbac::v1::{RoleBinding, RoleRef, Subject},
+    },
+    apimachinery::pkg::{
+        apis::meta::v1::{LabelSelector, ObjectMeta},
+        util::intstr::IntOrString,
+    },
+};
+
+use super::{
+    APP, Application, BLOCK_MANAGER_PORT, CONNECT_PORT, DRIVER_PORT, LABEL_DRIVER, LABEL_RUN, MainFile, Mode,
+    Spark, UI_PORT, UID, conf,
+};
+use crate::{
+    build::{children::Child, env, git, pod, python_env, workload},
+    names::{LABEL_MANAGED_BY, LABEL_WORKSPACE, MANAGER},
+    runtime::ValidatedProject,
+};
+
+/// Where the driver finds its configuration (the ConfigMap `<project>-spark`).
+pub const CONF_DIR: &str = "/opt/dataworkspace/spark";
+/// The properties file in [`CONF_DIR`].
+pub const CONF_FILE: &str = "spark-defaults.conf";
+/// The executor pod template in [`CONF_DIR`].
+pub const EXECUTOR_TEMPLATE: &str = "executor-pod-template.yaml";
+/// The ClusterRole bound to each driver's ServiceAccount in its namespace (deploy/roles.yaml).
+pub const DRIVER_ROLE: &str = "dataworkspace-spark-driver";
+/// spark-submit in the Spark images.
+const SPARK_SUBMIT: &str = "/opt/spark/bin/spark-submit";
+/// The Spark Connect server's main class.
+const CONNECT_SERVER: &str = "org.apache.spark.sql.connect.service.SparkConnectServer";
+/// Where a run's repository is checked out.
+const CHECKOUT: &str = "/srv/app";
+/// The annotation that rolls the Connect server when its configuration changes.
+const ANNOTATION_CONF: &str = "dataworkspace.io/spark-conf";
+
+/// The driver's ServiceAccount: the only identity with rights on pods (its executors).
+pub fn driver_service_account(project: &str) -> String {
+    format!("{project}-spark-driver")
+}
+
+/// spark-submit's arguments for the driver: the operator's properties, this pod's address and
+/// name (expanded by the kubelet from the downward API), then the Connect server or the
+/// application. The application's own arguments follow its file unchanged, except that `$(`
+/// is escaped: the kubelet would otherwise expand the container's variables (the workspace's
+/// secrets among them) into the command line.
+pub fn driver_args(spark: &Spark, conf_dir: &str, checkout: &str) -> Vec<String> {
+    let mut args = vec![
+        "--properties-file".to_string(),
+        format!("{conf_dir}/{}", super::CONF_FILE),
+        "--conf".into(),
+        "spark.driver.host=$(SPARK_DRIVER_HOST)".into(),
+        "--conf".into(),
+        "spark.kubernetes.driver.pod.name=$(SPARK_DRIVER_POD_NAME)".into(),
+    ];
+    match &spark.mode {
+        Mode::Connect => args.extend(["--class".into(), CONNECT_SERVER.into()]),
+        Mode::Batch(app) => {
+            if let Some(class) = &app.main_class {
+                args.extend(["--class".into(), class.clone()]);
+            }
+            args.push(match &app.main {
+                MainFile::Checkout(file) => format!("{checkout}/{file}"),
+                MainFile::Image(path) => path.clone(),
+            });
+            args.extend(app.args.iter().map(|a| a.replace("$(", "$$(")));
+        }
+    }
+    args
+}
+
+/// Every object of the project, in apply order.
+pub fn build(project: &ValidatedProject, spark: &Spark) -> Vec<Child> {
+    let name = project.name.as_str();
+    let image = image(project, spark);
+    let conf = conf::conf(project, spark, &image);
+    let template = executor_template(project, &image);
+    let data = BTreeMap::from([
+        (super::CONF_FILE.to_string(), conf.render()),
+        (EXECUTOR_TEMPLATE.to_string(), serde_yaml::to_string(&template).unwrap_or_default()),
+    ]);
+    let conf_name = format!("{name}-spark");
+    let config_hash = crate::build::children::hashed_name("conf", &data);
+    let driver_sa = driver_service_account(name);
+    let mut children = vec![
+        Child::ServiceAccount(ServiceAccount {
+            metadata: project.child_meta(&driver_sa, APP, "driver"),
+            // The driver talks to the API server (it creates its executors).
+            automount_service_account_token: Some(true),
+            ..ServiceAccount::default()
+        }),
+        Child::ServiceAccount(ServiceAccount {
+            metadata: project.child_meta(&conf::executor_service_account(name), APP, "executor"),
+            automount_service_account_token: Some(false),
+            ..ServiceAccount::default()
+        }),
+        Child::RoleBinding(RoleBinding {
+            metadata: project.child_meta(&driver_sa, APP, "driver"),
+            role_ref: RoleRef {
+                api_group: "rbac.authorization.k8s.io".into(),
+                kind: "ClusterRole".into(),
+                name: DRIVER_ROLE.into(),
+            },
+            subjects: Some(vec![Subject {
+                kind: "ServiceAccount".into(),
+                name: driver_sa.clone(),
+                namespace: Some(project.namespace.clone()),
+                ..Subject::default()
+            }]),
+        }),
+        Child::ConfigMap(ConfigMap {
+            metadata: project.child_meta(&conf_name, APP, "driver"),
+            data: Some(data),
+            ..ConfigMap::default()
+        }),
+    ];
+    let mut selector = project.labels(APP, "driver");
+    match &spark.mode {
+        Mode::Connect => {
+            children.push(Child::Service(workload::service(
+                project.child_meta(name, APP, "driver"),
+                selector.clone(),
+                &[("connect", CONNECT_PORT), ("ui", UI_PORT)],
+            )));
+            let mut template = driver_template(project, spark, &image, &conf_name, &selector);
+            template
+                .metadata
+                .get_or_insert_with(ObjectMeta::default)
+                .annotations
+                .get_or_insert_with(BTreeMap::new)
+                .insert(ANNOTATION_CONF.into(), config_hash);
+            children.push(Child::Deployment(Deployment {
+                metadata: project.child_meta(name, APP, "driver"),
+                spec: Some(DeploymentSpec {
+                    replicas: Some(if project.stopped { 0 } else { 1 }),
+                    // One driver at a time: a second would start executors of its own.
+                    strategy: Some(DeploymentStrategy {
+                        type_: Some("Recreate".into()),
+                        ..DeploymentStrategy::default()
+                    }),
+                    selector: LabelSelector { match_labels: Some(selector), ..LabelSelector::default() },
+                    template,
+                    ..DeploymentSpec::default()
+                }),
+                ..Deployment::default()
+            }));
+        }
+        Mode::Batch(app) => {
+            // The UI of the run in progress.
+            selector.insert(LABEL_RUN.into(), app.run.to_string());
+            children.push(Child::Service(workload::service(
+                project.child_meta(name, APP, "driver"),
+                selector.clone(),
+                &[("ui", UI_PORT)],
+            )));
+            children.push(Child::Job(run_job(project, spark, app, &image, &conf_name, &selector)));
+        }
+    }
+    children
+}
+
+/// The image of the driver and the executors: the Python environment's when it is built as an
+/// image (it must then hold Spark), else the project's.
+fn image(project: &ValidatedProject, spark: &Spark) -> String {
+    project.python_environment.as_ref().and_then(|e| e.image.clone()).unwrap_or_else(|| spark.image.clone())
+}
+
+/// The Job of one run: its pod is the driver (client mode), so the run's outcome is the
+/// driver's. A Job is never rewritten (its name carries the run number), except for
+/// `suspend`, which `stopped` sets.
+pub fn run_job(
+    project: &ValidatedProject,
+    spark: &Spark,
+    app: &Application,
+    image: &str,
+    conf_name: &str,
+    selector: &BTreeMap<String, String>,
+) -> Job {
+    let mut template = driver_template(project, spark, image, conf_name, selector);
+    if let Some(spec) = template.spec.as_mut() {
+        spec.restart_policy = Some("Never".into());
+    }
+    let mut rules = vec![PodFailurePolicyRule {
+        // An evicted or preempted driver is not the application's failure: run it again.
+        action: "Ignore".into(),
+        on_pod_conditions: Some(vec![PodFailurePolicyOnPodConditionsPattern {
+            type_: "DisruptionTarget".into(),
+            status: "True".into(),
+        }]),
+        ..PodFailurePolicyRule::default()
+    }];
+    if app.retries == 0 {
+        // Fail at once, naming the driver's exit code.
+        rules.push(PodFailurePolicyRule {
+            action: "FailJob".into(),
+            on_exit_codes: Some(PodFailurePolicyOnExitCodesRequirement {
+                container_name: Some("driver".into()),
+                operator: "NotIn".into(),
+                values: vec![0],
+            }),
+            ..PodFailurePolicyRule::default()
+        });
+    }
+    let mut metadata = project.child_meta(&super::run_name(&project.name, app.run), APP, "driver");
+    metadata.labels.get_or_insert_with(BTreeMap::new).insert(LABEL_RUN.into(), app.run.to_string());
+    Job {
+        metadata,
+        spec: Some(JobSpec {
+            backoff_limit: Some(app.retries),
+            pod_failure_policy: Some(PodFailurePolicy { rules }),
+            suspend: Some(project.stopped),
+            template,
+            ..JobSpec::default()
+        }),
+        ..Job::default()
+    }
+}
+
+/// The driver's pod: spark-submit in client mode under the driver's ServiceAccount, with the
+/// configuration mounted, the workspace environment, the run's checkout and the Python
+/// environment; restricted.
+fn driver_template(
+    project: &ValidatedProject,
+    spark: &Spark,
+    image: &str,
+    conf_name: &str,
+    selector: &BTreeMap<String, String>,
+) -> PodTemplateSpec {
+    let (env_from, workspace_env) = env::workspace_env(&project.workspace.secret_env);
+    let field = |path: &str| EnvVarSource {
+        field_ref: Some(ObjectFieldSelector { field_path: path.into(), ..ObjectFieldSelector::default() }),
+        ..EnvVarSource::default()
+    };
+    let mut container_env = vec![
+        env::var("HOME", "/tmp"),
+        EnvVar {
+            name: "SPARK_DRIVER_HOST".into(),
+            value_from: Some(field("status.podIP")),
+            ..EnvVar::default()
+        },
+        EnvVar {
+            name: "SPARK_DRIVER_POD_NAME".into(),
+            value_from: Some(field("metadata.name")),
+            ..EnvVar::default()
+        },
+    ];
+    container_env.extend(workspace_env);
+    let mount = |name: &str, path: &str| VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        ..VolumeMount::default()
+    };
+    let port = |name: &str, port: i32| ContainerPort {
+        name: Some(name.into()),
+        container_port: port,
+        ..ContainerPort::default()
+    };
+    let connect = matches!(spark.mode, Mode::Connect);
+    let mut ports =
+        vec![port("ui", UI_PORT), port("driver", DRIVER_PORT), port("block-manager", BLOCK_MANAGER_PORT)];
+    let mut mounts = vec![mount("conf", CONF_DIR), mount("tmp", "/tmp")];
+    let mut volumes = vec![
+        Volume {
+            name: "conf".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: conf_name.into(),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        empty("tmp"),
+    ];
+    let checkouts: Vec<git::Checkout> = match &spark.mode {
+        Mode::Batch(Application { main: MainFile::Checkout(_), .. }) => {
+            project.source.iter().cloned().collect()
+        }
+        _ => Vec::new(),
+    };
+    if !checkouts.is_empty() {
+        mounts.push(mount("checkout", CHECKOUT));
+        volumes.push(empty("checkout"));
+        volumes.extend(git::volumes(&checkouts));
+    }
+    if connect {
+        ports.insert(0, port("connect", CONNECT_PORT));
+    }
+    // The Connect port answers once the server serves.
+    let probe = |period: i32, failures: i32| Probe {
+        tcp_socket: Some(TCPSocketAction {
+            port: IntOrString::String("connect".into()),
+            ..TCPSocketAction::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        ..Probe::default()
+    };
+    let driver = Container {
+        name: "driver".into(),
+        image: Some(image.into()),
+        command: Some(vec![SPARK_SUBMIT.into()]),
+        args: Some(driver_args(spark, CONF_DIR, CHECKOUT)),
+        env: Some(container_env),
+        env_from: Some(env_from),
+        ports: Some(ports),
+        resources: spark.driver_resources.clone(),
+        volume_mounts: Some(mounts),
+        readiness_probe: connect.then(|| probe(10, 3)),
+        liveness_probe: connect.then(|| probe(30, 6)),
+        // A failed driver's last lines of output become the run's message.
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        // Spark writes under its home in the image (work-dir, logs).
+        security_context: Some(pod::container_security(UID, false)),
+        ..Container::default()
+    };
+    let clones: Vec<Container> = checkouts
+        .iter()
+        .map(|r| git::container(r, "checkout", CHECKOUT, CHECKOUT, git::Mode::Once))
+        .collect();
+    let mut template = PodTemplateSpec {
+        metadata: Some(ObjectMeta { labels: Some(selector.clone()), ..ObjectMeta::default() }),
+        spec: Some(PodSpec {
+            service_account_name: Some(driver_service_account(&project.name)),
+            automount_service_account_token: Some(true),
+            security_context: Some(pod::pod_security(UID, UID, Some(UID))),
+            init_containers: (!clones.is_empty()).then_some(clones),
+            containers: vec![driver],
+            volumes: Some(volumes),
+            ..PodSpec::default()
+        }),
+    };
+    if let Some(overrides) = &project.pod_overrides {
+        pod::apply_overrides(&mut template, overrides);
+    }
+    if let Some(environment) = &project.python_environment {
+        python_env::mount(&mut template, environment);
+    }
+    template
+}
+
+/// The executors' pod template (Spark adds its own containers' command, image, resources and
+/// labels): the project's labels and its own, restricted, no token, the Python environment, the
+/// scheduling overrides. Nothing of the workspace's Secrets: the admission policy refuses
+/// executor pods that reference any.
+fn executor_template(project: &ValidatedProject, image: &str) -> Pod {
+    let mut labels = project.labels(APP, "executor");
+    labels.insert(LABEL_WORKSPACE.into(), project.workspace.name.clone());
+    labels.insert(LABEL_MANAGED_BY.into(), MANAGER.into());
+    labels.insert(LABEL_DRIVER.into(), project.name.clone());
+    let executor = Container {
+        name: "executor".into(),
+        image: Some(image.into()),
+        env: Some(vec![env::var("HOME", "/tmp")]),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "tmp".into(),
+            mount_path: "/tmp".into(),
+            ..VolumeMount::default()
+        }]),
+        security_context: Some(pod::container_security(UID, false)),
+        ..Container::default()
+    };
+    let mut template = PodTemplateSpec {
+        metadata: Some(ObjectMeta { labels: Some(labels), ..ObjectMeta::default() }),
+        spec: Some(PodSpec {
+            service_account_name: Some(conf::executor_service_account(&project.name)),
+            automount_service_account_token: Some(false),
+            security_context: Some(pod::pod_security(UID, UID, Some(UID))),
+            containers: vec![executor],
+            volumes: Some(vec![empty("tmp")]),
+            ..PodSpec::default()
+        }),
+    };
+    if let Some(overrides) = &project.pod_overrides {
+        pod::apply_overrides(&mut template, overrides);
+    }
+    if let Some(environment) = &project.python_environment {
+        python_env::mount(&mut template, environment);
+    }
+    Pod { metadata: template.metadata.unwrap_or_default(), spec: template.spec, ..Pod::default() }
+}
+
+fn empty(name: &str) -> Volume {
+    Volume { name: name.into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Volume::default() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        build::pod::tests::assert_restricted,
+        crd::Project,
+        fixtures::{example, validated_example_workspace},
+        runtime::{self, RuntimeSpec},
+    };
+
+    fn example_project(file: &str, patch: impl FnOnce(&mut Project)) -> ValidatedProject {
+        let mut project: Project = example(file).remove(0);
+        project.metadata.uid = Some("project-uid".into());
+        patch(&mut project);
+        runtime::validate(&project, validated_example_workspace()).unwrap()
+    }
+
+    fn children(project: &ValidatedProject) -> Vec<Child> {
+        let RuntimeSpec::Spark(spark) = &project.runtime else { panic!("not Spark") };
+        build(project, spark)
+    }
+
+    fn conf_map(children: &[Child]) -> BTreeMap<String, String> {
+        let map =
+            children.iter().find_map(|c| if let Child::ConfigMap(m) = c { Some(m) } else { None }).unwrap();
+        map.data.clone().unwrap()
+    }
+
+    fn properties(children: &[Child]) -> BTreeMap<String, String> {
+        conf_map(children)[CONF_FILE]
+            .lines()
+            .map(|l| l.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).unwrap())
+            .collect()
+    }
+
+    fn pod_of(children: &[Child]) -> PodSpec {
+        children
+            .iter()
+            .find_map(|c| match c {
+                Child::Deployment(d) => d.spec.clone()?.template.spec,
+                Child::Job(j) => j.spec.clone()?.template.spec,
+                _ => None,
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn the_connect_server_is_a_restricted_client_mode_driver_with_its_executors_fenced() {
+        let project = example_project("21-project-spark.yaml", |_| {});
+        let children = children(&project);
+        let pod = pod_of(&children);
+        assert_restricted(&pod);
+        assert_eq!(pod.service_account_name.as_deref(), Some("spark-connect-spark-driver"));
+        let driver = &pod.containers[0];
+        assert_eq!(driver.command.as_deref(), Some(&["/opt/spark/bin/spark-submit".to_string()][..]));
+        let args = driver.args.clone().unwrap();
+        assert!(args.ends_with(&["--class".into(), CONNECT_SERVER.into()]), "{args:?}");
+        let conf = properties(&children);
+        assert_eq!(conf["spark.master"], "k8s://https://kubernetes.default.svc:443");
+        assert_eq!(conf["spark.kubernetes.namespace"], "dw-analytics");
+        assert_eq!(
+            conf["spark.kubernetes.authenticate.executor.serviceAccountName"],
+            "spark-connect-spark-executor"
+        );
+        assert_eq!(conf["spark.dynamicAllocation.enabled"], "true");
+        assert_eq!(
+            (
+                conf["spark.dynamicAllocation.minExecutors"].as_str(),
+                conf["spark.dynamicAllocation.maxExecutors"].as_str()
+            ),
+            ("1", "6")
+        );
+        assert_eq!(conf["spark.executor.memory"], "3687m", "4Gi less a tenth");
+        assert_eq!(conf["spark.executor.memoryOverhead"], "409m");
+        assert_eq!(conf["spark.driver.memory"], "1664m", "2Gi less 384Mi");
+        assert_eq!(conf["spark.sql.shuffle.partitions"], "64", "the project's tuning");
+        // The executor template: restricted, no token, its project's label, no Secret.
+        let template: Pod = serde_yaml::from_str(&conf_map(&children)[EXECUTOR_TEMPLATE]).unwrap();
+        let spec = template.spec.unwrap();
+        assert_restricted(&spec);
+        assert_eq!(spec.automount_service_account_token, Some(false));
+        assert_eq!(template.metadata.labels.unwrap()[LABEL_DRIVER], "spark-connect");
+        assert!(spec.containers.iter().all(|c| c.env_from.is_none()));
+        assert_eq!(
+            spec.tolerations.unwrap()[0].value.as_deref(),
+            Some("spark"),
+            "scheduling overrides reach executors"
+        );
+        let binding =
+            children.iter().find_map(|c| if let Child::RoleBinding(b) = c { Some(b) } else { None }).unwrap();
+        assert_eq!(binding.role_ref.name, DRIVER_ROLE);
+        assert_eq!(binding.subjects.as_ref().unwrap()[0].name, "spark-connect-spark-driver");
+    }
+
+    #[test]
+    fn tuning_cannot_override_what_the_operator_decides() {
+        let project = example_project("21-project-spark.yaml", |p| {
+            let conf = &mut p.spec.spark.as_mut().unwrap().conf;
+            // The schema refuses these; were one to get through, the operator's value wins.
+            conf.insert("spark.master".into(), "local[*]".into());
+            conf.insert("spark.dynamicAllocation.maxExecutors".into(), "1000".into());
+        });
+        let conf = properties(&children(&project));
+        assert_eq!(conf["spark.master"], "k8s://https://kubernetes.default.svc:443");
+        assert_eq!(conf["spark.dynamicAllocation.maxExecutors"], "6");
+        let error = runtime::validate(
+            &{
+                let mut p: Project = example("21-project-spark.yaml").remove(0);
+                p.spec
+                    .spark
+                    .as_mut()
+                    .unwrap()
+                    .conf
+                    .insert("spark.sql.x".into(), "1\nspark.master=local".into());
+                p
+            },
+            validated_example_workspace(),
+        )
+        .unwrap_err();
+        assert_eq!(error.reason(), "InvalidSparkConf");
+    }
+
+    #[test]
+    fn a_run_is_a_job_named_by_its_number_whose_arguments_cannot_expand_variables() {
+        let project = example_project("24-project-spark-batch.yaml", |p| {
+            let app = p.spec.spark.as_mut().unwrap().application.as_mut().unwrap();
+            app.args.push("$(DB_PASSWORD)".into());
+            app.run = 7;
+        });
+        let children = children(&project);
+        let job = children.iter().find_map(|c| if let Child::Job(j) = c { Some(j) } else { None }).unwrap();
+        assert_eq!(job.metadata.name.as_deref(), Some("daily-report-run-7"));
+        let spec = job.spec.clone().unwrap();
+        assert_eq!(spec.backoff_limit, Some(3), "OnFailure retries");
+        assert_eq!(spec.suspend, Some(false));
+        let pod = spec.template.spec.unwrap();
+        assert_restricted(&pod);
+        assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
+        let args = pod.containers[0].args.clone().unwrap();
+        let main = args.iter().position(|a| a == "/srv/app/pipelines/jobs/daily_report.py").unwrap();
+        assert_eq!(args[main + 1..], ["--date", "yesterday", "$$(DB_PASSWORD)"]);
+        assert!(pod.init_containers.unwrap()[0].name.starts_with("git-clone"));
+        let RuntimeSpec::Spark(spark) = &project.runtime else { panic!() };
+        let Mode::Batch(app) = &spark.mode else { panic!() };
+        assert_eq!(
+            super::super::kept_runs("daily-report", app),
+            ["daily-report-run-4", "daily-report-run-5", "daily-report-run-6"]
+        );
+        assert_eq!(runtime::retained(&project).len(), 3);
+        let never = example_project("24-project-spark-batch.yaml", |p| {
+            p.spec.spark.as_mut().unwrap().application.as_mut().unwrap().restart_policy =
+                crate::crd::project::RestartPolicy::Never;
+            p.spec.stopped = true;
+        });
+        let job = children_job(&never);
+        assert_eq!(job.spec.as_ref().unwrap().backoff_limit, Some(0));
+        assert_eq!(job.spec.as_ref().unwrap().suspend, Some(true), "stopped suspends the run");
+        let rules = &job.spec.as_ref().unwrap().pod_failure_policy.as_ref().unwrap().rules;
+        assert_eq!(rules.iter().map(|r| r.action.as_str()).collect::<Vec<_>>(), ["Ignore", "FailJob"]);
+    }
+
+    fn children_job(project: &ValidatedProject) -> Job {
+        children(project)
+            .into_iter()
+            .find_map(|c| if let Child::Job(j) = c { Some(j) } else { None })
+            .unwrap()
+    }
+
+    #[test]
+    fn a_batch_application_needs_a_file_it_can_find() {
+        let mut project: Project = example("24-project-spark-batch.yaml").remove(0);
+        project.spec.source = None;
+        assert_eq!(
+            runtime::validate(&project, validated_example_workspace()).unwrap_err().reason(),
+            "NoApplicationSource"
+        );
+        project.spec.spark.as_mut().unwrap().application.as_mut().unwrap().main_application_file =
+            "local:///opt/spark/examples/src/main/python/pi.py".into();
+        let validated = runtime::validate(&project, validated_example_workspace()).unwrap();
+        let args = pod_of(&children(&validated)).containers[0].args.clone().unwrap();
+        assert!(args.contains(&"/opt/spark/examples/src/main/python/pi.py".to_string()));
+        project.spec.spark.as_mut().unwrap().application.as_mut().unwrap().main_application_file =
+            "local://../etc/passwd".into();
+        assert_eq!(
+            runtime::validate(&project, validated_example_workspace()).unwrap_err().reason(),
+            "InvalidApplicationFile"
+        );
+    }
+
+    #[test]
+    fn golden_objects_minimal_and_full() {
+        let minimal_connect = |p: &mut Project| {
+            p.spec.pod_overrides = None;
+            let spark = p.spec.spark.as_mut().unwrap();
+            spark.driver = None;
+            spark.executors = None;
+            spark.conf.clear();
+        };
+        let full_connect = |p: &mut Project| {
+            p.spec.spark.as_mut().unwrap().host = Some("spark.data.example.com".into());
+        };
+        let minimal_batch = |p: &mut Project| {
+            p.spec.spark.as_mut().unwrap().executors = None;
+            p.spec.spark.as_mut().unwrap().conf.clear();
+        };
+        for (name, project) in [
+            ("connect-minimal", example_project("21-project-spark.yaml", minimal_connect)),
+            ("connect-full", example_project("21-project-spark.yaml", full_connect)),
+            ("batch-minimal", example_project("24-project-spark-batch.yaml", minimal_batch)),
+            ("batch-full", example_project("24-project-spark-batch.yaml", |_| {})),
+        ] {
+            crate::build::children::assert_snapshots!(format!("{name}-"), children(&project));
+        }
+    }
+}
