@@ -341,8 +341,9 @@ pub struct SparkRole {
 }
 
 /// Executor settings.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, KubeSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.instances >= 1 || has(self.maxInstances)").message("executors.instances must be at least 1 (Spark refuses zero executors), unless maxInstances turns on dynamic allocation; use stopped to run nothing"))]
 #[x_kube(validation = Rule::new("!has(self.maxInstances) || self.maxInstances >= self.instances").message("executors.maxInstances must be at least executors.instances (the initial number)"))]
 #[x_kube(validation = Rule::new("!has(self.minInstances) || (has(self.maxInstances) && self.minInstances <= self.instances)").message("executors.minInstances needs maxInstances (dynamic allocation) and must be at most executors.instances"))]
 pub struct SparkExecutors {
@@ -369,6 +370,13 @@ pub struct SparkExecutors {
 
 fn default_executor_instances() -> i32 {
     2
+}
+
+impl Default for SparkExecutors {
+    /// As an empty `executors` section reads: two executors, no dynamic allocation.
+    fn default() -> Self {
+        SparkExecutors { instances: default_executor_instances(), min_instances: None, max_instances: None, resources: None }
+    }
 }
 
 /// A batch application.
