@@ -25,6 +25,8 @@ HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "${HACK_DIR}/.." && pwd)"
 # shellcheck source=hack/versions.env
 source "${HACK_DIR}/versions.env"
+# kwok_env drops every KWOK_* variable (kwokctl reads them): keep the pin under another name.
+PINNED_KWOK_VERSION="${KWOK_VERSION}"
 
 CLUSTER_NAME="${DWO_CLUSTER_NAME:-dwo}"
 CLUSTER_DIR="$(realpath -m "${DWO_CLUSTER_DIR:-${REPO_ROOT}/target/cluster}")"
@@ -212,6 +214,73 @@ options:
   kwokBinaryPrefix: ${b}
   kwokControllerBinary: ${b}/kwok
 EOF
+	write_kwok_stages >>"${KWOKCTL_CONFIG}"
+}
+
+# The stages kwok plays pods and nodes through. Any Stage in the config replaces all of kwok's
+# defaults, so they come first, read from the pinned kwok module (node-initialize,
+# node-heartbeat-with-lease, pod-ready, pod-complete, pod-delete); then one of ours: a running
+# pod annotated `e2e.example.com/outcome: fail` ends Failed (exit code 1, the annotation
+# `e2e.example.com/message` as its termination message) instead of completing — how the e2e
+# suite makes a batch run fail. Its weight beats pod-complete's (kwok picks by weight).
+write_kwok_stages() {
+	local dir stage
+	dir="$(cd "${CLUSTER_DIR}" && GOFLAGS=-mod=mod go mod download -json "sigs.k8s.io/kwok@${PINNED_KWOK_VERSION}" |
+		sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')"
+	[[ -n "${dir}" ]] || die "cannot find the sigs.k8s.io/kwok@${PINNED_KWOK_VERSION} module (go mod download)"
+	for stage in node/fast/node-initialize node/heartbeat-with-lease/node-heartbeat-with-lease \
+		pod/fast/pod-ready pod/fast/pod-complete pod/fast/pod-delete; do
+		[[ -f "${dir}/kustomize/stage/${stage}.yaml" ]] || die "kwok ${PINNED_KWOK_VERSION} has no stage ${stage}"
+		echo "---"
+		cat "${dir}/kustomize/stage/${stage}.yaml"
+	done
+	cat <<'STAGE'
+---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: e2e-pod-fail
+spec:
+  resourceRef:
+    apiGroup: v1
+    kind: Pod
+  selector:
+    matchExpressions:
+      - key: '.metadata.deletionTimestamp'
+        operator: 'DoesNotExist'
+      - key: '.status.phase'
+        operator: 'In'
+        values: ['Running']
+      - key: '.metadata.annotations["e2e.example.com/outcome"]'
+        operator: 'In'
+        values: ['fail']
+  weight: 1
+  delay:
+    durationMilliseconds: 1000
+  next:
+    statusTemplate: |
+      {{ $now := Now }}
+      {{ $message := or ( index .metadata.annotations "e2e.example.com/message" ) "failed" }}
+      conditions:
+        - {lastTransitionTime: {{ $now | Quote }}, status: "False", reason: PodFailed, type: Ready}
+        - {lastTransitionTime: {{ $now | Quote }}, status: "False", reason: PodFailed, type: ContainersReady}
+      containerStatuses:
+      {{ range .spec.containers }}
+        - image: {{ .image | Quote }}
+          name: {{ .name | Quote }}
+          ready: false
+          restartCount: 0
+          started: false
+          state:
+            terminated:
+              exitCode: 1
+              reason: Error
+              message: {{ $message | Quote }}
+              startedAt: {{ $now | Quote }}
+              finishedAt: {{ $now | Quote }}
+      {{ end }}
+      phase: Failed
+STAGE
 }
 
 # Metadata level (who, verb, resource, response code; no bodies) for every request but the

@@ -98,7 +98,8 @@ fn lay_out(root: &Path, files: &BTreeMap<String, String>) -> PathBuf {
         };
         fs::write(conf_dir.join(name), content).unwrap();
     }
-    let template: Pod = serde_yaml::from_str(&files[spark::EXECUTOR_TEMPLATE]).expect("the executor template is a Pod");
+    let template: Pod =
+        serde_yaml::from_str(&files[spark::EXECUTOR_TEMPLATE]).expect("the executor template is a Pod");
     assert!(template.spec.is_some());
     fs::create_dir_all(root.join("tmp")).unwrap();
     conf_dir
@@ -129,7 +130,10 @@ fn expand(args: &[String], root: &Path) -> Vec<String> {
                 }
             }
             out.push_str(rest);
-            if out.starts_with('/') && !out.starts_with("//") && (out.starts_with("/opt/") || out.starts_with("/srv/")) {
+            if out.starts_with('/')
+                && !out.starts_with("//")
+                && (out.starts_with("/opt/") || out.starts_with("/srv/"))
+            {
                 format!("{}{out}", root.display())
             } else {
                 out
@@ -162,11 +166,13 @@ fn spark_submit(venv: &Path, driver: &Container, root: &Path) -> Command {
     command.args(expand(driver.args.as_deref().unwrap_or_default(), root)).stdin(Stdio::null());
     for var in driver.env.iter().flatten() {
         if let Some(value) = &var.value {
-            let value = if value.starts_with('/') { format!("{}{value}", root.display()) } else { value.clone() };
+            let value =
+                if value.starts_with('/') { format!("{}{value}", root.display()) } else { value.clone() };
             command.env(&var.name, value);
         }
     }
-    command.env("PATH", format!("{}:{}", venv.join("bin").display(), std::env::var("PATH").unwrap_or_default()));
+    command
+        .env("PATH", format!("{}:{}", venv.join("bin").display(), std::env::var("PATH").unwrap_or_default()));
     command.env("PYSPARK_PYTHON", venv.join("bin/python"));
     command
 }
@@ -187,10 +193,15 @@ fn the_generated_connect_server_serves_a_connect_client() {
     let root = TempDir::new("dwo-spark-connect");
     lay_out(root.path(), &files);
     let venv = venv();
-    let port = driver.ports.iter().flatten().find(|p| p.name.as_deref() == Some("connect")).unwrap().container_port;
+    let port =
+        driver.ports.iter().flatten().find(|p| p.name.as_deref() == Some("connect")).unwrap().container_port;
     assert_eq!(port, spark::CONNECT_PORT);
-    let probe = driver.readiness_probe.as_ref().and_then(|p| p.tcp_socket.as_ref()).expect("a TCP readiness probe");
-    assert_eq!(probe.port, k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("connect".into()));
+    let probe =
+        driver.readiness_probe.as_ref().and_then(|p| p.tcp_socket.as_ref()).expect("a TCP readiness probe");
+    assert_eq!(
+        probe.port,
+        k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("connect".into())
+    );
     let log = root.path().join("connect.log");
     let started = Instant::now();
     let server = Running(
@@ -204,9 +215,16 @@ fn the_generated_connect_server_serves_a_connect_client() {
     // What the readiness probe checks: the Connect port accepts connections.
     while TcpStream::connect(("127.0.0.1", u16::try_from(port).unwrap())).is_err() {
         if let Ok(Some(status)) = server.0.try_wait() {
-            panic!("the Connect server exited with {status}: {}", fs::read_to_string(&log).unwrap_or_default());
+            panic!(
+                "the Connect server exited with {status}: {}",
+                fs::read_to_string(&log).unwrap_or_default()
+            );
         }
-        assert!(started.elapsed() < Duration::from_secs(180), "no Connect port within 180 s: {}", fs::read_to_string(&log).unwrap_or_default());
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "no Connect port within 180 s: {}",
+            fs::read_to_string(&log).unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
     eprintln!("Spark Connect server listening after {:.1?}", started.elapsed());
@@ -217,7 +235,11 @@ fn the_generated_connect_server_serves_a_connect_client() {
          print('PARTITIONS', s.conf.get('spark.sql.shuffle.partitions'))\n\
          print('APP', s.conf.get('spark.app.name'))\n"
     );
-    let output = Command::new(venv.join("bin/python")).arg("-c").arg(&client).output().expect("running the Connect client");
+    let output = Command::new(venv.join("bin/python"))
+        .arg("-c")
+        .arg(&client)
+        .output()
+        .expect("running the Connect client");
     drop(server);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
@@ -249,7 +271,8 @@ fn run_report(fail: bool) -> (Output, String) {
     let started = Instant::now();
     let output = spark_submit(&venv, &driver, root.path()).output().expect("running spark-submit");
     eprintln!("the batch application ran in {:.1?} ({})", started.elapsed(), output.status);
-    let text = format!("{}\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let text =
+        format!("{}\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     (output, text)
 }
 

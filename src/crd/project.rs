@@ -375,7 +375,12 @@ fn default_executor_instances() -> i32 {
 impl Default for SparkExecutors {
     /// As an empty `executors` section reads: two executors, no dynamic allocation.
     fn default() -> Self {
-        SparkExecutors { instances: default_executor_instances(), min_instances: None, max_instances: None, resources: None }
+        SparkExecutors {
+            instances: default_executor_instances(),
+            min_instances: None,
+            max_instances: None,
+            resources: None,
+        }
     }
 }
 

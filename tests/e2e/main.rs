@@ -8,6 +8,7 @@ mod harness;
 mod manifests;
 mod notebook;
 mod operator;
+mod spark;
 mod streamlit;
 mod tenancy;
 mod workspaces;
@@ -75,6 +76,7 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         notebook::a_project_cannot_take_over_another_owners_objects,
         environments::approval_is_enforced_and_a_build_reaches_the_project,
         streamlit::an_app_runs_stops_and_is_deleted_cleanly,
+        spark::connect_and_batch_run_fail_rerun_stop_and_delete,
         tenancy::existing_namespaces_are_never_taken_over,
         tenancy::namespace_cannot_be_added_or_removed,
         tenancy::retained_namespaces_are_not_inherited,

@@ -1,0 +1,281 @@
+//! Spark projects on the control plane. A Connect server reaches `Running` (kwok runs its driver
+//! pod, which passes Pod Security `restricted`); its driver's identity may create only its own
+//! executor pods (the admission policy, tried by impersonating it), and a real executor pod it
+//! creates is counted in status; `stopped` scales it to zero and back. A batch application's run
+//! succeeds (kwok completes the driver's pod), a bumped run counter runs it once more and the
+//! earlier run is kept, then dropped when `keepFinishedRuns` says so; a failing run (kwok fails
+//! the pod) ends `Failed` with the driver's exit code and message; deleting a project leaves none
+//! of its objects. One server and one application stay for the restart test (zero idle writes).
+
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    batch::v1::Job,
+    core::v1::{ConfigMap, Pod, Service, ServiceAccount},
+    rbac::v1::RoleBinding,
+};
+use kube::{
+    Api,
+    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
+};
+
+use dataworkspace_operator::crd::{Project, Workspace, project::Phase};
+
+use crate::{
+    Scope, ensure,
+    harness::{Context, TestResult, WAIT, kubectl, kubectl_with_input, wait_for, wait_until},
+    notebook::phase,
+    workspaces::{can_i, from_yaml, ready},
+};
+
+fn ready_reason(project: Option<&Project>) -> Option<(String, String)> {
+    let status = project?.status.as_ref()?;
+    status.conditions.iter().find(|c| c.type_ == "Ready").map(|c| (c.reason.clone(), c.message.clone()))
+}
+
+/// An executor pod as Spark would create it from the operator's template, with `extra` YAML
+/// merged into the container (or, with `pod_extra`, into the pod spec).
+fn executor_pod(
+    ns: &str,
+    project: &str,
+    name: &str,
+    labels: &str,
+    pod_extra: &str,
+    container_extra: &str,
+) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: {ns}\n  labels: {{{labels}}}\nspec:\n  serviceAccountName: {project}-spark-executor\n  automountServiceAccountToken: false\n  securityContext: {{runAsNonRoot: true, runAsUser: 185, seccompProfile: {{type: RuntimeDefault}}}}\n{pod_extra}  containers:\n    - name: executor\n      image: apache/spark:4.1.2\n      args: [executor]\n      securityContext: {{allowPrivilegeEscalation: false, capabilities: {{drop: [ALL]}}}}\n{container_extra}"
+    )
+}
+
+pub async fn connect_and_batch_run_fail_rerun_stop_and_delete(scope: Scope) -> TestResult {
+    let client = scope.env.client.clone();
+    let id = scope.env.unique("spark");
+    let ns = format!("dw-{id}");
+    scope.involve(&ns);
+    let workspaces: Api<Workspace> = Api::all(client.clone());
+    let ws: Workspace = from_yaml(&format!(
+        "metadata: {{name: {id}}}\nspec: {{gitRepositories: [{{name: code, url: 'https://git.example.com/team/code.git'}}]}}"
+    ))?;
+    workspaces.create(&PostParams::default(), &ws).await.context("creating a Workspace")?;
+    wait_for(&workspaces, &id, "Ready=True", |w: Option<&Workspace>| ready(w, "True")).await?;
+    let projects: Api<Project> = Api::namespaced(client.clone(), &ns);
+
+    // A Connect server.
+    let connect: Project = from_yaml(
+        "metadata: {name: connect}\nspec: {runtime: Spark, spark: {mode: Connect, executors: {instances: 1}, conf: {spark.sql.shuffle.partitions: '8'}}}",
+    )?;
+    projects.create(&PostParams::default(), &connect).await.context("creating a Spark Connect Project")?;
+    let running = wait_for(&projects, "connect", "phase Running", |p: Option<&Project>| {
+        phase(p) == Some(Phase::Running)
+    })
+    .await?;
+    let endpoints: Vec<String> =
+        running.status.iter().flat_map(|s| s.endpoints.iter().map(|e| e.url.clone())).collect();
+    ensure!(
+        endpoints == [format!("sc://connect.{ns}.svc:15002"), format!("http://connect.{ns}.svc:4040/")],
+        "endpoints {endpoints:?}"
+    );
+    let binding = Api::<RoleBinding>::namespaced(client.clone(), &ns)
+        .get("connect-spark-driver")
+        .await
+        .context("binding")?;
+    ensure!(binding.role_ref.name == "dataworkspace-spark-driver", "{:?}", binding.role_ref);
+    let driver = format!("system:serviceaccount:{ns}:connect-spark-driver");
+    ensure!(can_i(&driver, "create", "pods", Some(&ns))?, "the driver cannot create its executors");
+    for (verb, resource) in
+        [("get", "secrets"), ("create", "configmaps"), ("create", "pods:exec"), ("patch", "pods")]
+    {
+        ensure!(!can_i(&driver, verb, resource, Some(&ns))?, "the driver may {verb} {resource}");
+    }
+    ensure!(!can_i(&driver, "create", "pods", Some("default"))?, "the driver may create pods elsewhere");
+
+    // As the driver: its own executors only.
+    let labels = "app.kubernetes.io/component: executor, app.kubernetes.io/name: spark, app.kubernetes.io/instance: connect, app.kubernetes.io/managed-by: dataworkspace-operator, dataworkspace.io/spark-driver: connect";
+    let attempt = |manifest: String| {
+        kubectl_with_input(&["create", "--as", &driver, "--dry-run=server", "-f", "-"], &manifest)
+    };
+    attempt(executor_pod(&ns, "connect", "exec-ok", labels, "", ""))
+        .map_err(|e| format!("an executor pod is refused: {e}"))?;
+    let refusals = [
+        (
+            executor_pod(
+                &ns,
+                "connect",
+                "exec-secret",
+                labels,
+                "  volumes: [{name: s, secret: {secretName: anything}}]\n",
+                "",
+            ),
+            "may mount only empty directories",
+        ),
+        (
+            executor_pod(
+                &ns,
+                "connect",
+                "exec-env",
+                labels,
+                "",
+                "      env: [{name: X, valueFrom: {secretKeyRef: {name: anything, key: k}}}]\n",
+            ),
+            "may not read Secrets",
+        ),
+        (
+            executor_pod(
+                &ns,
+                "connect",
+                "exec-foreign",
+                &labels.replace("spark-driver: connect", "spark-driver: other"),
+                "",
+                "",
+            ),
+            "only executor pods of its own project",
+        ),
+        (
+            executor_pod(&ns, "connect", "exec-sa", labels, "", "")
+                .replace("connect-spark-executor", "connect-spark-driver"),
+            "executor ServiceAccount, without a token",
+        ),
+    ];
+    for (manifest, message) in refusals {
+        let refused = attempt(manifest);
+        ensure!(
+            refused.as_ref().is_err_and(|e| e.contains(message)),
+            "expected a refusal naming {message:?}: {refused:?}"
+        );
+    }
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let server = pods
+        .list(
+            &ListParams::default()
+                .labels("app.kubernetes.io/instance=connect,app.kubernetes.io/component=driver"),
+        )
+        .await
+        .context("the driver pod")?;
+    let server_pod = server.items.first().and_then(|p| p.metadata.name.clone()).ok_or("no driver pod")?;
+    let delete_driver =
+        kubectl(&["delete", "pod", &server_pod, "-n", &ns, "--as", &driver, "--dry-run=server"]);
+    ensure!(
+        delete_driver.as_ref().is_err_and(|e| e.contains("only executor pods of its own project")),
+        "the driver may delete its own server pod: {delete_driver:?}"
+    );
+    // A real executor, as Spark creates one: kwok runs it and status counts it.
+    kubectl_with_input(
+        &["create", "--as", &driver, "-f", "-"],
+        &executor_pod(&ns, "connect", "connect-exec-1", labels, "", ""),
+    )?;
+    wait_for(&projects, "connect", "one executor counted", |p: Option<&Project>| {
+        p.and_then(|p| p.status.as_ref())
+            .and_then(|s| s.components.iter().find(|c| c.name == "executors"))
+            .is_some_and(|c| c.ready_replicas == Some(1) && c.ready)
+    })
+    .await?;
+    kubectl(&["delete", "pod", "connect-exec-1", "-n", &ns, "--as", &driver, "--wait=false"])?;
+
+    // Stopped: no driver; then back.
+    let stop = |stopped: bool| serde_json::json!({"spec": {"stopped": stopped}});
+    projects.patch("connect", &PatchParams::default(), &Patch::Merge(&stop(true))).await.context("stop")?;
+    wait_for(&projects, "connect", "phase Stopped", |p: Option<&Project>| phase(p) == Some(Phase::Stopped))
+        .await?;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let replicas = deployments.get("connect").await.context("deployment")?.spec.and_then(|s| s.replicas);
+    ensure!(replicas == Some(0), "a stopped server has {replicas:?} replicas");
+    projects.patch("connect", &PatchParams::default(), &Patch::Merge(&stop(false))).await.context("start")?;
+    wait_for(&projects, "connect", "phase Running again", |p: Option<&Project>| {
+        phase(p) == Some(Phase::Running)
+    })
+    .await?;
+
+    // A batch application: a run succeeds; a bumped counter runs it once more.
+    let report: Project = from_yaml(
+        "metadata: {name: report}\nspec: {runtime: Spark, source: {repository: code}, spark: {mode: Batch, application: {mainApplicationFile: jobs/report.py, args: ['--date', 'today']}}}",
+    )?;
+    projects.create(&PostParams::default(), &report).await.context("creating a batch Project")?;
+    let done = wait_for(&projects, "report", "phase Succeeded", |p: Option<&Project>| {
+        phase(p) == Some(Phase::Succeeded)
+    })
+    .await?;
+    let runs = done.status.map(|s| s.runs).unwrap_or_default();
+    ensure!(
+        runs.len() == 1 && runs[0].run == 1 && runs[0].phase == "Succeeded" && runs[0].job == "report-run-1",
+        "runs {runs:?}"
+    );
+    let rerun = |run: i64, keep: i32| serde_json::json!({"spec": {"spark": {"application": {"run": run, "keepFinishedRuns": keep}}}});
+    projects.patch("report", &PatchParams::default(), &Patch::Merge(&rerun(2, 3))).await.context("rerun")?;
+    let again = wait_for(&projects, "report", "run 2 Succeeded", |p: Option<&Project>| {
+        phase(p) == Some(Phase::Succeeded)
+            && p.and_then(|p| p.status.as_ref()).is_some_and(|s| s.runs.first().is_some_and(|r| r.run == 2))
+    })
+    .await?;
+    let runs: Vec<(i64, String)> =
+        again.status.map(|s| s.runs.into_iter().map(|r| (r.run, r.phase)).collect()).unwrap_or_default();
+    ensure!(runs == [(2, "Succeeded".to_string()), (1, "Succeeded".to_string())], "runs {runs:?}");
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
+    ensure!(jobs.get_opt("report-run-1").await.context("job")?.is_some(), "the earlier run was not kept");
+    // Keeping none: the next run's pass removes the earlier ones.
+    projects.patch("report", &PatchParams::default(), &Patch::Merge(&rerun(3, 0))).await.context("rerun")?;
+    wait_until(WAIT, "runs 1 and 2 to be removed", || {
+        let jobs = jobs.clone();
+        async move {
+            Ok(jobs.get_opt("report-run-1").await.context("job")?.is_none()
+                && jobs.get_opt("report-run-2").await.context("job")?.is_none()
+                && jobs.get_opt("report-run-3").await.context("job")?.is_some())
+        }
+    })
+    .await?;
+
+    // A failing application: its run fails with the driver's exit code and last output.
+    let broken: Project = from_yaml(
+        "metadata: {name: broken}\nspec:\n  runtime: Spark\n  source: {repository: code}\n  podOverrides: {annotations: {e2e.example.com/outcome: fail, e2e.example.com/message: 'ZeroDivisionError: division by zero'}}\n  spark: {mode: Batch, application: {mainApplicationFile: jobs/broken.py}}",
+    )?;
+    projects.create(&PostParams::default(), &broken).await.context("creating a failing Project")?;
+    let failed =
+        wait_for(&projects, "broken", "phase Failed", |p: Option<&Project>| phase(p) == Some(Phase::Failed))
+            .await?;
+    let (reason, message) = ready_reason(Some(&failed)).unwrap_or_default();
+    ensure!(reason == "ApplicationFailed", "reason {reason}: {message}");
+    ensure!(
+        message.contains("exit code 1") && message.contains("ZeroDivisionError: division by zero"),
+        "the message names neither the exit code nor the driver's output: {message}"
+    );
+
+    // Deleting a project removes what it owns.
+    projects.delete("broken", &DeleteParams::foreground()).await.context("deleting the Project")?;
+    wait_until(WAIT, "the failing project's objects to be gone", || {
+        let (client, ns) = (client.clone(), ns.clone());
+        async move {
+            let gone_sa = Api::<ServiceAccount>::namespaced(client.clone(), &ns)
+                .get_opt("broken-spark-driver")
+                .await
+                .context("sa")?
+                .is_none();
+            let gone_rb = Api::<RoleBinding>::namespaced(client.clone(), &ns)
+                .get_opt("broken-spark-driver")
+                .await
+                .context("rb")?
+                .is_none();
+            let gone_cm = Api::<ConfigMap>::namespaced(client.clone(), &ns)
+                .get_opt("broken-spark")
+                .await
+                .context("cm")?
+                .is_none();
+            let gone_svc = Api::<Service>::namespaced(client.clone(), &ns)
+                .get_opt("broken")
+                .await
+                .context("svc")?
+                .is_none();
+            let gone_job = Api::<Job>::namespaced(client.clone(), &ns)
+                .get_opt("broken-run-1")
+                .await
+                .context("job")?
+                .is_none();
+            Ok(gone_sa && gone_rb && gone_cm && gone_svc && gone_job)
+        }
+    })
+    .await?;
+    ensure!(
+        projects.get_opt("connect").await.context("connect")?.is_some(),
+        "deleting one project touched another"
+    );
+    // `connect` and `report` stay for the restart test (zero writes while idle).
+    Ok(())
+}
