@@ -250,9 +250,11 @@ fn drop_managed_fields<K: Resource>(object: &mut K) {
     object.meta_mut().managed_fields = None;
 }
 
-/// A Spark pod as status reads it: metadata and status, no spec, no annotations.
+/// A Spark pod as status reads it: labels, owners and status; no spec, no annotations.
 fn trim_pod(pod: &mut Pod) {
-    trim_metadata(pod);
+    let meta = pod.meta_mut();
+    meta.managed_fields = None;
+    meta.annotations = None;
     pod.spec = None;
 }
 

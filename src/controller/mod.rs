@@ -9,6 +9,7 @@ pub mod apply;
 pub mod cache;
 pub mod children;
 pub mod identity;
+pub mod policies;
 pub mod project;
 pub mod python_environment;
 pub mod resolve;
@@ -78,9 +79,10 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// When each object's paced status was last written (see [`apply_status_paced`]).
     paced: Pacer,
-    /// Whether the PythonEnvironment approval policies are installed (checked at start and
-    /// every 30 s).
+    /// Whether the PythonEnvironment approval policies are installed (see [`policies`]).
     pub approval_enforced: std::sync::atomic::AtomicBool,
+    /// Whether the Spark executor policy is installed (see [`policies`]).
+    pub spark_fenced: std::sync::atomic::AtomicBool,
 }
 
 impl Context {
@@ -96,6 +98,7 @@ impl Context {
             failures: Mutex::default(),
             paced: Pacer::default(),
             approval_enforced: std::sync::atomic::AtomicBool::new(false),
+            spark_fenced: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -244,14 +247,19 @@ pub async fn run<F>(
 {
     let mut feeds = Feeds::new(&client, config.access.as_ref().is_some_and(|a| a.gateway.is_some()));
     let ctx = Arc::new(Context::new(client, metrics, config, feeds.caches()));
-    let enforced = python_environment::approval_policies_installed(&ctx.client).await;
-    ctx.approval_enforced.store(enforced, std::sync::atomic::Ordering::Relaxed);
-    if enforced {
-        info!("PythonEnvironment approval policies installed");
+    for (fence, flag) in
+        [(&policies::APPROVAL, &ctx.approval_enforced), (&policies::SPARK_EXECUTORS, &ctx.spark_fenced)]
+    {
+        if policies::recheck(&ctx, fence, flag).await {
+            info!("{} policies installed", fence.what);
+        }
     }
     let workspaces = workspace::controller(&mut feeds, &ctx);
     let users = user::controller(&mut feeds, &ctx);
-    let projects = project::controller(&mut feeds, &ctx);
+    // A fence installed or removed: every Project looks again (Spark drivers get or lose their
+    // role).
+    let (fence_changes, fence_changed) = futures::channel::mpsc::channel::<()>(1);
+    let projects = project::controller(&mut feeds, &ctx).reconcile_all_on(fence_changed);
     let environments = python_environment::controller(&mut feeds, &ctx);
     // Owners appearing or going away, and proxies changing, wake the sweep of the access layer.
     let sweep_triggers = futures::stream::select_all([
@@ -278,7 +286,7 @@ pub async fn run<F>(
     let stop_sweep = shutdown.clone();
     let sweep = async {
         tokio::select! {
-            _ = async { tokio::join!(access::sweep_orphans(ctx.clone(), sweep_triggers), python_environment::watch_approval_policies(ctx.clone())) } => {}
+            _ = async { tokio::join!(access::sweep_orphans(ctx.clone(), sweep_triggers), policies::watch(ctx.clone(), fence_changes)) } => {}
             _ = stop_sweep => {}
         }
     };

@@ -292,6 +292,16 @@ pub async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Actio
             return fail(&ctx, &project, Phase::Pending, "Runtime", error).await;
         }
     }
+    if let runtime::RuntimeSpec::Spark(spark) = &mut validated.runtime {
+        // The driver's pod rights only behind their admission policy (checked every 30 s; a
+        // change wakes every Project). Before the rights are first granted, look again rather
+        // than trust the last check: two reads, once per driver.
+        let role = runtime::spark::driver_service_account(&validated.name);
+        let granted =
+            ctx.caches.role_bindings.get(&ObjectRef::new(&role).within(&validated.namespace)).is_some();
+        spark.fenced = ctx.spark_fenced.load(std::sync::atomic::Ordering::Relaxed)
+            && (granted || super::policies::installed(&ctx.client, &super::policies::SPARK_EXECUTORS).await);
+    }
     if let Err(error) = runtime::check(&validated, &ctx.config) {
         return fail(&ctx, &project, Phase::Failed, "Runtime", error).await;
     }

@@ -179,8 +179,7 @@ pub async fn reconcile(env: Arc<PythonEnvironment>, ctx: Arc<Context>) -> Result
     let job_name = python_env::job_name(&name, &hash);
     let starting = ctx.caches.jobs.get(&ObjectRef::new(&job_name).within(&namespace)).is_none();
     if enforced && starting && matches!(decide(&env, &hash, true), Decision::Build { .. }) {
-        enforced = approval_policies_installed(&ctx.client).await;
-        ctx.approval_enforced.store(enforced, std::sync::atomic::Ordering::Relaxed);
+        enforced = super::policies::recheck(&ctx, &super::policies::APPROVAL, &ctx.approval_enforced).await;
     }
     let decision = match (decide(&env, &hash, enforced), &index_credentials, &push_credentials) {
         (Decision::Build { .. }, Err(message), _) | (Decision::Build { .. }, _, Err(message)) => {
@@ -320,49 +319,7 @@ pub async fn reconcile(env: Arc<PythonEnvironment>, ctx: Arc<Context>) -> Result
     apply_status(&ctx, &*env, status, &conditions).await?;
     // Waiting for the policies: look again once they may have been installed.
     let not_enforced = conditions.iter().any(|c| c.reason == "ApprovalNotEnforced");
-    Ok(Action::requeue(if not_enforced { APPROVAL_CHECK_EVERY * 2 } else { RESYNC }))
-}
-
-/// How often the operator checks that the approval policies are still installed.
-pub const APPROVAL_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// Whether the admission policies that stamp a PythonEnvironment's requester and check its
-/// approver are installed with their bindings. Checked at start and every
-/// [`APPROVAL_CHECK_EVERY`]: without them nothing is built (`ApprovalNotEnforced`), and a
-/// policy removed later stops further builds.
-pub async fn approval_policies_installed(client: &kube::Client) -> bool {
-    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
-    let mut missing = Vec::new();
-    for (kind, name) in [
-        ("MutatingAdmissionPolicy", "dataworkspace-pyenv-requester"),
-        ("MutatingAdmissionPolicyBinding", "dataworkspace-pyenv-requester"),
-        ("ValidatingAdmissionPolicy", "dataworkspace-pyenv-approval"),
-        ("ValidatingAdmissionPolicyBinding", "dataworkspace-pyenv-approval"),
-    ] {
-        let gvk = GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", kind);
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), &ApiResource::from_gvk(&gvk));
-        match api.get_metadata_opt(name).await {
-            Ok(Some(_)) => {}
-            Ok(None) => missing.push(format!("{kind} {name}")),
-            Err(e) => missing.push(format!("{kind} {name} ({e})")),
-        }
-    }
-    if !missing.is_empty() {
-        tracing::warn!(?missing, "PythonEnvironment approval policies missing: no environment will be built");
-    }
-    missing.is_empty()
-}
-
-/// Keeps [`super::Context`]'s record of the approval policies current; logs each change.
-pub async fn watch_approval_policies(ctx: Arc<Context>) {
-    use std::sync::atomic::Ordering;
-    loop {
-        tokio::time::sleep(APPROVAL_CHECK_EVERY).await;
-        let now = approval_policies_installed(&ctx.client).await;
-        if ctx.approval_enforced.swap(now, Ordering::Relaxed) != now {
-            tracing::info!(installed = now, "PythonEnvironment approval policies changed");
-        }
-    }
+    Ok(Action::requeue(if not_enforced { super::policies::CHECK_EVERY * 2 } else { RESYNC }))
 }
 
 /// Whether a Job finished: `Some(true)` succeeded, `Some(false)` failed.

@@ -38,10 +38,28 @@ pub fn observe(workspace: &Workspace, caches: &Caches, config: &Config) -> Obser
     // The operator's bindings are exactly the role bindings it names, owned by this Workspace's
     // UID; a label anyone can copy proves nothing.
     let uid = workspace.metadata.uid.as_deref();
+    // A Spark project's driver binding is the operator's too: the driver role, bound to the
+    // project's own driver ServiceAccount, owned by a Project of this namespace.
+    let projects: Vec<String> = caches
+        .projects
+        .state()
+        .iter()
+        .filter(|p| kube::Resource::meta(p.as_ref()).namespace.as_deref() == Some(namespace.as_str()))
+        .filter_map(|p| kube::Resource::meta(p.as_ref()).uid.clone())
+        .collect();
+    let spark_driver = |b: &RoleBinding| {
+        b.role_ref.kind == "ClusterRole"
+            && b.role_ref.name == crate::runtime::spark::DRIVER_ROLE
+            && b.subjects
+                .as_deref()
+                .is_some_and(|s| s.len() == 1 && s[0].kind == "ServiceAccount" && s[0].name == b.name_any())
+            && b.owner_references().iter().any(|o| o.kind == "Project" && projects.contains(&o.uid))
+    };
     let ours = |b: &RoleBinding| {
-        ROLE_BINDINGS.contains(&b.name_any().as_str())
-            && b.labels().get(LABEL_MANAGED_BY).map(String::as_str) == Some(MANAGER)
-            && b.owner_references().iter().any(|o| Some(o.uid.as_str()) == uid)
+        b.labels().get(LABEL_MANAGED_BY).map(String::as_str) == Some(MANAGER)
+            && ((ROLE_BINDINGS.contains(&b.name_any().as_str())
+                && b.owner_references().iter().any(|o| Some(o.uid.as_str()) == uid))
+                || spark_driver(b))
     };
     let mut foreign_role_bindings: Vec<String> = caches
         .role_bindings

@@ -405,6 +405,7 @@ pub struct SparkApplication {
     /// spec change alone does not start a run.
     #[serde(default = "default_run")]
     #[schemars(range(min = 1, max = 1_000_000_000))]
+    #[x_kube(validation = Rule::new("self >= oldSelf").message("spark.application.run only grows: bump it to run again (lowering it would remove newer runs)"))]
     pub run: i64,
     /// Whether a failed run is retried (up to three more attempts, each a new driver pod).
     #[serde(default)]
@@ -530,7 +531,8 @@ pub struct RunStatus {
     /// When it finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
-    /// Why it failed: the Job's reason and message, and the end of the driver's output.
+    /// Why it failed: the Job's reason and message, and the driver's termination message (what
+    /// the application wrote to `/dev/termination-log`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }

@@ -267,6 +267,19 @@ pub fn workload_phase(stopped: bool, components: &[ComponentStatus], previous: O
     }
 }
 
+/// Why a Deployment's pods cannot be created, when its `ReplicaFailure` condition says so (a
+/// quota, a LimitRange, an admission policy refused them): the message names the cause.
+pub fn replica_failure(deployment: Option<&k8s_openapi::api::apps::v1::Deployment>) -> Option<String> {
+    deployment?
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "ReplicaFailure" && c.status == "True")
+        .map(|c| c.message.clone().unwrap_or_else(|| c.reason.clone().unwrap_or_default()))
+}
+
 /// Readiness of a StatefulSet or Deployment component from its replicas.
 pub fn component(name: &str, replicas: i32, ready_replicas: i32) -> ComponentStatus {
     ComponentStatus {

@@ -5,7 +5,9 @@
 //! succeeds (kwok completes the driver's pod), a bumped run counter runs it once more and the
 //! earlier run is kept, then dropped when `keepFinishedRuns` says so; a failing run (kwok fails
 //! the pod) ends `Failed` with the driver's exit code and message; deleting a project leaves none
-//! of its objects. One server and one application stay for the restart test (zero idle writes).
+//! of its objects. Without the admission policy that fences the driver, the driver loses its
+//! role and nothing runs. A finished run whose Job is deleted is not run again. One server and
+//! one application stay for the restart test (zero idle writes).
 
 use k8s_openapi::api::{
     apps::v1::Deployment,
@@ -135,6 +137,34 @@ pub async fn connect_and_batch_run_fail_rerun_stop_and_delete(scope: Scope) -> T
                 .replace("connect-spark-executor", "connect-spark-driver"),
             "executor ServiceAccount, without a token",
         ),
+        (
+            // A pod the Job controller would adopt into another run.
+            executor_pod(
+                &ns,
+                "connect",
+                "exec-adopted",
+                &format!("{labels}, batch.kubernetes.io/controller-uid: x"),
+                "",
+                "",
+            ),
+            "only the labels and annotations of their template",
+        ),
+        (
+            executor_pod(&ns, "connect", "exec-finalizer", labels, "", "")
+                .replace("  labels:", "  finalizers: [example.com/stuck]\n  labels:"),
+            "no finalizers",
+        ),
+        (
+            executor_pod(
+                &ns,
+                "connect",
+                "exec-critical",
+                labels,
+                "  priorityClassName: system-node-critical\n",
+                "",
+            ),
+            "no node, runtime class, scheduler or system priority",
+        ),
     ];
     for (manifest, message) in refusals {
         let refused = attempt(manifest);
@@ -170,6 +200,34 @@ pub async fn connect_and_batch_run_fail_rerun_stop_and_delete(scope: Scope) -> T
     })
     .await?;
     kubectl(&["delete", "pod", "connect-exec-1", "-n", &ns, "--as", &driver, "--wait=false"])?;
+
+    // Without the admission policy that fences it, the driver loses its role (the operator
+    // checks every 30 s) and nothing runs; with it back, it runs again.
+    kubectl(&["delete", "validatingadmissionpolicybinding", "dataworkspace-spark-executors"])?;
+    let unfenced = async {
+        wait_for(&projects, "connect", "reason DriverNotFenced", |p: Option<&Project>| {
+            ready_reason(p).is_some_and(|(reason, _)| reason == "DriverNotFenced")
+        })
+        .await?;
+        let rbs = Api::<RoleBinding>::namespaced(client.clone(), &ns);
+        wait_until(WAIT, "the driver's RoleBinding to be withdrawn", || {
+            let rbs = rbs.clone();
+            async move { Ok(rbs.get_opt("connect-spark-driver").await.context("rb")?.is_none()) }
+        })
+        .await
+    }
+    .await;
+    kubectl(&[
+        "apply",
+        "--server-side",
+        "-f",
+        &scope.env.repo.join("deploy/admission.yaml").to_string_lossy(),
+    ])?;
+    unfenced?;
+    wait_for(&projects, "connect", "phase Running with the policy back", |p: Option<&Project>| {
+        phase(p) == Some(Phase::Running)
+    })
+    .await?;
 
     // Stopped: no driver; then back.
     let stop = |stopped: bool| serde_json::json!({"spec": {"stopped": stopped}});
@@ -222,6 +280,28 @@ pub async fn connect_and_batch_run_fail_rerun_stop_and_delete(scope: Scope) -> T
         }
     })
     .await?;
+
+    // A finished run is never run again, even when its Job is deleted: its record stays.
+    wait_for(&projects, "report", "run 3 Succeeded", |p: Option<&Project>| {
+        phase(p) == Some(Phase::Succeeded)
+            && p.and_then(|p| p.status.as_ref()).is_some_and(|s| s.runs.first().is_some_and(|r| r.run == 3))
+    })
+    .await?;
+    jobs.delete("report-run-3", &DeleteParams::foreground()).await.context("deleting a finished run")?;
+    wait_until(WAIT, "run 3's Job to be gone", || {
+        let jobs = jobs.clone();
+        async move { Ok(jobs.get_opt("report-run-3").await.context("job")?.is_none()) }
+    })
+    .await?;
+    let touch = serde_json::json!({"spec": {"description": "touched"}});
+    projects.patch("report", &PatchParams::default(), &Patch::Merge(&touch)).await.context("touch")?;
+    let after =
+        wait_for(&projects, "report", "a pass after the deletion", |p: Option<&Project>| phase(p).is_some())
+            .await?;
+    ensure!(jobs.get_opt("report-run-3").await.context("job")?.is_none(), "a finished run was run again");
+    let runs: Vec<(i64, String)> =
+        after.status.map(|s| s.runs.into_iter().map(|r| (r.run, r.phase)).collect()).unwrap_or_default();
+    ensure!(runs == [(3, "Succeeded".to_string())], "runs {runs:?}");
 
     // A failing application: its run fails with the driver's exit code and last output.
     let broken: Project = from_yaml(

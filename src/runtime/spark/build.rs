@@ -59,9 +59,9 @@ pub fn driver_service_account(project: &str) -> String {
 
 /// spark-submit's arguments for the driver: the operator's properties, this pod's address and
 /// name (expanded by the kubelet from the downward API), then the Connect server or the
-/// application. The application's own arguments follow its file unchanged, except that `$(`
-/// is escaped: the kubelet would otherwise expand the container's variables (the workspace's
-/// secrets among them) into the command line.
+/// application. The application's class, file and arguments reach it as written: every `$` in
+/// them is doubled, the kubelet's escape, so it never expands the container's variables (the
+/// workspace's secrets among them) into the command line.
 pub fn driver_args(spark: &Spark, conf_dir: &str, checkout: &str) -> Vec<String> {
     let mut args = vec![
         "--properties-file".to_string(),
@@ -74,14 +74,15 @@ pub fn driver_args(spark: &Spark, conf_dir: &str, checkout: &str) -> Vec<String>
     match &spark.mode {
         Mode::Connect => args.extend(["--class".into(), CONNECT_SERVER.into()]),
         Mode::Batch(app) => {
+            let literal = |text: &str| text.replace('$', "$$");
             if let Some(class) = &app.main_class {
-                args.extend(["--class".into(), class.clone()]);
+                args.extend(["--class".into(), literal(class)]);
             }
-            args.push(match &app.main {
+            args.push(literal(&match &app.main {
                 MainFile::Checkout(file) => format!("{checkout}/{file}"),
                 MainFile::Image(path) => path.clone(),
-            });
-            args.extend(app.args.iter().map(|a| a.replace("$(", "$$(")));
+            }));
+            args.extend(app.args.iter().map(|a| literal(a)));
         }
     }
     args
@@ -112,6 +113,19 @@ pub fn build(project: &ValidatedProject, spark: &Spark) -> Vec<Child> {
             automount_service_account_token: Some(false),
             ..ServiceAccount::default()
         }),
+        Child::ConfigMap(ConfigMap {
+            metadata: project.child_meta(&conf_name, APP, "driver"),
+            data: Some(data),
+            ..ConfigMap::default()
+        }),
+    ];
+    if !spark.fenced {
+        // The driver's pod rights only while the admission policy narrows them to the project's
+        // own executors: without it, no rights and nothing runs.
+        return children;
+    }
+    children.insert(
+        2,
         Child::RoleBinding(RoleBinding {
             metadata: project.child_meta(&driver_sa, APP, "driver"),
             role_ref: RoleRef {
@@ -126,12 +140,7 @@ pub fn build(project: &ValidatedProject, spark: &Spark) -> Vec<Child> {
                 ..Subject::default()
             }]),
         }),
-        Child::ConfigMap(ConfigMap {
-            metadata: project.child_meta(&conf_name, APP, "driver"),
-            data: Some(data),
-            ..ConfigMap::default()
-        }),
-    ];
+    );
     let mut selector = project.labels(APP, "driver");
     match &spark.mode {
         Mode::Connect => {
@@ -171,7 +180,10 @@ pub fn build(project: &ValidatedProject, spark: &Spark) -> Vec<Child> {
                 selector.clone(),
                 &[("ui", UI_PORT)],
             )));
-            children.push(Child::Job(run_job(project, spark, app, &image, &conf_name, &selector)));
+            // A finished run is kept (or gone), never run again: a new run needs a new number.
+            if app.finished.is_none() {
+                children.push(Child::Job(run_job(project, spark, app, &image, &conf_name, &selector)));
+            }
         }
     }
     children
@@ -324,8 +336,6 @@ fn driver_template(
         volume_mounts: Some(mounts),
         readiness_probe: connect.then(|| probe(10, 3)),
         liveness_probe: connect.then(|| probe(30, 6)),
-        // A failed driver's last lines of output become the run's message.
-        termination_message_policy: Some("FallbackToLogsOnError".into()),
         // Spark writes under its home in the image (work-dir, logs).
         security_context: Some(pod::container_security(UID, false)),
         ..Container::default()
@@ -414,7 +424,11 @@ mod tests {
         let mut project: Project = example(file).remove(0);
         project.metadata.uid = Some("project-uid".into());
         patch(&mut project);
-        runtime::validate(&project, validated_example_workspace()).unwrap()
+        let mut validated = runtime::validate(&project, validated_example_workspace()).unwrap();
+        if let RuntimeSpec::Spark(spark) = &mut validated.runtime {
+            spark.fenced = true;
+        }
+        validated
     }
 
     fn children(project: &ValidatedProject) -> Vec<Child> {
@@ -495,6 +509,19 @@ mod tests {
     }
 
     #[test]
+    fn without_the_executor_policy_the_driver_gets_no_rights_and_nothing_runs() {
+        let mut project = example_project("21-project-spark.yaml", |_| {});
+        let RuntimeSpec::Spark(spark) = &mut project.runtime else { panic!() };
+        spark.fenced = false;
+        let kinds: Vec<&str> = children(&project).iter().map(|c| c.key().0).collect();
+        assert_eq!(kinds, ["ServiceAccount", "ServiceAccount", "ConfigMap"]);
+        let RuntimeSpec::Spark(spark) = &project.runtime else { panic!() };
+        let status = super::super::status(&project, spark, &Default::default(), None);
+        assert_eq!(status.phase, Some(crate::crd::project::Phase::Pending));
+        assert_eq!(status.conditions[0].reason, "DriverNotFenced");
+    }
+
+    #[test]
     fn tuning_cannot_override_what_the_operator_decides() {
         let project = example_project("21-project-spark.yaml", |p| {
             let conf = &mut p.spec.spark.as_mut().unwrap().conf;
@@ -527,6 +554,7 @@ mod tests {
         let project = example_project("24-project-spark-batch.yaml", |p| {
             let app = p.spec.spark.as_mut().unwrap().application.as_mut().unwrap();
             app.args.push("$(DB_PASSWORD)".into());
+            app.args.push("$$(DB_PASSWORD)".into());
             app.run = 7;
         });
         let children = children(&project);
@@ -540,7 +568,8 @@ mod tests {
         assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
         let args = pod.containers[0].args.clone().unwrap();
         let main = args.iter().position(|a| a == "/srv/app/pipelines/jobs/daily_report.py").unwrap();
-        assert_eq!(args[main + 1..], ["--date", "yesterday", "$$(DB_PASSWORD)"]);
+        // Every `$` doubled: the kubelet reads `$$` as a literal `$`, so nothing expands.
+        assert_eq!(args[main + 1..], ["--date", "yesterday", "$$(DB_PASSWORD)", "$$$$(DB_PASSWORD)"]);
         assert!(pod.init_containers.unwrap()[0].name.starts_with("git-clone"));
         let RuntimeSpec::Spark(spark) = &project.runtime else { panic!() };
         let Mode::Batch(app) = &spark.mode else { panic!() };
@@ -561,6 +590,24 @@ mod tests {
         assert_eq!(rules.iter().map(|r| r.action.as_str()).collect::<Vec<_>>(), ["Ignore", "FailJob"]);
     }
 
+    #[test]
+    fn a_finished_run_is_kept_but_never_run_again() {
+        let mut project: Project = example("24-project-spark-batch.yaml").remove(0);
+        project.status =
+            serde_yaml::from_str("runs: [{run: 1, job: daily-report-run-1, phase: Failed}]").unwrap();
+        let mut validated = runtime::validate(&project, validated_example_workspace()).unwrap();
+        let RuntimeSpec::Spark(spark) = &mut validated.runtime else { panic!() };
+        spark.fenced = true;
+        assert!(
+            children(&validated).iter().all(|c| c.key().0 != "Job"),
+            "a finished run's Job is made again"
+        );
+        assert_eq!(runtime::retained(&validated), [("Job", "daily-report-run-1".to_string())]);
+        let RuntimeSpec::Spark(spark) = &validated.runtime else { panic!() };
+        let status = super::super::status(&validated, spark, &Default::default(), None);
+        assert_eq!(status.phase, Some(crate::crd::project::Phase::Failed), "the record stands");
+    }
+
     fn children_job(project: &ValidatedProject) -> Job {
         children(project)
             .into_iter()
@@ -578,7 +625,10 @@ mod tests {
         );
         project.spec.spark.as_mut().unwrap().application.as_mut().unwrap().main_application_file =
             "local:///opt/spark/examples/src/main/python/pi.py".into();
-        let validated = runtime::validate(&project, validated_example_workspace()).unwrap();
+        let mut validated = runtime::validate(&project, validated_example_workspace()).unwrap();
+        if let RuntimeSpec::Spark(spark) = &mut validated.runtime {
+            spark.fenced = true;
+        }
         let args = pod_of(&children(&validated)).containers[0].args.clone().unwrap();
         assert!(args.contains(&"/opt/spark/examples/src/main/python/pi.py".to_string()));
         project.spec.spark.as_mut().unwrap().application.as_mut().unwrap().main_application_file =

@@ -16,7 +16,7 @@ mod conf;
 mod status;
 
 pub use build::{
-    CONF_DIR, CONF_FILE, EXECUTOR_TEMPLATE, build, driver_args, driver_service_account, run_job,
+    CONF_DIR, CONF_FILE, DRIVER_ROLE, EXECUTOR_TEMPLATE, build, driver_args, driver_service_account, run_job,
 };
 pub use conf::{Conf, conf};
 pub use status::status;
@@ -28,7 +28,7 @@ use k8s_openapi::api::core::v1::ResourceRequirements;
 use crate::{
     crd::{
         Project,
-        project::{RestartPolicy, SparkMode},
+        project::{RestartPolicy, RunStatus, SparkMode},
     },
     error::{Error, Result},
 };
@@ -71,6 +71,9 @@ pub struct Spark {
     pub conf: BTreeMap<String, String>,
     /// The UI's public host, if it is to be exposed.
     pub host: Option<String>,
+    /// Whether the admission policy that fences the driver's pod rights is installed (the
+    /// controller checks): without it the driver gets no rights at all.
+    pub fenced: bool,
 }
 
 /// How Spark runs.
@@ -108,6 +111,9 @@ pub struct Application {
     pub retries: i32,
     /// Earlier runs kept.
     pub keep: i32,
+    /// This run's record in status, once it finished: a finished run is never run again, even
+    /// when someone deletes its Job.
+    pub finished: Option<RunStatus>,
 }
 
 /// Where the main file is.
@@ -185,6 +191,12 @@ pub fn validate(project: &Project) -> Result<Spark> {
                     RestartPolicy::OnFailure => RETRIES,
                 },
                 keep: app.keep_finished_runs,
+                finished: project
+                    .status
+                    .iter()
+                    .flat_map(|s| s.runs.iter())
+                    .find(|r| r.run == app.run && matches!(r.phase.as_str(), "Succeeded" | "Failed"))
+                    .cloned(),
             })
         }
     };
@@ -202,6 +214,7 @@ pub fn validate(project: &Project) -> Result<Spark> {
         executors,
         conf: spec.conf,
         host: spec.host,
+        fenced: false,
     };
     for (key, value) in &spark.conf {
         if value.chars().any(char::is_control) {
@@ -224,8 +237,10 @@ pub fn run_name(project: &str, run: i64) -> String {
     format!("{project}-run-{run}")
 }
 
-/// The names of the earlier runs' Jobs a batch project keeps (if they exist).
+/// The names of the runs' Jobs a batch project keeps if they exist but does not create: the
+/// earlier ones, and the current one once it finished.
 pub fn kept_runs(project: &str, app: &Application) -> Vec<String> {
     let first = (app.run - i64::from(app.keep)).max(1);
-    (first..app.run).map(|run| run_name(project, run)).collect()
+    let last = if app.finished.is_some() { app.run } else { app.run - 1 };
+    (first..=last).map(|run| run_name(project, run)).collect()
 }

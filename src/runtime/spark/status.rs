@@ -9,10 +9,10 @@ use crate::{
     controller::children::Applied,
     crd::project::{ComponentStatus, Endpoint, Phase, RunStatus},
     names::LABEL_COMPONENT,
-    runtime::{RuntimeStatus, ValidatedProject, component, workload_phase},
+    runtime::{RuntimeStatus, ValidatedProject, component, replica_failure, workload_phase},
 };
 
-/// How much of a failed driver's output a run's message keeps.
+/// How much of a failed driver's termination message a run's message keeps.
 const MESSAGE_LIMIT: usize = 1024;
 
 /// Phase, the driver and executor components, the driver's (or the run's) condition, the
@@ -26,12 +26,23 @@ pub fn status(
     let service = format!("{}.{}.svc", project.name, project.namespace);
     let ui = Endpoint { name: "ui".into(), url: format!("http://{service}:{UI_PORT}/") };
     let executors = executors(project, spark, &applied.pods);
+    if !spark.fenced {
+        return RuntimeStatus {
+            phase: Some(Phase::Pending),
+            components: vec![executors],
+            conditions: vec![Desired::no(
+                "Driver",
+                "DriverNotFenced",
+                "the admission policy dataworkspace-spark-executors (deploy/admission.yaml) is not installed: without it the driver's right to create executor pods would reach every Secret and ServiceAccount of the namespace, so the driver gets no rights and cannot start executors; a platform admin installs it",
+            )],
+            ..RuntimeStatus::default()
+        };
+    }
     match &spark.mode {
         Mode::Connect => {
             let desired = if project.stopped { 0 } else { 1 };
-            let ready = applied
-                .deployments
-                .get(&project.name)
+            let deployment = applied.deployments.get(&project.name);
+            let ready = deployment
                 .filter(|d| d.status.as_ref().and_then(|s| s.observed_generation) == d.metadata.generation)
                 .and_then(|d| d.status.as_ref()?.ready_replicas)
                 .unwrap_or(0);
@@ -42,10 +53,17 @@ pub fn status(
             let condition = match phase {
                 Phase::Stopped => Desired::yes("Driver", "Stopped", "scaled to zero"),
                 Phase::Running => Desired::yes("Driver", "Ready", "the Spark Connect server accepts clients"),
-                Phase::Degraded => {
-                    Desired::no("Driver", "Unavailable", "the Spark Connect server stopped answering")
-                }
-                _ => Desired::no("Driver", "Starting", "the Spark Connect server is starting"),
+                _ => match replica_failure(deployment) {
+                    Some(why) => Desired::no(
+                        "Driver",
+                        "PodsRejected",
+                        format!("the driver's pod cannot be created: {why}"),
+                    ),
+                    None if phase == Phase::Degraded => {
+                        Desired::no("Driver", "Unavailable", "the Spark Connect server stopped answering")
+                    }
+                    None => Desired::no("Driver", "Starting", "the Spark Connect server is starting"),
+                },
             };
             RuntimeStatus {
                 phase: Some(phase),
@@ -78,6 +96,10 @@ fn batch(
                 .then(|| run_status(run, job, &applied.pods))
         })
         .collect();
+    if let Some(record) = app.finished.as_ref().filter(|r| !runs.iter().any(|run| run.run == r.run)) {
+        // Its Job is gone (deleted by someone); the record stands.
+        runs.push(record.clone());
+    }
     runs.sort_by_key(|r| std::cmp::Reverse(r.run));
     let current = runs.iter().find(|r| r.run == app.run).cloned();
     let phase_of = |r: &Option<RunStatus>| r.as_ref().map(|r| r.phase.clone()).unwrap_or_default();
@@ -144,8 +166,8 @@ fn run_status(run: i64, job: &Job, pods: &[Pod]) -> RunStatus {
             (Some(reason), None) => reason.clone(),
             (None, text) => text.clone().unwrap_or_default(),
         };
-        if let Some(output) = driver_output(&name, pods) {
-            message.push_str("; the driver's last output: ");
+        if let Some(output) = driver_message(&name, pods) {
+            message.push_str("; the driver's message: ");
             message.push_str(&output);
         }
         ("Failed", Some(message))
@@ -166,9 +188,9 @@ fn run_status(run: i64, job: &Job, pods: &[Pod]) -> RunStatus {
     }
 }
 
-/// The termination message (or, with `FallbackToLogsOnError`, the end of the log) of the
-/// newest failed driver pod of a Job, bounded.
-fn driver_output(job: &str, pods: &[Pod]) -> Option<String> {
+/// The termination message of the newest failed driver pod of a Job (what the application wrote
+/// to `/dev/termination-log`; never its log, which may hold anything), bounded.
+fn driver_message(job: &str, pods: &[Pod]) -> Option<String> {
     let text = pods
         .iter()
         .filter(|p| {

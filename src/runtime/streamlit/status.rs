@@ -5,7 +5,7 @@ use crate::{
     conditions::Desired,
     controller::children::Applied,
     crd::project::{Endpoint, Phase},
-    runtime::{RuntimeStatus, ValidatedProject, component, workload_phase},
+    runtime::{RuntimeStatus, ValidatedProject, component, replica_failure, workload_phase},
 };
 
 /// Phase, the app component, its condition and the in-cluster endpoint (the controller adds the
@@ -17,9 +17,8 @@ pub fn status(
     previous: Option<Phase>,
 ) -> RuntimeStatus {
     let desired = if project.stopped { 0 } else { streamlit.replicas };
-    let ready_replicas = applied
-        .deployments
-        .get(&project.name)
+    let deployment = applied.deployments.get(&project.name);
+    let ready_replicas = deployment
         .filter(|d| d.status.as_ref().and_then(|st| st.observed_generation) == d.metadata.generation)
         .and_then(|d| d.status.as_ref().and_then(|st| st.ready_replicas))
         .unwrap_or(0);
@@ -34,10 +33,15 @@ pub fn status(
         Phase::Running => {
             Desired::yes("App", "Ready", format!("{ready_replicas} of {desired} replicas ready"))
         }
-        Phase::Degraded => {
-            Desired::no("App", "Unavailable", format!("{ready_replicas} of {desired} replicas ready"))
-        }
-        _ => Desired::no("App", "Starting", "the app is starting"),
+        _ => match replica_failure(deployment) {
+            Some(why) => {
+                Desired::no("App", "PodsRejected", format!("the app's pods cannot be created: {why}"))
+            }
+            None if phase == Phase::Degraded => {
+                Desired::no("App", "Unavailable", format!("{ready_replicas} of {desired} replicas ready"))
+            }
+            None => Desired::no("App", "Starting", "the app is starting"),
+        },
     };
     RuntimeStatus {
         phase: Some(phase),

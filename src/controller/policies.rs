@@ -1,0 +1,88 @@
+//! The admission policies of `deploy/admission.yaml` that the operator relies on before it acts
+//! on what they fence: PythonEnvironment approvals (no build without them) and Spark executors
+//! (no driver role without them). Checked at start, every [`CHECK_EVERY`], and by a pass just
+//! before it acts, so a policy removed later stops what it fenced.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
+
+use kube::{
+    Api,
+    api::{ApiResource, DynamicObject, GroupVersionKind},
+};
+
+use super::Context;
+
+/// How often the operator checks that the policies are still installed.
+pub const CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A set of admission objects that must all exist.
+pub struct Fence {
+    /// For logs: what the set fences.
+    pub what: &'static str,
+    /// Kind and name of each object (group `admissionregistration.k8s.io`, version v1).
+    pub objects: &'static [(&'static str, &'static str)],
+}
+
+/// Who requested and who approved a PythonEnvironment.
+pub const APPROVAL: Fence = Fence {
+    what: "PythonEnvironment approval",
+    objects: &[
+        ("MutatingAdmissionPolicy", "dataworkspace-pyenv-requester"),
+        ("MutatingAdmissionPolicyBinding", "dataworkspace-pyenv-requester"),
+        ("ValidatingAdmissionPolicy", "dataworkspace-pyenv-approval"),
+        ("ValidatingAdmissionPolicyBinding", "dataworkspace-pyenv-approval"),
+    ],
+};
+
+/// What a Spark driver's identity may do with pods.
+pub const SPARK_EXECUTORS: Fence = Fence {
+    what: "Spark executor",
+    objects: &[
+        ("ValidatingAdmissionPolicy", "dataworkspace-spark-executors"),
+        ("ValidatingAdmissionPolicyBinding", "dataworkspace-spark-executors"),
+    ],
+};
+
+/// Whether every object of `fence` exists; logs what is missing.
+pub async fn installed(client: &kube::Client, fence: &Fence) -> bool {
+    let mut missing = Vec::new();
+    for (kind, name) in fence.objects {
+        let gvk = GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", kind);
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &ApiResource::from_gvk(&gvk));
+        match api.get_metadata_opt(name).await {
+            Ok(Some(_)) => {}
+            Ok(None) => missing.push(format!("{kind} {name}")),
+            Err(e) => missing.push(format!("{kind} {name} ({e})")),
+        }
+    }
+    if !missing.is_empty() {
+        tracing::warn!(?missing, "{} policies missing (deploy/admission.yaml)", fence.what);
+    }
+    missing.is_empty()
+}
+
+/// Checks `fence` now and records the answer in `flag`.
+pub async fn recheck(ctx: &Context, fence: &Fence, flag: &AtomicBool) -> bool {
+    let now = installed(&ctx.client, fence).await;
+    if flag.swap(now, Ordering::Relaxed) != now {
+        tracing::info!(installed = now, "{} policies changed", fence.what);
+    }
+    now
+}
+
+/// Keeps the context's record of every fence current; tells `changed` when the Spark fence
+/// changes (the Projects act on it; environments look at theirs before each build).
+pub async fn watch(ctx: Arc<Context>, mut changed: futures::channel::mpsc::Sender<()>) {
+    use futures::SinkExt;
+    loop {
+        tokio::time::sleep(CHECK_EVERY).await;
+        recheck(&ctx, &APPROVAL, &ctx.approval_enforced).await;
+        let before = ctx.spark_fenced.load(Ordering::Relaxed);
+        if recheck(&ctx, &SPARK_EXECUTORS, &ctx.spark_fenced).await != before {
+            let _ = changed.send(()).await;
+        }
+    }
+}
