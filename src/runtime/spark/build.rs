@@ -301,7 +301,7 @@ fn driver_template(
         empty("tmp"),
     ];
     let checkouts: Vec<git::Checkout> = match &spark.mode {
-        Mode::Batch(Application { main: MainFile::Checkout(_), .. }) => {
+        Mode::Batch(app) if matches!(app.main, MainFile::Checkout(_)) => {
             project.source.iter().cloned().collect()
         }
         _ => Vec::new(),

@@ -82,7 +82,7 @@ pub enum Mode {
     /// A Spark Connect server.
     Connect,
     /// A batch application.
-    Batch(Application),
+    Batch(Box<Application>),
 }
 
 /// Executors: how many and how big.
@@ -181,7 +181,7 @@ pub fn validate(project: &Project) -> Result<Spark> {
                     MainFile::Checkout(format!("{}/{}", source.repository, file))
                 }
             };
-            Mode::Batch(Application {
+            Mode::Batch(Box::new(Application {
                 main,
                 main_class: app.main_class,
                 args: app.args,
@@ -197,7 +197,7 @@ pub fn validate(project: &Project) -> Result<Spark> {
                     .flat_map(|s| s.runs.iter())
                     .find(|r| r.run == app.run && matches!(r.phase.as_str(), "Succeeded" | "Failed"))
                     .cloned(),
-            })
+            }))
         }
     };
     let executors = spec.executors.unwrap_or_default();
