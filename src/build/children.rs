@@ -7,7 +7,7 @@ use std::hash::Hasher;
 use k8s_openapi::{
     api::{
         apps::v1::{Deployment, StatefulSet},
-        batch::v1::Job,
+        batch::v1::{CronJob, Job},
         core::v1::{ConfigMap, PersistentVolumeClaim, Service, ServiceAccount},
         networking::v1::NetworkPolicy,
         rbac::v1::RoleBinding,
@@ -54,6 +54,8 @@ pub enum Child {
     /// ([`hashed_name`]) or by a run number, and a change makes a new Job. Only `suspend`
     /// follows the built Job.
     Job(Job),
+    /// Applied: a schedule of Jobs (their Jobs are the CronJob's).
+    CronJob(Box<CronJob>),
 }
 
 impl Child {
@@ -70,6 +72,7 @@ impl Child {
             Child::StatefulSet(o) => &o.metadata,
             Child::Deployment(o) => &o.metadata,
             Child::Job(o) => &o.metadata,
+            Child::CronJob(o) => &o.metadata,
         }
     }
 
@@ -87,6 +90,7 @@ impl Child {
             Child::StatefulSet(o) => ("StatefulSet", name(&o.metadata)),
             Child::Deployment(o) => ("Deployment", name(&o.metadata)),
             Child::Job(o) => ("Job", name(&o.metadata)),
+            Child::CronJob(o) => ("CronJob", name(&o.metadata)),
         }
     }
 }
@@ -136,6 +140,7 @@ macro_rules! assert_snapshots {
                 Child::NetworkPolicy(o) => insta::assert_yaml_snapshot!(snapshot, o),
                 Child::StatefulSet(o) => insta::assert_yaml_snapshot!(snapshot, o),
                 Child::Job(o) => insta::assert_yaml_snapshot!(snapshot, o),
+                Child::CronJob(o) => insta::assert_yaml_snapshot!(snapshot, o),
                 Child::Volume(o) => insta::assert_yaml_snapshot!(snapshot, o),
                 Child::Deployment(o) => insta::assert_yaml_snapshot!(snapshot, o),
             }

@@ -22,7 +22,7 @@ use futures::{
 };
 use k8s_openapi::api::{
     apps::v1::{Deployment, StatefulSet},
-    batch::v1::Job,
+    batch::v1::{CronJob, Job},
     core::v1::{
         ConfigMap, LimitRange, Namespace, PersistentVolumeClaim, Pod, ResourceQuota, Secret, Service,
         ServiceAccount,
@@ -341,8 +341,10 @@ pub struct Feeds {
     pub cluster_role_bindings: Feed<ClusterRoleBinding>,
     /// The operator's ServiceAccounts.
     pub service_accounts: Feed<ServiceAccount>,
-    /// The operator's Jobs.
+    /// The operator's Jobs (with those of its CronJobs).
     pub jobs: Feed<Job>,
+    /// The operator's CronJobs.
+    pub cron_jobs: Feed<CronJob>,
     /// The operator's Deployments: the access layer's proxies.
     pub deployments: Feed<Deployment>,
     /// The operator's PersistentVolumeClaims (volumes it creates itself, not those of
@@ -379,6 +381,7 @@ impl Feeds {
             cluster_role_bindings: typed(client, "ClusterRoleBinding", managed()),
             service_accounts: typed(client, "ServiceAccount", managed()),
             jobs: typed(client, "Job", managed()),
+            cron_jobs: typed(client, "CronJob", managed()),
             deployments: typed(client, "Deployment", managed()),
             volumes: typed(client, "PersistentVolumeClaim", managed()),
             pods: Feed::new(
@@ -414,6 +417,7 @@ impl Feeds {
             cluster_role_bindings: self.cluster_role_bindings.store.clone(),
             service_accounts: self.service_accounts.store.clone(),
             jobs: self.jobs.store.clone(),
+            cron_jobs: self.cron_jobs.store.clone(),
             deployments: self.deployments.store.clone(),
             volumes: self.volumes.store.clone(),
             pods: self.pods.store.clone(),
@@ -445,6 +449,7 @@ impl Feeds {
             self.cluster_role_bindings.drive(m()),
             self.service_accounts.drive(m()),
             self.jobs.drive(m()),
+            self.cron_jobs.drive(m()),
             self.deployments.drive(m()),
             self.volumes.drive(m()),
             self.pods.drive(m()),
@@ -493,6 +498,8 @@ pub struct Caches {
     pub service_accounts: Store<ServiceAccount>,
     /// Jobs.
     pub jobs: Store<Job>,
+    /// CronJobs.
+    pub cron_jobs: Store<CronJob>,
     /// Deployments.
     pub deployments: Store<Deployment>,
     /// PersistentVolumeClaims.
@@ -581,6 +588,7 @@ impl Caches {
             && is_ready(&self.cluster_role_bindings).await
             && is_ready(&self.service_accounts).await
             && is_ready(&self.jobs).await
+            && is_ready(&self.cron_jobs).await
             && is_ready(&self.deployments).await
             && is_ready(&self.volumes).await
             && is_ready(&self.pods).await
@@ -649,6 +657,7 @@ cached!(
     ClusterRoleBinding => cluster_role_bindings,
     ServiceAccount => service_accounts,
     Job => jobs,
+    CronJob => cron_jobs,
     Deployment => deployments,
     PersistentVolumeClaim => volumes,
 );

@@ -8,7 +8,7 @@ use k8s_openapi::{
     ByteString,
     api::{
         apps::v1::{Deployment, StatefulSet},
-        batch::v1::Job,
+        batch::v1::{CronJob, Job},
         core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount},
         networking::v1::NetworkPolicy,
         rbac::v1::RoleBinding,
@@ -74,6 +74,7 @@ pub async fn apply(ctx: &Context, children: &[Child]) -> Result<Applied> {
                 let live = suspend(ctx, o, create_once(ctx, o).await?).await?;
                 applied.jobs.insert(live.name_any(), live);
             }
+            Child::CronJob(o) => drop(apply_namespaced(ctx, o.as_ref()).await?),
         }
     }
     Ok(applied)
@@ -98,6 +99,7 @@ async fn check_unclaimed(ctx: &Context, child: &Child) -> Result<()> {
         Child::StatefulSet(_) => live_meta::<StatefulSet>(ctx, &namespace, &name).await?,
         Child::Deployment(_) => live_meta::<Deployment>(ctx, &namespace, &name).await?,
         Child::Job(_) => live_meta::<Job>(ctx, &namespace, &name).await?,
+        Child::CronJob(_) => live_meta::<CronJob>(ctx, &namespace, &name).await?,
     };
     match live {
         Some(live) if !live.owner_references.iter().flatten().any(|o| o.uid == owner) => {
@@ -185,6 +187,20 @@ pub fn observe(
             .and_then(|v| serde_json::from_value::<Job>(v).ok());
         if let Some(job) = job.filter(|j| j.owner_references().iter().any(|r| r.uid == owner)) {
             applied.jobs.insert(name.clone(), job);
+        }
+    }
+    // The runs its CronJob (named after it, owned by it) started.
+    let schedule = CronJob::cached(&ctx.caches, Some(namespace), instance)
+        .and_then(|v| serde_json::from_value::<CronJob>(v).ok())
+        .filter(|c| c.owner_references().iter().any(|r| r.uid == owner))
+        .and_then(|c| c.metadata.uid);
+    if let Some(schedule) = schedule {
+        for job in ctx.caches.jobs.state() {
+            if ResourceExt::namespace(&*job).as_deref() == Some(namespace)
+                && job.owner_references().iter().any(|r| r.kind == "CronJob" && r.uid == schedule)
+            {
+                applied.jobs.insert(job.name_any(), (*job).clone());
+            }
         }
     }
     applied.pods = ctx
@@ -294,6 +310,9 @@ pub async fn sweep(
     }
     for name in stale(&caches.deployments, namespace, owner_uid, "Deployment", &keep) {
         delete::<Deployment>(ctx, namespace, &name).await?;
+    }
+    for name in stale(&caches.cron_jobs, namespace, owner_uid, "CronJob", &keep) {
+        delete::<CronJob>(ctx, namespace, &name).await?;
     }
     for name in stale(&caches.jobs, namespace, owner_uid, "Job", &keep) {
         delete::<Job>(ctx, namespace, &name).await?;

@@ -84,7 +84,9 @@ pub fn controller(feeds: &mut Feeds, ctx: &Arc<Context>) -> Controller<Deseriali
         .watches_stream(feeds.ingresses.subscribe(), move |o| labelled_project(&by_label4, &o))
         .watches_stream(feeds.network_policies.subscribe(), |o| owning_project(&o))
         .watches_stream(feeds.stateful_sets.subscribe(), |o| owning_project(&o))
-        .watches_stream(feeds.jobs.subscribe(), |o| owning_project(&o))
+        // Its Jobs, and its CronJob's, which name it by label.
+        .watches_stream(feeds.jobs.subscribe(), |o| owning_project(&o).or_else(|| scheduled_run_project(&o)))
+        .watches_stream(feeds.cron_jobs.subscribe(), |o| owning_project(&o))
         .watches_stream(feeds.role_bindings.subscribe(), |o| owning_project(&o))
         // Spark's pods (drivers and executors) name their project by label.
         .watches_stream(feeds.pods.subscribe(), |pod| {
@@ -228,6 +230,16 @@ pub fn projects_using(
         .filter(|p| p.spec.python_environment.as_deref() == Some(name))
         .map(|p| ObjectRef::new(&p.name_any()).within(namespace))
         .collect()
+}
+
+/// The Project of a run its CronJob started (the Job is the CronJob's; the project's pass checks
+/// that the CronJob is its own).
+fn scheduled_run_project(
+    job: &k8s_openapi::api::batch::v1::Job,
+) -> Option<ObjectRef<DeserializeGuard<Project>>> {
+    job.owner_references().iter().find(|o| o.kind == "CronJob")?;
+    let name = job.labels().get(crate::names::LABEL_INSTANCE)?;
+    Some(ObjectRef::new(name).within(&job.namespace()?))
 }
 
 /// The Project that owns a child.

@@ -387,6 +387,7 @@ impl Default for SparkExecutors {
 /// A batch application.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.timeZone) || has(self.schedule)").message("application.timeZone needs application.schedule"))]
 pub struct SparkApplication {
     /// The file to run, relative to the project's source (a `.py` file or a jar), or a `local://` path in the image.
     #[schemars(length(min = 1, max = 1024))]
@@ -407,6 +408,18 @@ pub struct SparkApplication {
     #[schemars(range(min = 1, max = 1_000_000_000))]
     #[x_kube(validation = Rule::new("self >= oldSelf").message("spark.application.run only grows: bump it to run again (lowering it would remove newer runs)"))]
     pub run: i64,
+    /// Runs on a schedule too: a cron expression (`0 2 * * *`, `@daily`), in `timeZone`. The
+    /// schedule's runs never overlap; with a schedule, `run` starts an extra run when raised
+    /// above 1 (creating the Project starts none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 100))]
+    #[x_kube(validation = Rule::new(r"self.matches(r'^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|[0-9*/,?A-Za-z-]+( [0-9*/,?A-Za-z-]+){4})$')").message("schedule must be a cron expression of five fields, such as '0 2 * * *', or @hourly, @daily, @weekly, @monthly, @yearly"))]
+    pub schedule: Option<String>,
+    /// The time zone of `schedule`, an IANA name such as `Europe/Berlin`; UTC when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    #[x_kube(validation = Rule::new(r"self.matches(r'^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$')").message("timeZone must be an IANA time zone name such as 'Europe/Berlin'"))]
+    pub time_zone: Option<String>,
     /// Whether a failed run is retried (up to three more attempts, each a new driver pod).
     #[serde(default)]
     pub restart_policy: RestartPolicy,
@@ -519,8 +532,10 @@ pub struct ProjectStatus {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunStatus {
-    /// The run number (`spec.spark.application.run` when it started).
-    pub run: i64,
+    /// The run number (`spec.spark.application.run` when it started); absent for a run the
+    /// schedule started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<i64>,
     /// The Job that runs it.
     pub job: String,
     /// Pending, Running, Succeeded or Failed.

@@ -5,13 +5,13 @@
 //! succeeds (kwok completes the driver's pod), a bumped run counter runs it once more and the
 //! earlier run is kept, then dropped when `keepFinishedRuns` says so; a failing run (kwok fails
 //! the pod) ends `Failed` with the driver's exit code and message; deleting a project leaves none
-//! of its objects. Without the admission policy that fences the driver, the driver loses its
+//! of its objects. A scheduled application runs on its schedule, not at creation. Without the admission policy that fences the driver, the driver loses its
 //! role and nothing runs. A finished run whose Job is deleted is not run again. One server and
 //! one application stay for the restart test (zero idle writes).
 
 use k8s_openapi::api::{
     apps::v1::Deployment,
-    batch::v1::Job,
+    batch::v1::{CronJob, Job},
     core::v1::{ConfigMap, Pod, Service, ServiceAccount},
     rbac::v1::RoleBinding,
 };
@@ -254,19 +254,26 @@ pub async fn connect_and_batch_run_fail_rerun_stop_and_delete(scope: Scope) -> T
     .await?;
     let runs = done.status.map(|s| s.runs).unwrap_or_default();
     ensure!(
-        runs.len() == 1 && runs[0].run == 1 && runs[0].phase == "Succeeded" && runs[0].job == "report-run-1",
+        runs.len() == 1
+            && runs[0].run == Some(1)
+            && runs[0].phase == "Succeeded"
+            && runs[0].job == "report-run-1",
         "runs {runs:?}"
     );
     let rerun = |run: i64, keep: i32| serde_json::json!({"spec": {"spark": {"application": {"run": run, "keepFinishedRuns": keep}}}});
     projects.patch("report", &PatchParams::default(), &Patch::Merge(&rerun(2, 3))).await.context("rerun")?;
     let again = wait_for(&projects, "report", "run 2 Succeeded", |p: Option<&Project>| {
         phase(p) == Some(Phase::Succeeded)
-            && p.and_then(|p| p.status.as_ref()).is_some_and(|s| s.runs.first().is_some_and(|r| r.run == 2))
+            && p.and_then(|p| p.status.as_ref())
+                .is_some_and(|s| s.runs.first().is_some_and(|r| r.run == Some(2)))
     })
     .await?;
-    let runs: Vec<(i64, String)> =
+    let runs: Vec<(Option<i64>, String)> =
         again.status.map(|s| s.runs.into_iter().map(|r| (r.run, r.phase)).collect()).unwrap_or_default();
-    ensure!(runs == [(2, "Succeeded".to_string()), (1, "Succeeded".to_string())], "runs {runs:?}");
+    ensure!(
+        runs == [(Some(2), "Succeeded".to_string()), (Some(1), "Succeeded".to_string())],
+        "runs {runs:?}"
+    );
     let jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
     ensure!(jobs.get_opt("report-run-1").await.context("job")?.is_some(), "the earlier run was not kept");
     // Keeping none: the next run's pass removes the earlier ones.
@@ -284,7 +291,8 @@ pub async fn connect_and_batch_run_fail_rerun_stop_and_delete(scope: Scope) -> T
     // A finished run is never run again, even when its Job is deleted: its record stays.
     wait_for(&projects, "report", "run 3 Succeeded", |p: Option<&Project>| {
         phase(p) == Some(Phase::Succeeded)
-            && p.and_then(|p| p.status.as_ref()).is_some_and(|s| s.runs.first().is_some_and(|r| r.run == 3))
+            && p.and_then(|p| p.status.as_ref())
+                .is_some_and(|s| s.runs.first().is_some_and(|r| r.run == Some(3)))
     })
     .await?;
     jobs.delete("report-run-3", &DeleteParams::foreground()).await.context("deleting a finished run")?;
@@ -299,9 +307,61 @@ pub async fn connect_and_batch_run_fail_rerun_stop_and_delete(scope: Scope) -> T
         wait_for(&projects, "report", "a pass after the deletion", |p: Option<&Project>| phase(p).is_some())
             .await?;
     ensure!(jobs.get_opt("report-run-3").await.context("job")?.is_none(), "a finished run was run again");
-    let runs: Vec<(i64, String)> =
+    let runs: Vec<(Option<i64>, String)> =
         after.status.map(|s| s.runs.into_iter().map(|r| (r.run, r.phase)).collect()).unwrap_or_default();
-    ensure!(runs == [(3, "Succeeded".to_string())], "runs {runs:?}");
+    ensure!(runs == [(Some(3), "Succeeded".to_string())], "runs {runs:?}");
+
+    // On a schedule: creating it runs nothing; each minute the CronJob starts a run, recorded
+    // in status; stopped suspends the schedule.
+    let nightly: Project = from_yaml(
+        "metadata: {name: nightly}\nspec: {runtime: Spark, source: {repository: code}, spark: {mode: Batch, application: {mainApplicationFile: jobs/report.py, schedule: '* * * * *', timeZone: Europe/Berlin}}}",
+    )?;
+    projects.create(&PostParams::default(), &nightly).await.context("creating a scheduled Project")?;
+    let waiting = wait_for(&projects, "nightly", "phase Pending, scheduled", |p: Option<&Project>| {
+        phase(p) == Some(Phase::Pending) && ready_reason(p).is_some_and(|(reason, _)| reason == "Ready")
+    })
+    .await?;
+    ensure!(
+        waiting.status.map(|s| s.runs).unwrap_or_default().is_empty(),
+        "a scheduled project ran at creation"
+    );
+    ensure!(
+        jobs.get_opt("nightly-run-1").await.context("job")?.is_none(),
+        "the counter ran a scheduled project"
+    );
+    let cron = Api::<CronJob>::namespaced(client.clone(), &ns).get("nightly").await.context("the CronJob")?;
+    let spec = cron.spec.unwrap_or_default();
+    ensure!(
+        spec.schedule == "* * * * *"
+            && spec.concurrency_policy.as_deref() == Some("Forbid")
+            && spec.time_zone.as_deref() == Some("Europe/Berlin"),
+        "{spec:?}"
+    );
+    wait_until(std::time::Duration::from_secs(150), "a scheduled run to succeed", || {
+        let projects = projects.clone();
+        async move {
+            let nightly = projects.get("nightly").await.context("nightly")?;
+            let runs = nightly.status.map(|s| s.runs).unwrap_or_default();
+            Ok(runs
+                .first()
+                .is_some_and(|r| r.run.is_none() && r.phase == "Succeeded" && r.job.starts_with("nightly-")))
+        }
+    })
+    .await?;
+    projects.patch("nightly", &PatchParams::default(), &Patch::Merge(&stop(true))).await.context("stop")?;
+    wait_until(WAIT, "the schedule to be suspended", || {
+        let client = client.clone();
+        let ns = ns.clone();
+        async move {
+            let cron = Api::<CronJob>::namespaced(client, &ns).get("nightly").await.context("cron")?;
+            Ok(cron.spec.and_then(|s| s.suspend) == Some(true))
+        }
+    })
+    .await?;
+    projects
+        .delete("nightly", &DeleteParams::foreground())
+        .await
+        .context("deleting the scheduled Project")?;
 
     // A failing application: its run fails with the driver's exit code and last output.
     let broken: Project = from_yaml(

@@ -9,8 +9,9 @@ use k8s_openapi::{
     api::{
         apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy},
         batch::v1::{
-            Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement,
-            PodFailurePolicyOnPodConditionsPattern, PodFailurePolicyRule,
+            CronJob, CronJobSpec, Job, JobSpec, JobTemplateSpec, PodFailurePolicy,
+            PodFailurePolicyOnExitCodesRequirement, PodFailurePolicyOnPodConditionsPattern,
+            PodFailurePolicyRule,
         },
         core::v1::{
             ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
@@ -141,7 +142,7 @@ pub fn build(project: &ValidatedProject, spark: &Spark) -> Vec<Child> {
             }]),
         }),
     );
-    let mut selector = project.labels(APP, "driver");
+    let selector = project.labels(APP, "driver");
     match &spark.mode {
         Mode::Connect => {
             children.push(Child::Service(workload::service(
@@ -173,16 +174,20 @@ pub fn build(project: &ValidatedProject, spark: &Spark) -> Vec<Child> {
             }));
         }
         Mode::Batch(app) => {
-            // The UI of the run in progress.
-            selector.insert(LABEL_RUN.into(), app.run.to_string());
+            // The UI of the runs in progress.
             children.push(Child::Service(workload::service(
                 project.child_meta(name, APP, "driver"),
                 selector.clone(),
                 &[("ui", UI_PORT)],
             )));
             // A finished run is kept (or gone), never run again: a new run needs a new number.
-            if app.finished.is_none() {
+            if app.manual() && app.finished.is_none() {
                 children.push(Child::Job(run_job(project, spark, app, &image, &conf_name, &selector)));
+            }
+            if let Some(schedule) = &app.schedule {
+                children.push(Child::CronJob(Box::new(cron_job(
+                    project, spark, app, schedule, &image, &conf_name, &selector,
+                ))));
             }
         }
     }
@@ -195,9 +200,9 @@ fn image(project: &ValidatedProject, spark: &Spark) -> String {
     project.python_environment.as_ref().and_then(|e| e.image.clone()).unwrap_or_else(|| spark.image.clone())
 }
 
-/// The Job of one run: its pod is the driver (client mode), so the run's outcome is the
-/// driver's. A Job is never rewritten (its name carries the run number), except for
-/// `suspend`, which `stopped` sets.
+/// The Job of one run of the counter: its pod is the driver (client mode), so the run's
+/// outcome is the driver's. A Job is never rewritten (its name carries the run number), except
+/// for `suspend`, which `stopped` sets.
 pub fn run_job(
     project: &ValidatedProject,
     spark: &Spark,
@@ -206,12 +211,64 @@ pub fn run_job(
     conf_name: &str,
     selector: &BTreeMap<String, String>,
 ) -> Job {
-    let mut template = driver_template(project, spark, image, conf_name, selector);
+    let mut labels = selector.clone();
+    labels.insert(LABEL_RUN.into(), app.run.to_string());
+    let mut metadata = project.child_meta(&super::run_name(&project.name, app.run), APP, "driver");
+    metadata.labels.get_or_insert_with(BTreeMap::new).insert(LABEL_RUN.into(), app.run.to_string());
+    Job { metadata, spec: Some(job_spec(project, spark, app, image, conf_name, labels)), ..Job::default() }
+}
+
+/// The CronJob `<project>` of a scheduled application: each run a Job like the counter's, never
+/// two at once, as many kept as `keepFinishedRuns` (plus one).
+fn cron_job(
+    project: &ValidatedProject,
+    spark: &Spark,
+    app: &Application,
+    schedule: &str,
+    image: &str,
+    conf_name: &str,
+    selector: &BTreeMap<String, String>,
+) -> CronJob {
+    let mut labels = selector.clone();
+    labels.insert(LABEL_RUN.into(), super::SCHEDULED.into());
+    let mut job_labels = project.child_meta(&project.name, APP, "driver").labels.unwrap_or_default();
+    job_labels.insert(LABEL_RUN.into(), super::SCHEDULED.into());
+    let kept = app.keep + 1;
+    CronJob {
+        metadata: project.child_meta(&project.name, APP, "driver"),
+        spec: Some(CronJobSpec {
+            schedule: schedule.into(),
+            time_zone: app.time_zone.clone(),
+            concurrency_policy: Some("Forbid".into()),
+            starting_deadline_seconds: Some(300),
+            suspend: Some(project.stopped),
+            successful_jobs_history_limit: Some(kept),
+            failed_jobs_history_limit: Some(kept),
+            job_template: JobTemplateSpec {
+                metadata: Some(ObjectMeta { labels: Some(job_labels), ..ObjectMeta::default() }),
+                spec: Some(job_spec(project, spark, app, image, conf_name, labels)),
+            },
+        }),
+        ..CronJob::default()
+    }
+}
+
+/// A run's Job: the driver's pod, never restarted in place; retries (`OnFailure`) are new pods,
+/// evictions never count, and without retries the first non-zero exit fails the run, naming
+/// the code.
+fn job_spec(
+    project: &ValidatedProject,
+    spark: &Spark,
+    app: &Application,
+    image: &str,
+    conf_name: &str,
+    labels: BTreeMap<String, String>,
+) -> JobSpec {
+    let mut template = driver_template(project, spark, image, conf_name, &labels);
     if let Some(spec) = template.spec.as_mut() {
         spec.restart_policy = Some("Never".into());
     }
     let mut rules = vec![PodFailurePolicyRule {
-        // An evicted or preempted driver is not the application's failure: run it again.
         action: "Ignore".into(),
         on_pod_conditions: Some(vec![PodFailurePolicyOnPodConditionsPattern {
             type_: "DisruptionTarget".into(),
@@ -220,7 +277,6 @@ pub fn run_job(
         ..PodFailurePolicyRule::default()
     }];
     if app.retries == 0 {
-        // Fail at once, naming the driver's exit code.
         rules.push(PodFailurePolicyRule {
             action: "FailJob".into(),
             on_exit_codes: Some(PodFailurePolicyOnExitCodesRequirement {
@@ -231,18 +287,12 @@ pub fn run_job(
             ..PodFailurePolicyRule::default()
         });
     }
-    let mut metadata = project.child_meta(&super::run_name(&project.name, app.run), APP, "driver");
-    metadata.labels.get_or_insert_with(BTreeMap::new).insert(LABEL_RUN.into(), app.run.to_string());
-    Job {
-        metadata,
-        spec: Some(JobSpec {
-            backoff_limit: Some(app.retries),
-            pod_failure_policy: Some(PodFailurePolicy { rules }),
-            suspend: Some(project.stopped),
-            template,
-            ..JobSpec::default()
-        }),
-        ..Job::default()
+    JobSpec {
+        backoff_limit: Some(app.retries),
+        pod_failure_policy: Some(PodFailurePolicy { rules }),
+        suspend: Some(project.stopped),
+        template,
+        ..JobSpec::default()
     }
 }
 
@@ -431,6 +481,12 @@ mod tests {
         validated
     }
 
+    /// The example batch application without its schedule: the counter's run 1 starts at once.
+    fn unscheduled(p: &mut Project) {
+        let app = p.spec.spark.as_mut().unwrap().application.as_mut().unwrap();
+        (app.schedule, app.time_zone) = (None, None);
+    }
+
     fn children(project: &ValidatedProject) -> Vec<Child> {
         let RuntimeSpec::Spark(spark) = &project.runtime else { panic!("not Spark") };
         build(project, spark)
@@ -552,6 +608,7 @@ mod tests {
     #[test]
     fn a_run_is_a_job_named_by_its_number_whose_arguments_cannot_expand_variables() {
         let project = example_project("24-project-spark-batch.yaml", |p| {
+            unscheduled(p);
             let app = p.spec.spark.as_mut().unwrap().application.as_mut().unwrap();
             app.args.push("$(DB_PASSWORD)".into());
             app.args.push("$$(DB_PASSWORD)".into());
@@ -579,6 +636,7 @@ mod tests {
         );
         assert_eq!(runtime::retained(&project).len(), 3);
         let never = example_project("24-project-spark-batch.yaml", |p| {
+            unscheduled(p);
             p.spec.spark.as_mut().unwrap().application.as_mut().unwrap().restart_policy =
                 crate::crd::project::RestartPolicy::Never;
             p.spec.stopped = true;
@@ -593,6 +651,7 @@ mod tests {
     #[test]
     fn a_finished_run_is_kept_but_never_run_again() {
         let mut project: Project = example("24-project-spark-batch.yaml").remove(0);
+        unscheduled(&mut project);
         project.status =
             serde_yaml::from_str("runs: [{run: 1, job: daily-report-run-1, phase: Failed}]").unwrap();
         let mut validated = runtime::validate(&project, validated_example_workspace()).unwrap();
@@ -618,6 +677,7 @@ mod tests {
     #[test]
     fn a_batch_application_needs_a_file_it_can_find() {
         let mut project: Project = example("24-project-spark-batch.yaml").remove(0);
+        unscheduled(&mut project);
         project.spec.source = None;
         assert_eq!(
             runtime::validate(&project, validated_example_workspace()).unwrap_err().reason(),
@@ -652,14 +712,22 @@ mod tests {
             p.spec.spark.as_mut().unwrap().host = Some("spark.data.example.com".into());
         };
         let minimal_batch = |p: &mut Project| {
-            p.spec.spark.as_mut().unwrap().executors = None;
-            p.spec.spark.as_mut().unwrap().conf.clear();
+            unscheduled(p);
+            let spark = p.spec.spark.as_mut().unwrap();
+            spark.executors = None;
+            spark.conf.clear();
         };
         for (name, project) in [
             ("connect-minimal", example_project("21-project-spark.yaml", minimal_connect)),
             ("connect-full", example_project("21-project-spark.yaml", full_connect)),
             ("batch-minimal", example_project("24-project-spark-batch.yaml", minimal_batch)),
-            ("batch-full", example_project("24-project-spark-batch.yaml", |_| {})),
+            (
+                "batch-full",
+                // Scheduled, and an extra run on demand.
+                example_project("24-project-spark-batch.yaml", |p| {
+                    p.spec.spark.as_mut().unwrap().application.as_mut().unwrap().run = 2
+                }),
+            ),
         ] {
             crate::build::children::assert_snapshots!(format!("{name}-"), children(&project));
         }

@@ -52,8 +52,10 @@ pub const BLOCK_MANAGER_PORT: i32 = 7079;
 pub const RETRIES: i32 = 3;
 /// The label by which executor pods name their project: the admission policy checks it.
 pub const LABEL_DRIVER: &str = "dataworkspace.io/spark-driver";
-/// The label of a run's driver pod and Job: the run number.
+/// The label of a run's driver pod and Job: the run number, or [`SCHEDULED`].
 pub const LABEL_RUN: &str = "dataworkspace.io/spark-run";
+/// [`LABEL_RUN`] of the runs the schedule starts.
+pub const SCHEDULED: &str = "scheduled";
 
 /// A Spark project, validated.
 #[derive(Clone, Debug, PartialEq)]
@@ -114,6 +116,18 @@ pub struct Application {
     /// This run's record in status, once it finished: a finished run is never run again, even
     /// when someone deletes its Job.
     pub finished: Option<RunStatus>,
+    /// The cron schedule of further runs, if any.
+    pub schedule: Option<String>,
+    /// The schedule's time zone (UTC when absent).
+    pub time_zone: Option<String>,
+}
+
+impl Application {
+    /// Whether the run counter starts a run: always without a schedule; with one, once raised
+    /// above 1 (creating a scheduled project starts nothing).
+    pub fn manual(&self) -> bool {
+        self.schedule.is_none() || self.run > 1
+    }
 }
 
 /// Where the main file is.
@@ -195,8 +209,10 @@ pub fn validate(project: &Project) -> Result<Spark> {
                     .status
                     .iter()
                     .flat_map(|s| s.runs.iter())
-                    .find(|r| r.run == app.run && matches!(r.phase.as_str(), "Succeeded" | "Failed"))
+                    .find(|r| r.run == Some(app.run) && matches!(r.phase.as_str(), "Succeeded" | "Failed"))
                     .cloned(),
+                schedule: app.schedule,
+                time_zone: app.time_zone,
             }))
         }
     };
@@ -237,10 +253,12 @@ pub fn run_name(project: &str, run: i64) -> String {
     format!("{project}-run-{run}")
 }
 
-/// The names of the runs' Jobs a batch project keeps if they exist but does not create: the
-/// earlier ones, and the current one once it finished.
+/// The names of the counter's runs' Jobs a batch project keeps if they exist but does not
+/// create: the earlier ones, and the current one once it finished. (The schedule's runs are its
+/// CronJob's, which keeps as many.)
 pub fn kept_runs(project: &str, app: &Application) -> Vec<String> {
-    let first = (app.run - i64::from(app.keep)).max(1);
+    let lowest = if app.schedule.is_some() { 2 } else { 1 };
+    let first = (app.run - i64::from(app.keep)).max(lowest);
     let last = if app.finished.is_some() { app.run } else { app.run - 1 };
     (first..=last).map(|run| run_name(project, run)).collect()
 }

@@ -1,9 +1,12 @@
 //! A Spark project's status, from what the API server holds: the Connect server's Deployment or
 //! the runs' Jobs, and the project's driver and executor pods.
 
-use k8s_openapi::api::{batch::v1::Job, core::v1::Pod};
+use k8s_openapi::{
+    api::{batch::v1::Job, core::v1::Pod},
+    apimachinery::pkg::apis::meta::v1::Time,
+};
 
-use super::{Application, CONNECT_PORT, LABEL_DRIVER, LABEL_RUN, Mode, Spark, UI_PORT};
+use super::{Application, CONNECT_PORT, LABEL_DRIVER, LABEL_RUN, Mode, SCHEDULED, Spark, UI_PORT};
 use crate::{
     conditions::Desired,
     controller::children::Applied,
@@ -87,46 +90,72 @@ fn batch(
     executors: ComponentStatus,
     ui: Endpoint,
 ) -> RuntimeStatus {
-    let mut runs: Vec<RunStatus> = applied
+    // The counter's runs (their number in the label and the name) and the schedule's.
+    let mut runs: Vec<(Option<Time>, RunStatus)> = applied
         .jobs
         .values()
         .filter_map(|job| {
-            let run = job.metadata.labels.as_ref()?.get(LABEL_RUN)?.parse::<i64>().ok()?;
-            (job.metadata.name.as_deref() == Some(super::run_name(&project.name, run).as_str()))
-                .then(|| run_status(run, job, &applied.pods))
+            let label = job.metadata.labels.as_ref()?.get(LABEL_RUN)?;
+            let run = match label.parse::<i64>() {
+                Ok(run)
+                    if job.metadata.name.as_deref() == Some(super::run_name(&project.name, run).as_str()) =>
+                {
+                    Some(run)
+                }
+                Err(_) if label == SCHEDULED => None,
+                _ => return None,
+            };
+            Some((job.metadata.creation_timestamp.clone(), run_status(run, job, &applied.pods)))
         })
         .collect();
-    if let Some(record) = app.finished.as_ref().filter(|r| !runs.iter().any(|run| run.run == r.run)) {
+    if let Some(record) = app.finished.as_ref().filter(|r| !runs.iter().any(|(_, run)| run.run == r.run)) {
         // Its Job is gone (deleted by someone); the record stands.
-        runs.push(record.clone());
+        runs.push((record.start_time.clone(), record.clone()));
     }
-    runs.sort_by_key(|r| std::cmp::Reverse(r.run));
-    let current = runs.iter().find(|r| r.run == app.run).cloned();
-    let phase_of = |r: &Option<RunStatus>| r.as_ref().map(|r| r.phase.clone()).unwrap_or_default();
-    let (phase, condition) = match phase_of(&current).as_str() {
-        "Succeeded" => {
-            (Phase::Succeeded, Desired::yes("Run", "Succeeded", format!("run {} succeeded", app.run)))
-        }
-        "Failed" => (
-            Phase::Failed,
-            Desired::no(
+    // Newest first; a run not started yet is the newest.
+    runs.sort_by_key(|(created, _)| std::cmp::Reverse((created.is_none(), created.as_ref().map(|t| t.0))));
+    let mut runs: Vec<RunStatus> = runs.into_iter().map(|(_, run)| run).collect();
+    let current = runs.first().cloned();
+    let name = |r: &RunStatus| match r.run {
+        Some(run) => format!("run {run}"),
+        None => format!("the scheduled run {}", r.job),
+    };
+    let (phase, condition) = match &current {
+        None => (
+            Phase::Pending,
+            Desired::yes(
                 "Run",
-                "ApplicationFailed",
+                "Scheduled",
                 format!(
-                    "run {} failed: {}",
-                    app.run,
-                    current
-                        .as_ref()
-                        .and_then(|r| r.message.clone())
-                        .unwrap_or_else(|| "no reason recorded".into())
+                    "the first run starts on the schedule {}",
+                    app.schedule.as_deref().unwrap_or_default()
                 ),
             ),
         ),
-        "Suspended" => {
-            (Phase::Stopped, Desired::yes("Run", "Stopped", format!("run {} is suspended", app.run)))
-        }
-        "Running" => (Phase::Running, Desired::yes("Run", "Running", format!("run {} is running", app.run))),
-        _ => (Phase::Provisioning, Desired::no("Run", "Starting", format!("run {} is starting", app.run))),
+        Some(run) => match run.phase.as_str() {
+            "Succeeded" => {
+                (Phase::Succeeded, Desired::yes("Run", "Succeeded", format!("{} succeeded", name(run))))
+            }
+            "Failed" => (
+                Phase::Failed,
+                Desired::no(
+                    "Run",
+                    "ApplicationFailed",
+                    format!(
+                        "{} failed: {}",
+                        name(run),
+                        run.message.clone().unwrap_or_else(|| "no reason recorded".into())
+                    ),
+                ),
+            ),
+            "Suspended" => {
+                (Phase::Stopped, Desired::yes("Run", "Stopped", format!("{} is suspended", name(run))))
+            }
+            "Running" => {
+                (Phase::Running, Desired::yes("Run", "Running", format!("{} is running", name(run))))
+            }
+            _ => (Phase::Provisioning, Desired::no("Run", "Starting", format!("{} is starting", name(run)))),
+        },
     };
     let running = phase == Phase::Running;
     let executors = ComponentStatus {
@@ -151,7 +180,7 @@ fn batch(
 }
 
 /// One run, from its Job and (for a failure) its last driver pod.
-fn run_status(run: i64, job: &Job, pods: &[Pod]) -> RunStatus {
+fn run_status(run: Option<i64>, job: &Job, pods: &[Pod]) -> RunStatus {
     let name = job.metadata.name.clone().unwrap_or_default();
     let status = job.status.clone().unwrap_or_default();
     let condition = |type_: &str| {
