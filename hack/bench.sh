@@ -6,7 +6,7 @@
 # of an idle resync (an operator restart) with quantities written in non-canonical forms; and how
 # long another client's `kubectl apply` of the same input takes with and without the operator.
 #
-# Usage: hack/bench.sh [N [M [U]]]    (default 50 10 N; M ≤ 15; M=0 is the Workspaces + Users benchmark)
+# Usage: [DWO_BENCH_MIX=1] hack/bench.sh [N [M [U]]]    (default 50 10 N; M ≤ 15; M=0 is the Workspaces + Users benchmark)
 #
 # Prints a summary and appends it to docs/benchmarks/<date>-projects.md (DWO_BENCH_RESULTS=<file>
 # to write elsewhere, DWO_BENCH_RESULTS=- not at all). Environment: DWO_BENCH_TIMEOUT (seconds to
@@ -45,6 +45,9 @@
 #   per Project 7: ServiceAccount, ConfigMap, Secret, Service, StatefulSet, status, Event;
 #   per User 2: status, Event (no User is a platform admin: no ClusterRoleBinding).
 # So minimum = 15 N + 7 N M + 2 U. Writes are create, update, patch and delete requests.
+# With DWO_BENCH_MIX=1 (a third each of Notebooks, Streamlit apps and Spark Connect servers): a
+# Streamlit Project 5 (ServiceAccount, Service, Deployment, status, Event), a Spark Connect
+# Project 8 (two ServiceAccounts, RoleBinding, ConfigMap, Service, Deployment, status, Event).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 N="${1:-50}" M="${2:-10}"
@@ -54,6 +57,16 @@ for v in "${N}" "${M}" "${U}"; do
 done
 [[ ${N} -ge 1 && ${U} -ge 1 && ${M} -le 15 ]] || { echo "N and U must be at least 1, M at most 15 (the default quota)" >&2; exit 2; }
 P=$((N * M))
+MIX="${DWO_BENCH_MIX:-0}"
+runtime_of() {
+	if [[ "${MIX}" != 1 ]]; then echo Notebook; return; fi
+	case $(($1 % 3)) in 1) echo Notebook ;; 2) echo Streamlit ;; 0) echo Spark ;; esac
+}
+# Projects of each runtime (per Workspace × N).
+P_NB=0 P_ST=0 P_SP=0
+for k in $(seq 1 "${M}"); do
+	case "$(runtime_of "${k}")" in Notebook) P_NB=$((P_NB + N)) ;; Streamlit) P_ST=$((P_ST + N)) ;; Spark) P_SP=$((P_SP + N)) ;; esac
+done
 TIMEOUT="${DWO_BENCH_TIMEOUT:-1800}"
 QUIET=10
 LISTEN=127.0.0.1:18383
@@ -139,15 +152,22 @@ workspaces() {
 }
 # A Notebook with the workspace's container defaults (1 CPU limit) would fit only 8 times into the
 # default quota (8 CPU): Projects ask for less (16 fit), those of the non-canonical Workspaces get
-# their container defaults (15 fit).
+# their container defaults (15 fit). With DWO_BENCH_MIX=1, Project k is a Notebook when k mod 3
+# is 1, a Streamlit app (an image's own command) when 2, a Spark Connect server when 0 (its
+# driver's memory 1Gi: the heap derives from it).
 projects() {
-	local i k size resources
+	local i k size resources spark
 	for i in $(seq 1 "${N}"); do
 		size=1Gi resources=', resources: {requests: {cpu: 100m, memory: 256Mi}, limits: {cpu: 500m, memory: 1Gi}}'
-		noncanonical "${i}" && size=1024Mi resources=""
+		spark=', driver: {resources: {requests: {cpu: 100m, memory: 1Gi}, limits: {cpu: 500m, memory: 1Gi}}}'
+		noncanonical "${i}" && size=1024Mi resources="" spark=""
 		for k in $(seq 1 "${M}"); do
-			printf -- '---\napiVersion: dataworkspace.io/v1alpha1\nkind: Project\nmetadata: {name: p%s, namespace: dw-%s}\nspec: {runtime: Notebook%s, notebook: {storage: {size: %s}}}\n' \
-				"${k}" "$1${i}" "${resources}" "${size}"
+			printf -- '---\napiVersion: dataworkspace.io/v1alpha1\nkind: Project\nmetadata: {name: p%s, namespace: dw-%s}\n' "${k}" "$1${i}"
+			case "$(runtime_of "${k}")" in
+			Notebook) printf 'spec: {runtime: Notebook%s, notebook: {storage: {size: %s}}}\n' "${resources}" "${size}" ;;
+			Streamlit) printf 'spec: {runtime: Streamlit%s, streamlit: {image: registry.example.com/app:1}}\n' "${resources}" ;;
+			Spark) printf 'spec: {runtime: Spark, spark: {mode: Connect, executors: {instances: 1}%s}}\n' "${spark}" ;;
+			esac
 		done
 	done
 }
@@ -290,7 +310,7 @@ failed="$(failed_writes)"
 own_writes="$(metric dataworkspace_api_writes_total)"
 failures="$(metric dataworkspace_reconcile_failures_total)"
 failure_reasons="$(awk 'index($0, "dataworkspace_reconcile_failures_total{") == 1 && $NF > 0 { sub(/^[^{]*/, ""); printf "%s %s; ", $1, $2 }' "${WORK}/metrics.txt")"
-minimum=$((15 * N + 7 * P + 2 * U))
+minimum=$((15 * N + 7 * P_NB + 5 * P_ST + 8 * P_SP + 2 * U))
 hwm="$(kib VmHWM)" rss="$(kib VmRSS)" cpu="$(cpu_seconds)"
 # What the operator caches, as compact JSON without managed fields (approximate: kubectl's output
 # with blanks removed; Secrets and Namespaces by their metadata only): to judge memory against the
@@ -308,11 +328,14 @@ minimum_of() {
 	case "$1" in
 	"namespaces create") echo "${N}" ;;
 	"clusterroles patch" | "clusterrolebindings patch") echo $((2 * N)) ;;
-	"rolebindings patch") echo $((3 * N)) ;;
+	"rolebindings patch") echo $((3 * N + P_SP)) ;;
 	"networkpolicies patch") echo $((2 * N)) ;;
 	"resourcequotas patch" | "limitranges patch" | "workspaces/status patch") echo "${N}" ;;
-	"configmaps patch") echo $((N + P)) ;;
-	"serviceaccounts patch" | "services patch" | "statefulsets patch" | "secrets create" | "projects/status patch") echo "${P}" ;;
+	"configmaps patch") echo $((N + P_NB + P_SP)) ;;
+	"serviceaccounts patch") echo $((P_NB + P_ST + 2 * P_SP)) ;;
+	"statefulsets patch" | "secrets create") echo "${P_NB}" ;;
+	"deployments patch") echo $((P_ST + P_SP)) ;;
+	"services patch" | "projects/status patch") echo "${P}" ;;
 	"users/status patch") echo "${U}" ;;
 	"events create") echo $((N + P + U)) ;;
 	*) echo 0 ;;
@@ -412,9 +435,11 @@ cores="$(nproc)"
 memory="$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
 model="$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
 {
-	printf '\n## %s × %s Notebook Projects, %s Users — %s\n\n' "${N} Workspaces" "${M}" "${U}" "$(date -u '+%Y-%m-%d %H:%M UTC')"
-	printf 'Command: `hack/bench.sh %s %s %s`. Operator %s (release build), Kubernetes %s, etcd %s, kwok %s, %s.\n' \
-		"${N}" "${M}" "${U}" "${commit}" "${K8S_VERSION}" "${ETCD_VERSION}" "${KWOK_VERSION}" "$(rustc --version | cut -d' ' -f1-2)"
+	kinds="Notebook Projects"
+	[[ "${MIX}" != 1 ]] || kinds="Projects (${P_NB} Notebook, ${P_ST} Streamlit, ${P_SP} Spark Connect)"
+	printf '\n## %s × %s %s, %s Users — %s\n\n' "${N} Workspaces" "${M}" "${kinds}" "${U}" "$(date -u '+%Y-%m-%d %H:%M UTC')"
+	printf 'Command: `%shack/bench.sh %s %s %s`. Operator %s (release build), Kubernetes %s, etcd %s, kwok %s, %s.\n' \
+		"$([[ "${MIX}" == 1 ]] && echo 'DWO_BENCH_MIX=1 ')" "${N}" "${M}" "${U}" "${commit}" "${K8S_VERSION}" "${ETCD_VERSION}" "${KWOK_VERSION}" "$(rustc --version | cut -d' ' -f1-2)"
 	printf 'Machine: %s cores (%s), %s memory, shared with other work (load average at the end: %s). One run.\n\n' \
 		"${cores}" "${model}" "${memory}" "$(cut -d' ' -f1-3 /proc/loadavg)"
 	printf '| Figure | Value |\n|---|---|\n'
@@ -433,7 +458,7 @@ model="$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
 	printf '| Operator requests (API server audit) | GET %s, LIST %s, WATCH %s; writes %s (create %s, update %s, patch %s, delete %s; %s refused or failed) |\n' \
 		"${gets}" "${lists}" "${watches}" "${writes}" "${creates}" "${updates}" "${patches}" "${deletes}" "${failed}"
 	printf '| Operator write counter (`api_writes_total`) | %s |\n' "${own_writes}"
-	printf '| Minimum writes (15 N + 7 N M + 2 U) | %s |\n' "${minimum}"
+	printf '| Minimum writes (15 N + 7 Notebooks + 5 Streamlit + 8 Spark + 2 U) | %s |\n' "${minimum}"
 	if [[ -n "${converged}" ]]; then
 		printf '| Writes / minimum | %s (target ≤ 1.2: %s) |\n' "${ratio}" "$(yes_no "$(awk -v r="${ratio}" 'BEGIN { print (r <= 1.2) }')")"
 	else
