@@ -84,7 +84,7 @@ pub async fn example_workspace_is_provisioned(scope: Scope) -> TestResult {
     let status = ws.status.unwrap();
     ensure!(status.namespace.as_deref() == Some("dw-analytics"), "namespace: {:?}", status.namespace);
     ensure!(status.member_count == Some(3), "memberCount {:?}", status.member_count);
-    ensure!(status.project_count == Some(4), "projectCount {:?}", status.project_count);
+    ensure!(status.project_count == Some(5), "projectCount {:?}", status.project_count);
     ensure!(status.usage.contains_key("pods"), "usage: {:?}", status.usage);
 
     let ns = Api::<Namespace>::all(client.clone()).get("dw-analytics").await.context("namespace")?;
