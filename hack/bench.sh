@@ -269,7 +269,7 @@ running_projects() {
 namespaces_of() { kubectl get namespaces -o name | grep -c "^namespace/dw-$1[0-9]*\$" || true; }
 
 # --- 1. Convergence ---------------------------------------------------------------------------------
-log "input: ${N} Workspaces × ${M} Notebook Projects, ${U} Users (${NONCANONICAL} Workspaces with non-canonical quantities)"
+log "input: ${N} Workspaces × ${M} Projects ($([[ "${MIX}" == 1 ]] && echo "${P_NB} Notebook, ${P_ST} Streamlit, ${P_SP} Spark Connect" || echo Notebook)), ${U} Users (${NONCANONICAL} Workspaces with non-canonical quantities)"
 offset_start="$(audit_offset)"
 start_operator
 started="$(now)"

@@ -213,6 +213,13 @@ options:
   etcdutlBinary: ${b}/etcdutl
   kwokBinaryPrefix: ${b}
   kwokControllerBinary: ${b}/kwok
+# The API server's own default Service range is a /24 (254 addresses): a benchmark's apps and
+# Spark servers need more, as any real cluster has.
+componentsPatches:
+  - name: kube-apiserver
+    extraArgs:
+      - key: service-cluster-ip-range
+        value: 10.96.0.0/16
 EOF
 	write_kwok_stages >>"${KWOKCTL_CONFIG}"
 }
