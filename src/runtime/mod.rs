@@ -90,6 +90,57 @@ impl ValidatedProject {
     }
 }
 
+/// What a runtime puts in one of its pods; [`ValidatedProject::pod_template`] adds the rest.
+pub struct PodParts {
+    /// The pod's labels (the selector's, and any the runtime adds).
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Its ServiceAccount.
+    pub service_account: String,
+    /// Whether the ServiceAccount's token is mounted (only for pods that talk to the API).
+    pub token: bool,
+    /// The numeric user and group of every container (Pod Security `restricted`).
+    pub uid: i64,
+    /// See [`PodParts::uid`]; also the volumes' group.
+    pub gid: i64,
+    /// Init containers (Git checkouts).
+    pub init_containers: Vec<k8s_openapi::api::core::v1::Container>,
+    /// The containers.
+    pub containers: Vec<k8s_openapi::api::core::v1::Container>,
+    /// The volumes.
+    pub volumes: Vec<k8s_openapi::api::core::v1::Volume>,
+}
+
+impl ValidatedProject {
+    /// A pod of the project: restricted, with the project's scheduling overrides (labels,
+    /// annotations, placement) and its Python environment mounted in every container.
+    pub fn pod_template(&self, parts: PodParts) -> k8s_openapi::api::core::v1::PodTemplateSpec {
+        use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
+        let mut template = PodTemplateSpec {
+            metadata: Some(ObjectMeta { labels: Some(parts.labels), ..ObjectMeta::default() }),
+            spec: Some(PodSpec {
+                service_account_name: Some(parts.service_account),
+                automount_service_account_token: Some(parts.token),
+                security_context: Some(crate::build::pod::pod_security(
+                    parts.uid,
+                    parts.gid,
+                    Some(parts.gid),
+                )),
+                init_containers: (!parts.init_containers.is_empty()).then_some(parts.init_containers),
+                containers: parts.containers,
+                volumes: Some(parts.volumes),
+                ..PodSpec::default()
+            }),
+        };
+        if let Some(overrides) = &self.pod_overrides {
+            crate::build::pod::apply_overrides(&mut template, overrides);
+        }
+        if let Some(environment) = &self.python_environment {
+            crate::build::python_env::mount(&mut template, environment);
+        }
+        template
+    }
+}
+
 /// Validates a Project against the workspace it lives in.
 pub fn validate(project: &Project, workspace: ValidatedWorkspace) -> Result<ValidatedProject> {
     let spec = &project.spec;

@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::{
     apps::v1::{StatefulSet, StatefulSetSpec},
     core::v1::{
-        ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, PodSpec,
-        PodTemplateSpec, ServiceAccount, Volume, VolumeMount,
+        ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, ServiceAccount,
+        Volume, VolumeMount,
     },
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde_json::{Value, json};
 
 use super::{APP, Notebook};
@@ -20,7 +20,7 @@ use crate::{
         env, git, jupyter, pod, workload,
     },
     config::Config,
-    runtime::ValidatedProject,
+    runtime::{PodParts, ValidatedProject},
 };
 
 /// Where the configuration file is mounted (on `JUPYTER_CONFIG_PATH`).
@@ -145,24 +145,16 @@ fn statefulset(
     if !checkouts.is_empty() {
         volumes.extend(git::volumes(&checkouts));
     }
-    let mut template = PodTemplateSpec {
-        metadata: Some(ObjectMeta { labels: Some(selector.clone()), ..ObjectMeta::default() }),
-        spec: Some(PodSpec {
-            service_account_name: Some(name.into()),
-            automount_service_account_token: Some(false),
-            security_context: Some(pod::pod_security(jupyter::UID, jupyter::GID, Some(jupyter::GID))),
-            init_containers: (!clones.is_empty()).then_some(clones),
-            containers: vec![server],
-            volumes: Some(volumes),
-            ..PodSpec::default()
-        }),
-    };
-    if let Some(overrides) = &project.pod_overrides {
-        pod::apply_overrides(&mut template, overrides);
-    }
-    if let Some(environment) = &project.python_environment {
-        crate::build::python_env::mount(&mut template, environment);
-    }
+    let template = project.pod_template(PodParts {
+        labels: selector.clone(),
+        service_account: name.into(),
+        token: false,
+        uid: jupyter::UID,
+        gid: jupyter::GID,
+        init_containers: clones,
+        containers: vec![server],
+        volumes,
+    });
     StatefulSet {
         metadata: project.child_meta(name, APP, COMPONENT),
         spec: Some(StatefulSetSpec {

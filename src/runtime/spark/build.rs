@@ -15,8 +15,8 @@ use k8s_openapi::{
         },
         core::v1::{
             ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-            EnvVarSource, ObjectFieldSelector, Pod, PodSpec, PodTemplateSpec, Probe, ServiceAccount,
-            TCPSocketAction, Volume, VolumeMount,
+            EnvVarSource, ObjectFieldSelector, Pod, PodTemplateSpec, Probe, ServiceAccount, TCPSocketAction,
+            Volume, VolumeMount,
         },
         rbac::v1::{RoleBinding, RoleRef, Subject},
     },
@@ -31,9 +31,9 @@ use super::{
     Spark, UI_PORT, UID, conf,
 };
 use crate::{
-    build::{children::Child, env, git, pod, python_env, workload},
+    build::{children::Child, env, git, pod, workload},
     names::{LABEL_MANAGED_BY, LABEL_WORKSPACE, MANAGER},
-    runtime::ValidatedProject,
+    runtime::{PodParts, ValidatedProject},
 };
 
 /// Where the driver finds its configuration (the ConfigMap `<project>-spark`).
@@ -394,25 +394,17 @@ fn driver_template(
         .iter()
         .map(|r| git::container(r, "checkout", CHECKOUT, CHECKOUT, git::Mode::Once))
         .collect();
-    let mut template = PodTemplateSpec {
-        metadata: Some(ObjectMeta { labels: Some(selector.clone()), ..ObjectMeta::default() }),
-        spec: Some(PodSpec {
-            service_account_name: Some(driver_service_account(&project.name)),
-            automount_service_account_token: Some(true),
-            security_context: Some(pod::pod_security(UID, UID, Some(UID))),
-            init_containers: (!clones.is_empty()).then_some(clones),
-            containers: vec![driver],
-            volumes: Some(volumes),
-            ..PodSpec::default()
-        }),
-    };
-    if let Some(overrides) = &project.pod_overrides {
-        pod::apply_overrides(&mut template, overrides);
-    }
-    if let Some(environment) = &project.python_environment {
-        python_env::mount(&mut template, environment);
-    }
-    template
+    project.pod_template(PodParts {
+        labels: selector.clone(),
+        service_account: driver_service_account(&project.name),
+        // The driver talks to the API server (it creates its executors).
+        token: true,
+        uid: UID,
+        gid: UID,
+        init_containers: clones,
+        containers: vec![driver],
+        volumes,
+    })
 }
 
 /// The executors' pod template (Spark adds its own containers' command, image, resources and
@@ -436,23 +428,16 @@ fn executor_template(project: &ValidatedProject, image: &str) -> Pod {
         security_context: Some(pod::container_security(UID, false)),
         ..Container::default()
     };
-    let mut template = PodTemplateSpec {
-        metadata: Some(ObjectMeta { labels: Some(labels), ..ObjectMeta::default() }),
-        spec: Some(PodSpec {
-            service_account_name: Some(conf::executor_service_account(&project.name)),
-            automount_service_account_token: Some(false),
-            security_context: Some(pod::pod_security(UID, UID, Some(UID))),
-            containers: vec![executor],
-            volumes: Some(vec![empty("tmp")]),
-            ..PodSpec::default()
-        }),
-    };
-    if let Some(overrides) = &project.pod_overrides {
-        pod::apply_overrides(&mut template, overrides);
-    }
-    if let Some(environment) = &project.python_environment {
-        python_env::mount(&mut template, environment);
-    }
+    let template = project.pod_template(PodParts {
+        labels,
+        service_account: conf::executor_service_account(&project.name),
+        token: false,
+        uid: UID,
+        gid: UID,
+        init_containers: Vec::new(),
+        containers: vec![executor],
+        volumes: vec![empty("tmp")],
+    });
     Pod { metadata: template.metadata.unwrap_or_default(), spec: template.spec, ..Pod::default() }
 }
 
@@ -505,7 +490,7 @@ mod tests {
             .collect()
     }
 
-    fn pod_of(children: &[Child]) -> PodSpec {
+    fn pod_of(children: &[Child]) -> k8s_openapi::api::core::v1::PodSpec {
         children
             .iter()
             .find_map(|c| match c {

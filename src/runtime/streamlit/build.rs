@@ -4,19 +4,16 @@
 use k8s_openapi::{
     api::{
         apps::v1::{Deployment, DeploymentSpec},
-        core::v1::{
-            Container, ContainerPort, EmptyDirVolumeSource, PodSpec, PodTemplateSpec, ServiceAccount, Volume,
-            VolumeMount,
-        },
+        core::v1::{Container, ContainerPort, EmptyDirVolumeSource, ServiceAccount, Volume, VolumeMount},
     },
-    apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta},
+    apimachinery::pkg::apis::meta::v1::LabelSelector,
 };
 
 use super::{APP, Streamlit, image};
 use crate::{
-    build::{access::LABEL_PROXIED, children::Child, env, git, pod, python_env, workload},
+    build::{access::LABEL_PROXIED, children::Child, env, git, pod, workload},
     config::Config,
-    runtime::ValidatedProject,
+    runtime::{PodParts, ValidatedProject},
 };
 
 /// Streamlit's port.
@@ -131,24 +128,16 @@ fn deployment(
     if proxied {
         labels.insert(LABEL_PROXIED.into(), "true".into());
     }
-    let mut template = PodTemplateSpec {
-        metadata: Some(ObjectMeta { labels: Some(labels), ..ObjectMeta::default() }),
-        spec: Some(PodSpec {
-            service_account_name: Some(name.into()),
-            automount_service_account_token: Some(false),
-            security_context: Some(pod::pod_security(UID, UID, Some(UID))),
-            init_containers: (!clones.is_empty()).then_some(clones),
-            containers: vec![app],
-            volumes: Some(volumes),
-            ..PodSpec::default()
-        }),
-    };
-    if let Some(overrides) = &project.pod_overrides {
-        pod::apply_overrides(&mut template, overrides);
-    }
-    if let Some(environment) = &project.python_environment {
-        python_env::mount(&mut template, environment);
-    }
+    let template = project.pod_template(PodParts {
+        labels,
+        service_account: name.into(),
+        token: false,
+        uid: UID,
+        gid: UID,
+        init_containers: clones,
+        containers: vec![app],
+        volumes,
+    });
     Deployment {
         metadata: project.child_meta(name, APP, COMPONENT),
         spec: Some(DeploymentSpec {
