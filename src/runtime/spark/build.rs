@@ -563,6 +563,17 @@ mod tests {
     }
 
     #[test]
+    fn the_ui_is_offered_to_the_access_layer_with_a_host() {
+        let project = example_project("21-project-spark.yaml", |p| {
+            p.spec.spark.as_mut().unwrap().host = Some("spark.data.example.com".into())
+        });
+        let offered = runtime::offered(&project).unwrap();
+        assert_eq!((offered.ui.as_str(), offered.port), ("app-spark-connect", super::super::UI_PORT));
+        assert_eq!(offered.pod_labels[crate::names::LABEL_COMPONENT], "driver");
+        assert!(runtime::offered(&example_project("21-project-spark.yaml", |_| {})).is_none());
+    }
+
+    #[test]
     fn tuning_cannot_override_what_the_operator_decides() {
         let project = example_project("21-project-spark.yaml", |p| {
             let conf = &mut p.spec.spark.as_mut().unwrap().conf;
