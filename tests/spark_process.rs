@@ -68,7 +68,11 @@ fn driver_of(manifest: &str) -> (Container, BTreeMap<String, String>) {
     let workspace: Workspace = serde_yaml::from_str(WORKSPACE).unwrap();
     let workspace = validate(&workspace, &observed).expect("the fixture Workspace validates");
     let project: Project = serde_yaml::from_str(manifest).unwrap();
-    let project = runtime::validate(&project, workspace).expect("the fixture Project validates");
+    let mut project = runtime::validate(&project, workspace).expect("the fixture Project validates");
+    // As the operator runs it: with the executor policy installed.
+    if let runtime::RuntimeSpec::Spark(spark) = &mut project.runtime {
+        spark.fenced = true;
+    }
     let children = runtime::build(&project, &config);
     let files = children
         .iter()

@@ -46,27 +46,41 @@ pub const SPARK_EXECUTORS: Fence = Fence {
     ],
 };
 
-/// Whether every object of `fence` exists; logs what is missing.
-pub async fn installed(client: &kube::Client, fence: &Fence) -> bool {
+/// Whether every object of `fence` exists, each ValidatingAdmissionPolicyBinding denying what
+/// its policy refuses: `Some(false)` when one is missing (or only warns or audits), `None` when
+/// the API server could not say (the caller keeps what it knew). Logs what is missing.
+pub async fn installed(client: &kube::Client, fence: &Fence) -> Option<bool> {
     let mut missing = Vec::new();
     for (kind, name) in fence.objects {
         let gvk = GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", kind);
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &ApiResource::from_gvk(&gvk));
-        match api.get_metadata_opt(name).await {
+        match api.get_opt(name).await {
+            Ok(Some(object)) if *kind == "ValidatingAdmissionPolicyBinding" => {
+                let denies = object.data["spec"]["validationActions"]
+                    .as_array()
+                    .is_some_and(|actions| actions.iter().any(|a| a == "Deny"));
+                if !denies {
+                    missing.push(format!("{kind} {name} (its validationActions do not include Deny)"));
+                }
+            }
             Ok(Some(_)) => {}
             Ok(None) => missing.push(format!("{kind} {name}")),
-            Err(e) => missing.push(format!("{kind} {name} ({e})")),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read {kind} {name}; keeping the last answer about the {} policies", fence.what);
+                return None;
+            }
         }
     }
     if !missing.is_empty() {
         tracing::warn!(?missing, "{} policies missing (deploy/admission.yaml)", fence.what);
     }
-    missing.is_empty()
+    Some(missing.is_empty())
 }
 
-/// Checks `fence` now and records the answer in `flag`.
+/// Checks `fence` now and records the answer in `flag` (unchanged when the API server could not
+/// say); returns what `flag` holds.
 pub async fn recheck(ctx: &Context, fence: &Fence, flag: &AtomicBool) -> bool {
-    let now = installed(&ctx.client, fence).await;
+    let Some(now) = installed(&ctx.client, fence).await else { return flag.load(Ordering::Relaxed) };
     if flag.swap(now, Ordering::Relaxed) != now {
         tracing::info!(installed = now, "{} policies changed", fence.what);
     }
@@ -81,8 +95,37 @@ pub async fn watch(ctx: Arc<Context>, mut changed: futures::channel::mpsc::Sende
         tokio::time::sleep(CHECK_EVERY).await;
         recheck(&ctx, &APPROVAL, &ctx.approval_enforced).await;
         let before = ctx.spark_fenced.load(Ordering::Relaxed);
-        if recheck(&ctx, &SPARK_EXECUTORS, &ctx.spark_fenced).await != before {
+        let now = recheck(&ctx, &SPARK_EXECUTORS, &ctx.spark_fenced).await;
+        if !now {
+            // Without the fence no driver keeps its role, whatever state its Project is in
+            // (one that fails early never reaches the pass that would withdraw it).
+            withdraw_driver_roles(&ctx).await;
+        }
+        if now != before {
             let _ = changed.send(()).await;
+        }
+    }
+}
+
+/// Deletes every Spark driver RoleBinding the operator made (from the cache).
+async fn withdraw_driver_roles(ctx: &Context) {
+    use kube::ResourceExt;
+    let bindings: Vec<(String, String)> = ctx
+        .caches
+        .role_bindings
+        .state()
+        .iter()
+        .filter(|b| b.role_ref.name == crate::runtime::spark::DRIVER_ROLE)
+        .filter(|b| {
+            b.labels().get(crate::names::LABEL_MANAGED_BY).map(String::as_str) == Some(crate::names::MANAGER)
+        })
+        .filter_map(|b| Some((b.namespace()?, b.name_any())))
+        .collect();
+    for (namespace, name) in bindings {
+        if let Err(error) =
+            super::children::delete::<k8s_openapi::api::rbac::v1::RoleBinding>(ctx, &namespace, &name).await
+        {
+            tracing::warn!(%error, "cannot withdraw the Spark driver role {namespace}/{name}");
         }
     }
 }

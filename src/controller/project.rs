@@ -113,13 +113,79 @@ pub fn controller(feeds: &mut Feeds, ctx: &Arc<Context>) -> Controller<Deseriali
 }
 
 /// Scales the Project's running workloads (its StatefulSets and Deployments, by owner UID, from
-/// the caches) to zero, through the scale subresource.
+/// the caches) to zero, through the scale subresource, and suspends its runs and schedules.
 async fn scale_to_zero(ctx: &Context, validated: &runtime::ValidatedProject) -> Result<()> {
     use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
     let sets = running(&ctx.caches.stateful_sets, validated, |s: &StatefulSet| s.spec.as_ref()?.replicas);
     scale_down::<StatefulSet>(ctx, &validated.namespace, sets).await?;
     let deployments = running(&ctx.caches.deployments, validated, |d: &Deployment| d.spec.as_ref()?.replicas);
-    scale_down::<Deployment>(ctx, &validated.namespace, deployments).await
+    scale_down::<Deployment>(ctx, &validated.namespace, deployments).await?;
+    suspend_runs(ctx, &validated.namespace, &validated.uid, true, false).await
+}
+
+/// Suspends the Project's CronJobs and the unfinished Jobs it or its CronJobs own (from the
+/// caches), or — with `scheduled_only` — sets the CronJobs' unfinished Jobs to `suspended`:
+/// nothing of it starts or goes on running while it is halted, and a schedule's run in progress
+/// resumes after. Writes nothing when everything is as wanted.
+async fn suspend_runs(
+    ctx: &Context,
+    namespace: &str,
+    owner: &str,
+    suspended: bool,
+    scheduled_only: bool,
+) -> Result<()> {
+    use k8s_openapi::api::batch::v1::{CronJob, Job};
+    let in_namespace = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+        meta.namespace.as_deref() == Some(namespace)
+    };
+    let mut owners = if scheduled_only { Vec::new() } else { vec![owner.to_string()] };
+    let mut schedules = Vec::new();
+    for cron in ctx.caches.cron_jobs.state() {
+        if in_namespace(&cron.metadata) && cron.owner_references().iter().any(|r| r.uid == owner) {
+            owners.extend(cron.metadata.uid.clone());
+            if !scheduled_only && cron.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false) != suspended {
+                schedules.push(cron.name_any());
+            }
+        }
+    }
+    let runs: Vec<String> = ctx
+        .caches
+        .jobs
+        .state()
+        .iter()
+        .filter(|j| in_namespace(&j.metadata) && j.owner_references().iter().any(|r| owners.contains(&r.uid)))
+        .filter(|j| j.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false) != suspended)
+        .filter(|j| j.status.as_ref().is_none_or(|s| s.completion_time.is_none()))
+        .filter(|j| {
+            !j.status
+                .iter()
+                .flat_map(|s| s.conditions.iter().flatten())
+                .any(|c| c.type_ == "Failed" && c.status == "True")
+        })
+        .map(|j| j.name_any())
+        .collect();
+    suspend::<CronJob>(ctx, namespace, schedules, suspended).await?;
+    suspend::<Job>(ctx, namespace, runs, suspended).await
+}
+
+async fn suspend<K>(ctx: &Context, namespace: &str, names: Vec<String>, suspended: bool) -> Result<()>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned,
+{
+    use kube::api::{Patch, PatchParams};
+    let patch = Patch::Merge(serde_json::json!({"spec": {"suspend": suspended}}));
+    let params = PatchParams { field_manager: Some(crate::names::MANAGER.into()), ..PatchParams::default() };
+    for name in names {
+        ctx.count_write(&K::kind(&()));
+        kube::Api::<K>::namespaced(ctx.client.clone(), namespace)
+            .patch(&name, &params, &patch)
+            .await
+            .map_err(|source| Error::Apply { what: format!("{} {name} (suspend)", K::kind(&())), source })?;
+    }
+    Ok(())
 }
 
 /// Names of the cached workloads of one kind that the Project owns and that run.
@@ -312,7 +378,9 @@ pub async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Actio
         let granted =
             ctx.caches.role_bindings.get(&ObjectRef::new(&role).within(&validated.namespace)).is_some();
         spark.fenced = ctx.spark_fenced.load(std::sync::atomic::Ordering::Relaxed)
-            && (granted || super::policies::installed(&ctx.client, &super::policies::SPARK_EXECUTORS).await);
+            && (granted
+                || super::policies::installed(&ctx.client, &super::policies::SPARK_EXECUTORS).await
+                    == Some(true));
     }
     if let Err(error) = runtime::check(&validated, &ctx.config) {
         return fail(&ctx, &project, Phase::Failed, "Runtime", error).await;
@@ -344,6 +412,9 @@ pub async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Actio
     let mut applied = children::apply(&ctx, &children).await?;
     let retained = runtime::retained(&validated);
     children::sweep(&ctx, &validated.namespace, &validated.uid, &children, &retained).await?;
+    // The runs its schedule started (the pass did not build them) follow too.
+    let unfenced = matches!(&validated.runtime, runtime::RuntimeSpec::Spark(spark) if !spark.fenced);
+    suspend_runs(&ctx, &validated.namespace, &validated.uid, validated.stopped || unfenced, true).await?;
     children::observe(&ctx, &validated.namespace, &validated.name, &validated.uid, &retained, &mut applied);
     let mut status = runtime::status(&validated, &applied, previous);
     let mut conditions =
@@ -434,7 +505,9 @@ async fn fail(
     }
     let condition = Desired::no(type_, error.reason(), error.message());
     let ready = Desired::no(READY, error.reason(), error.message());
-    let status = ProjectStatus { phase: Some(phase), ..ProjectStatus::default() };
+    // A batch application's runs stay on record: a finished run is never run again.
+    let runs = project.status.as_ref().map(|s| s.runs.clone()).unwrap_or_default();
+    let status = ProjectStatus { phase: Some(phase), runs, ..ProjectStatus::default() };
     apply_status(ctx, project, status, &[ready, condition]).await?;
     info!(reason = error.reason(), %error, "the project cannot run yet");
     Ok(match error {

@@ -179,7 +179,7 @@ pub async fn reconcile(env: Arc<PythonEnvironment>, ctx: Arc<Context>) -> Result
     let job_name = python_env::job_name(&name, &hash);
     let starting = ctx.caches.jobs.get(&ObjectRef::new(&job_name).within(&namespace)).is_none();
     if enforced && starting && matches!(decide(&env, &hash, true), Decision::Build { .. }) {
-        enforced = super::policies::recheck(&ctx, &super::policies::APPROVAL, &ctx.approval_enforced).await;
+        enforced = super::policies::installed(&ctx.client, &super::policies::APPROVAL).await == Some(true);
     }
     let decision = match (decide(&env, &hash, enforced), &index_credentials, &push_credentials) {
         (Decision::Build { .. }, Err(message), _) | (Decision::Build { .. }, _, Err(message)) => {

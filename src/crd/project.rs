@@ -403,9 +403,10 @@ pub struct SparkApplication {
     #[schemars(length(max = 100), inner(length(max = 4096)))]
     pub args: Vec<String>,
     /// The run: bump it to run the application again (a new Job, `<project>-run-<run>`). A
-    /// spec change alone does not start a run.
+    /// spec change alone does not start a run. At most 9,999,999: a run's Job name never meets
+    /// one a schedule names after the minute it started.
     #[serde(default = "default_run")]
-    #[schemars(range(min = 1, max = 1_000_000_000))]
+    #[schemars(range(min = 1, max = 9_999_999))]
     #[x_kube(validation = Rule::new("self >= oldSelf").message("spark.application.run only grows: bump it to run again (lowering it would remove newer runs)"))]
     pub run: i64,
     /// Runs on a schedule too: a cron expression (`0 2 * * *`, `@daily`), in `timeZone`. The

@@ -34,18 +34,20 @@ fn ready_reason(project: Option<&Project>) -> Option<(String, String)> {
     status.conditions.iter().find(|c| c.type_ == "Ready").map(|c| (c.reason.clone(), c.message.clone()))
 }
 
-/// An executor pod as Spark would create it from the operator's template, with `extra` YAML
-/// merged into the container (or, with `pod_extra`, into the pod spec).
+/// An executor pod as Spark would create it from the operator's template, owned by `owner` (an
+/// owner reference in YAML), with `extra` YAML merged into the container (or, with
+/// `pod_extra`, into the pod spec).
 fn executor_pod(
     ns: &str,
     project: &str,
+    owner: &str,
     name: &str,
     labels: &str,
     pod_extra: &str,
     container_extra: &str,
 ) -> String {
     format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: {ns}\n  labels: {{{labels}}}\nspec:\n  serviceAccountName: {project}-spark-executor\n  automountServiceAccountToken: false\n  securityContext: {{runAsNonRoot: true, runAsUser: 185, seccompProfile: {{type: RuntimeDefault}}}}\n{pod_extra}  containers:\n    - name: executor\n      image: apache/spark:4.1.2\n      args: [executor]\n      securityContext: {{allowPrivilegeEscalation: false, capabilities: {{drop: [ALL]}}}}\n{container_extra}"
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: {ns}\n  labels: {{{labels}}}\n  ownerReferences: [{owner}]\nspec:\n  serviceAccountName: {project}-spark-executor\n  automountServiceAccountToken: false\n  securityContext: {{runAsNonRoot: true, runAsUser: 185, seccompProfile: {{type: RuntimeDefault}}}}\n{pod_extra}  containers:\n    - name: executor\n      image: apache/spark:4.1.2\n      args: [executor]\n      securityContext: {{allowPrivilegeEscalation: false, capabilities: {{drop: [ALL]}}}}\n{container_extra}"
     )
 }
 
@@ -91,19 +93,34 @@ pub async fn connect_and_batch_run_fail_rerun_stop_and_delete(scope: Scope) -> T
     }
     ensure!(!can_i(&driver, "create", "pods", Some("default"))?, "the driver may create pods elsewhere");
 
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let server = pods
+        .list(
+            &ListParams::default()
+                .labels("app.kubernetes.io/instance=connect,app.kubernetes.io/component=driver"),
+        )
+        .await
+        .context("the driver pod")?;
+    let server = server.items.first().ok_or("no driver pod")?;
+    let server_pod = server.metadata.name.clone().unwrap_or_default();
+    let owner = format!(
+        "{{apiVersion: v1, kind: Pod, name: {server_pod}, uid: {}, controller: true}}",
+        server.metadata.uid.clone().unwrap_or_default()
+    );
     // As the driver: its own executors only.
     let labels = "app.kubernetes.io/component: executor, app.kubernetes.io/name: spark, app.kubernetes.io/instance: connect, app.kubernetes.io/managed-by: dataworkspace-operator, dataworkspace.io/spark-driver: connect";
     let attempt = |manifest: String| {
         kubectl_with_input(&["create", "--as", &driver, "--dry-run=server", "-f", "-"], &manifest)
     };
-    attempt(executor_pod(&ns, "connect", "exec-ok", labels, "", ""))
+    attempt(executor_pod(&ns, "connect", &owner, "connect-exec-ok", labels, "", ""))
         .map_err(|e| format!("an executor pod is refused: {e}"))?;
     let refusals = [
         (
             executor_pod(
                 &ns,
                 "connect",
-                "exec-secret",
+                &owner,
+                "connect-exec-secret",
                 labels,
                 "  volumes: [{name: s, secret: {secretName: anything}}]\n",
                 "",
@@ -114,7 +131,8 @@ pub async fn connect_and_batch_run_fail_rerun_stop_and_delete(scope: Scope) -> T
             executor_pod(
                 &ns,
                 "connect",
-                "exec-env",
+                &owner,
+                "connect-exec-env",
                 labels,
                 "",
                 "      env: [{name: X, valueFrom: {secretKeyRef: {name: anything, key: k}}}]\n",
@@ -125,7 +143,8 @@ pub async fn connect_and_batch_run_fail_rerun_stop_and_delete(scope: Scope) -> T
             executor_pod(
                 &ns,
                 "connect",
-                "exec-foreign",
+                &owner,
+                "connect-exec-foreign",
                 &labels.replace("spark-driver: connect", "spark-driver: other"),
                 "",
                 "",
@@ -133,7 +152,7 @@ pub async fn connect_and_batch_run_fail_rerun_stop_and_delete(scope: Scope) -> T
             "only executor pods of its own project",
         ),
         (
-            executor_pod(&ns, "connect", "exec-sa", labels, "", "")
+            executor_pod(&ns, "connect", &owner, "connect-exec-sa", labels, "", "")
                 .replace("connect-spark-executor", "connect-spark-driver"),
             "executor ServiceAccount, without a token",
         ),
@@ -142,7 +161,8 @@ pub async fn connect_and_batch_run_fail_rerun_stop_and_delete(scope: Scope) -> T
             executor_pod(
                 &ns,
                 "connect",
-                "exec-adopted",
+                &owner,
+                "connect-exec-adopted",
                 &format!("{labels}, batch.kubernetes.io/controller-uid: x"),
                 "",
                 "",
@@ -150,7 +170,7 @@ pub async fn connect_and_batch_run_fail_rerun_stop_and_delete(scope: Scope) -> T
             "only the labels and annotations of their template",
         ),
         (
-            executor_pod(&ns, "connect", "exec-finalizer", labels, "", "")
+            executor_pod(&ns, "connect", &owner, "connect-exec-finalizer", labels, "", "")
                 .replace("  labels:", "  finalizers: [example.com/stuck]\n  labels:"),
             "no finalizers",
         ),
@@ -158,7 +178,8 @@ pub async fn connect_and_batch_run_fail_rerun_stop_and_delete(scope: Scope) -> T
             executor_pod(
                 &ns,
                 "connect",
-                "exec-critical",
+                &owner,
+                "connect-exec-critical",
                 labels,
                 "  priorityClassName: system-node-critical\n",
                 "",
@@ -166,6 +187,18 @@ pub async fn connect_and_batch_run_fail_rerun_stop_and_delete(scope: Scope) -> T
             "no node, runtime class, scheduler or system priority",
         ),
     ];
+    let refusals = refusals.into_iter().chain([
+        (
+            executor_pod(&ns, "connect", &owner, "connect-exec-orphan", labels, "", "")
+                .replace(&format!("  ownerReferences: [{owner}]\n"), ""),
+            "their driver pod as their one controlling owner",
+        ),
+        (
+            // Another workload's pod name.
+            executor_pod(&ns, "connect", &owner, "studio-0", labels, "", ""),
+            "only executor pods of its own project",
+        ),
+    ]);
     for (manifest, message) in refusals {
         let refused = attempt(manifest);
         ensure!(
@@ -173,15 +206,7 @@ pub async fn connect_and_batch_run_fail_rerun_stop_and_delete(scope: Scope) -> T
             "expected a refusal naming {message:?}: {refused:?}"
         );
     }
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let server = pods
-        .list(
-            &ListParams::default()
-                .labels("app.kubernetes.io/instance=connect,app.kubernetes.io/component=driver"),
-        )
-        .await
-        .context("the driver pod")?;
-    let server_pod = server.items.first().and_then(|p| p.metadata.name.clone()).ok_or("no driver pod")?;
+
     let delete_driver =
         kubectl(&["delete", "pod", &server_pod, "-n", &ns, "--as", &driver, "--dry-run=server"]);
     ensure!(
@@ -191,7 +216,7 @@ pub async fn connect_and_batch_run_fail_rerun_stop_and_delete(scope: Scope) -> T
     // A real executor, as Spark creates one: kwok runs it and status counts it.
     kubectl_with_input(
         &["create", "--as", &driver, "-f", "-"],
-        &executor_pod(&ns, "connect", "connect-exec-1", labels, "", ""),
+        &executor_pod(&ns, "connect", &owner, "connect-exec-1", labels, "", ""),
     )?;
     wait_for(&projects, "connect", "one executor counted", |p: Option<&Project>| {
         p.and_then(|p| p.status.as_ref())

@@ -120,28 +120,28 @@ pub fn build(project: &ValidatedProject, spark: &Spark) -> Vec<Child> {
             ..ConfigMap::default()
         }),
     ];
-    if !spark.fenced {
-        // The driver's pod rights only while the admission policy narrows them to the project's
-        // own executors: without it, no rights and nothing runs.
-        return children;
+    // The driver's pod rights only while the admission policy narrows them to the project's
+    // own executors: without it, no rights and nothing runs (the server at zero replicas, the
+    // runs and the schedule suspended), but nothing is removed either.
+    if spark.fenced {
+        children.insert(
+            2,
+            Child::RoleBinding(RoleBinding {
+                metadata: project.child_meta(&driver_sa, APP, "driver"),
+                role_ref: RoleRef {
+                    api_group: "rbac.authorization.k8s.io".into(),
+                    kind: "ClusterRole".into(),
+                    name: DRIVER_ROLE.into(),
+                },
+                subjects: Some(vec![Subject {
+                    kind: "ServiceAccount".into(),
+                    name: driver_sa.clone(),
+                    namespace: Some(project.namespace.clone()),
+                    ..Subject::default()
+                }]),
+            }),
+        );
     }
-    children.insert(
-        2,
-        Child::RoleBinding(RoleBinding {
-            metadata: project.child_meta(&driver_sa, APP, "driver"),
-            role_ref: RoleRef {
-                api_group: "rbac.authorization.k8s.io".into(),
-                kind: "ClusterRole".into(),
-                name: DRIVER_ROLE.into(),
-            },
-            subjects: Some(vec![Subject {
-                kind: "ServiceAccount".into(),
-                name: driver_sa.clone(),
-                namespace: Some(project.namespace.clone()),
-                ..Subject::default()
-            }]),
-        }),
-    );
     let selector = project.labels(APP, "driver");
     match &spark.mode {
         Mode::Connect => {
@@ -160,7 +160,7 @@ pub fn build(project: &ValidatedProject, spark: &Spark) -> Vec<Child> {
             children.push(Child::Deployment(Deployment {
                 metadata: project.child_meta(name, APP, "driver"),
                 spec: Some(DeploymentSpec {
-                    replicas: Some(if project.stopped { 0 } else { 1 }),
+                    replicas: Some(if halted(project, spark) { 0 } else { 1 }),
                     // One driver at a time: a second would start executors of its own.
                     strategy: Some(DeploymentStrategy {
                         type_: Some("Recreate".into()),
@@ -192,6 +192,11 @@ pub fn build(project: &ValidatedProject, spark: &Spark) -> Vec<Child> {
         }
     }
     children
+}
+
+/// Whether nothing of the project may run: stopped on request, or its driver unfenced.
+fn halted(project: &ValidatedProject, spark: &Spark) -> bool {
+    project.stopped || !spark.fenced
 }
 
 /// The image of the driver and the executors: the Python environment's when it is built as an
@@ -241,7 +246,7 @@ fn cron_job(
             time_zone: app.time_zone.clone(),
             concurrency_policy: Some("Forbid".into()),
             starting_deadline_seconds: Some(300),
-            suspend: Some(project.stopped),
+            suspend: Some(halted(project, spark)),
             successful_jobs_history_limit: Some(kept),
             failed_jobs_history_limit: Some(kept),
             job_template: JobTemplateSpec {
@@ -290,7 +295,7 @@ fn job_spec(
     JobSpec {
         backoff_limit: Some(app.retries),
         pod_failure_policy: Some(PodFailurePolicy { rules }),
-        suspend: Some(project.stopped),
+        suspend: Some(halted(project, spark)),
         template,
         ..JobSpec::default()
     }
@@ -550,12 +555,15 @@ mod tests {
     }
 
     #[test]
-    fn without_the_executor_policy_the_driver_gets_no_rights_and_nothing_runs() {
+    fn without_the_executor_policy_the_driver_gets_no_rights_and_nothing_runs_but_nothing_is_removed() {
         let mut project = example_project("21-project-spark.yaml", |_| {});
         let RuntimeSpec::Spark(spark) = &mut project.runtime else { panic!() };
         spark.fenced = false;
-        let kinds: Vec<&str> = children(&project).iter().map(|c| c.key().0).collect();
-        assert_eq!(kinds, ["ServiceAccount", "ServiceAccount", "ConfigMap"]);
+        let children = children(&project);
+        assert!(children.iter().all(|c| c.key().0 != "RoleBinding"), "an unfenced driver holds its role");
+        let deployment =
+            children.iter().find_map(|c| if let Child::Deployment(d) = c { Some(d) } else { None });
+        assert_eq!(deployment.unwrap().spec.as_ref().unwrap().replicas, Some(0), "an unfenced server runs");
         let RuntimeSpec::Spark(spark) = &project.runtime else { panic!() };
         let status = super::super::status(&project, spark, &Default::default(), None);
         assert_eq!(status.phase, Some(crate::crd::project::Phase::Pending));

@@ -120,13 +120,16 @@ pub struct Application {
     pub schedule: Option<String>,
     /// The schedule's time zone (UTC when absent).
     pub time_zone: Option<String>,
+    /// Whether status records a run the schedule started.
+    pub scheduled_before: bool,
 }
 
 impl Application {
-    /// Whether the run counter starts a run: always without a schedule; with one, once raised
-    /// above 1 (creating a scheduled project starts nothing).
+    /// Whether the run counter starts a run: once raised above 1; at 1 only for a project that
+    /// never had a schedule (creating a scheduled project starts nothing, and neither does
+    /// removing its schedule later).
     pub fn manual(&self) -> bool {
-        self.schedule.is_none() || self.run > 1
+        self.run > 1 || (self.schedule.is_none() && !self.scheduled_before)
     }
 }
 
@@ -213,6 +216,7 @@ pub fn validate(project: &Project) -> Result<Spark> {
                     .cloned(),
                 schedule: app.schedule,
                 time_zone: app.time_zone,
+                scheduled_before: project.status.iter().flat_map(|s| s.runs.iter()).any(|r| r.run.is_none()),
             }))
         }
     };
@@ -254,11 +258,12 @@ pub fn run_name(project: &str, run: i64) -> String {
 }
 
 /// The names of the counter's runs' Jobs a batch project keeps if they exist but does not
-/// create: the earlier ones, and the current one once it finished. (The schedule's runs are its
+/// create: the earlier ones, and the current one when the pass does not build it. (The schedule's runs are its
 /// CronJob's, which keeps as many.)
 pub fn kept_runs(project: &str, app: &Application) -> Vec<String> {
-    let lowest = if app.schedule.is_some() { 2 } else { 1 };
-    let first = (app.run - i64::from(app.keep)).max(lowest);
-    let last = if app.finished.is_some() { app.run } else { app.run - 1 };
+    let first = (app.run - i64::from(app.keep)).max(1);
+    // The current run's Job, when this pass does not build it: finished, or from before a
+    // schedule took over.
+    let last = if app.finished.is_some() || !app.manual() { app.run } else { app.run - 1 };
     (first..=last).map(|run| run_name(project, run)).collect()
 }

@@ -29,19 +29,7 @@ pub fn status(
     let service = format!("{}.{}.svc", project.name, project.namespace);
     let ui = Endpoint { name: "ui".into(), url: format!("http://{service}:{UI_PORT}/") };
     let executors = executors(project, spark, &applied.pods);
-    if !spark.fenced {
-        return RuntimeStatus {
-            phase: Some(Phase::Pending),
-            components: vec![executors],
-            conditions: vec![Desired::no(
-                "Driver",
-                "DriverNotFenced",
-                "the admission policy dataworkspace-spark-executors (deploy/admission.yaml) is not installed: without it the driver's right to create executor pods would reach every Secret and ServiceAccount of the namespace, so the driver gets no rights and cannot start executors; a platform admin installs it",
-            )],
-            ..RuntimeStatus::default()
-        };
-    }
-    match &spark.mode {
+    let mut status = match &spark.mode {
         Mode::Connect => {
             let desired = if project.stopped { 0 } else { 1 };
             let deployment = applied.deployments.get(&project.name);
@@ -80,7 +68,18 @@ pub fn status(
             }
         }
         Mode::Batch(app) => batch(project, app, applied, executors, ui),
+    };
+    if !spark.fenced {
+        // Halted, everything kept: the runs stay in status.
+        status.phase = Some(Phase::Pending);
+        status.endpoints.clear();
+        status.conditions = vec![Desired::no(
+            "Driver",
+            "DriverNotFenced",
+            "the admission policy dataworkspace-spark-executors (deploy/admission.yaml) is not installed with a binding that denies: without it the driver's right to create executor pods would reach every Secret and ServiceAccount of the namespace, so the driver has no rights and nothing runs (the server at zero replicas, runs and schedule suspended, nothing removed); a platform admin installs it",
+        )];
     }
+    status
 }
 
 fn batch(
