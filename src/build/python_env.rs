@@ -8,8 +8,8 @@ use k8s_openapi::{
     api::{
         batch::v1::{Job, JobSpec},
         core::v1::{
-            ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource,
-            KeyToPath, ObjectFieldSelector, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec,
+            ConfigMap, ConfigMapVolumeSource, Container, EnvVar, EnvVarSource, KeyToPath,
+            ObjectFieldSelector, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec,
             ResourceRequirements, SecretVolumeSource, Volume, VolumeMount,
         },
     },
@@ -23,7 +23,7 @@ use serde::Serialize;
 use super::{
     children::{Child, hashed_name},
     pod::{container_security, pod_security},
-    workload::claim_template,
+    workload::{claim_template, config_map_volume, empty_dir},
 };
 use crate::{
     crd::python_environment::{BuildStrategy, PythonEnvironmentSpec},
@@ -251,11 +251,6 @@ fn build_job(env: &Approved, config_name: &str) -> Job {
         value: Some(value.into()),
         ..EnvVar::default()
     };
-    let empty_dir = |name: &str| Volume {
-        name: name.into(),
-        empty_dir: Some(EmptyDirVolumeSource::default()),
-        ..Volume::default()
-    };
     let image_target = match env.spec.strategy {
         BuildStrategy::Image => env.spec.image.as_ref(),
         BuildStrategy::Virtualenv => None,
@@ -283,17 +278,7 @@ fn build_job(env: &Approved, config_name: &str) -> Job {
             .as_ref()
             .map(|r| super::env::from_secret("DWO_INDEX_CREDENTIALS", &r.name, &r.key)),
     );
-    let mut volumes = vec![
-        Volume {
-            name: "config".into(),
-            config_map: Some(ConfigMapVolumeSource {
-                name: config_name.into(),
-                ..ConfigMapVolumeSource::default()
-            }),
-            ..Volume::default()
-        },
-        empty_dir("tmp"),
-    ];
+    let mut volumes = vec![config_map_volume("config", config_name), empty_dir("tmp")];
     let mut venv_mounts = vec![mount("config", "/config", true), mount("tmp", "/tmp", false)];
     if image_target.is_some() {
         // The venv goes into a layer of its own, on top of the base image.

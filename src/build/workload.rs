@@ -113,3 +113,24 @@ pub fn headless(mut service: Service) -> Service {
     }
     service
 }
+
+/// An empty directory volume.
+pub fn empty_dir(name: &str) -> k8s_openapi::api::core::v1::Volume {
+    k8s_openapi::api::core::v1::Volume {
+        name: name.into(),
+        empty_dir: Some(k8s_openapi::api::core::v1::EmptyDirVolumeSource::default()),
+        ..Default::default()
+    }
+}
+
+/// A volume of every key of a ConfigMap.
+pub fn config_map_volume(name: &str, config_map: &str) -> k8s_openapi::api::core::v1::Volume {
+    k8s_openapi::api::core::v1::Volume {
+        name: name.into(),
+        config_map: Some(k8s_openapi::api::core::v1::ConfigMapVolumeSource {
+            name: config_map.into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}

@@ -5,10 +5,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::{
     apps::v1::{StatefulSet, StatefulSetSpec},
-    core::v1::{
-        ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, ServiceAccount,
-        Volume, VolumeMount,
-    },
+    core::v1::{ConfigMap, Container, ContainerPort, ServiceAccount, VolumeMount},
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde_json::{Value, json};
@@ -131,17 +128,8 @@ fn statefulset(
         .iter()
         .map(|r| git::container(r, HOME_VOLUME, jupyter::HOME, WORK_DIR, git::Mode::Once))
         .collect();
-    let mut volumes = vec![
-        Volume {
-            name: "jupyter-config".into(),
-            config_map: Some(ConfigMapVolumeSource {
-                name: config_map.into(),
-                ..ConfigMapVolumeSource::default()
-            }),
-            ..Volume::default()
-        },
-        Volume { name: "tmp".into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Volume::default() },
-    ];
+    let mut volumes =
+        vec![workload::config_map_volume("jupyter-config", config_map), workload::empty_dir("tmp")];
     if !checkouts.is_empty() {
         volumes.extend(git::volumes(&checkouts));
     }

@@ -14,9 +14,8 @@ use k8s_openapi::{
             PodFailurePolicyRule,
         },
         core::v1::{
-            ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-            EnvVarSource, ObjectFieldSelector, Pod, PodTemplateSpec, Probe, ServiceAccount, TCPSocketAction,
-            Volume, VolumeMount,
+            ConfigMap, Container, ContainerPort, EnvVar, EnvVarSource, ObjectFieldSelector, Pod,
+            PodTemplateSpec, Probe, ServiceAccount, TCPSocketAction, VolumeMount,
         },
         rbac::v1::{RoleBinding, RoleRef, Subject},
     },
@@ -30,6 +29,7 @@ use super::{
     APP, Application, BLOCK_MANAGER_PORT, CONNECT_PORT, DRIVER_PORT, LABEL_DRIVER, LABEL_RUN, MainFile, Mode,
     Spark, UI_PORT, UID, conf,
 };
+use crate::build::workload::empty_dir as empty;
 use crate::{
     build::{children::Child, env, git, pod, workload},
     names::{LABEL_MANAGED_BY, LABEL_WORKSPACE, MANAGER},
@@ -344,17 +344,7 @@ fn driver_template(
     let mut ports =
         vec![port("ui", UI_PORT), port("driver", DRIVER_PORT), port("block-manager", BLOCK_MANAGER_PORT)];
     let mut mounts = vec![mount("conf", CONF_DIR), mount("tmp", "/tmp")];
-    let mut volumes = vec![
-        Volume {
-            name: "conf".into(),
-            config_map: Some(ConfigMapVolumeSource {
-                name: conf_name.into(),
-                ..ConfigMapVolumeSource::default()
-            }),
-            ..Volume::default()
-        },
-        empty("tmp"),
-    ];
+    let mut volumes = vec![workload::config_map_volume("conf", conf_name), empty("tmp")];
     let checkouts: Vec<git::Checkout> = match &spark.mode {
         Mode::Batch(app) if matches!(app.main, MainFile::Checkout(_)) => {
             project.source.iter().cloned().collect()
@@ -444,10 +434,6 @@ fn executor_template(project: &ValidatedProject, image: &str) -> Pod {
         volumes: vec![empty("tmp")],
     });
     Pod { metadata: template.metadata.unwrap_or_default(), spec: template.spec, ..Pod::default() }
-}
-
-fn empty(name: &str) -> Volume {
-    Volume { name: name.into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Volume::default() }
 }
 
 #[cfg(test)]

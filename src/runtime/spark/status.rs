@@ -109,7 +109,7 @@ fn batch(
         .collect();
     if let Some(record) = app.finished.as_ref().filter(|r| !runs.iter().any(|(_, run)| run.run == r.run)) {
         // Its Job is gone (deleted by someone); the record stands.
-        runs.push((record.start_time.clone(), record.clone()));
+        runs.push((record.start_time.clone().or_else(|| record.completion_time.clone()), record.clone()));
     }
     // Newest first; a run not started yet is the newest.
     runs.sort_by_key(|(created, _)| std::cmp::Reverse((created.is_none(), created.as_ref().map(|t| t.0))));
