@@ -29,7 +29,6 @@ use super::{
     APP, Application, BLOCK_MANAGER_PORT, CONNECT_PORT, DRIVER_PORT, LABEL_DRIVER, LABEL_RUN, MainFile, Mode,
     Spark, UI_PORT, UID, conf,
 };
-use crate::build::workload::empty_dir as empty;
 use crate::{
     build::{children::Child, env, git, pod, workload},
     names::{LABEL_MANAGED_BY, LABEL_WORKSPACE, MANAGER},
@@ -344,7 +343,7 @@ fn driver_template(
     let mut ports =
         vec![port("ui", UI_PORT), port("driver", DRIVER_PORT), port("block-manager", BLOCK_MANAGER_PORT)];
     let mut mounts = vec![mount("conf", CONF_DIR), mount("tmp", "/tmp")];
-    let mut volumes = vec![workload::config_map_volume("conf", conf_name), empty("tmp")];
+    let mut volumes = vec![workload::config_map_volume("conf", conf_name), workload::empty_dir("tmp")];
     let checkouts: Vec<git::Checkout> = match &spark.mode {
         Mode::Batch(app) if matches!(app.main, MainFile::Checkout(_)) => {
             project.source.iter().cloned().collect()
@@ -353,7 +352,7 @@ fn driver_template(
     };
     if !checkouts.is_empty() {
         mounts.push(mount("checkout", CHECKOUT));
-        volumes.push(empty("checkout"));
+        volumes.push(workload::empty_dir("checkout"));
         volumes.extend(git::volumes(&checkouts));
     }
     if connect {
@@ -431,7 +430,7 @@ fn executor_template(project: &ValidatedProject, image: &str) -> Pod {
         gid: UID,
         init_containers: Vec::new(),
         containers: vec![executor],
-        volumes: vec![empty("tmp")],
+        volumes: vec![workload::empty_dir("tmp")],
     });
     Pod { metadata: template.metadata.unwrap_or_default(), spec: template.spec, ..Pod::default() }
 }
