@@ -107,8 +107,10 @@ pub async fn connect_and_batch_run_fail_rerun_stop_and_delete(scope: Scope) -> T
         "{{apiVersion: v1, kind: Pod, name: {server_pod}, uid: {}, controller: true}}",
         server.metadata.uid.clone().unwrap_or_default()
     );
+    let labels = &format!(
+        "app.kubernetes.io/component: executor, app.kubernetes.io/name: spark, app.kubernetes.io/instance: connect, app.kubernetes.io/managed-by: dataworkspace-operator, dataworkspace.io/spark-driver: connect, spark-role: executor, spark-app-selector: {server_pod}"
+    );
     // As the driver: its own executors only.
-    let labels = "app.kubernetes.io/component: executor, app.kubernetes.io/name: spark, app.kubernetes.io/instance: connect, app.kubernetes.io/managed-by: dataworkspace-operator, dataworkspace.io/spark-driver: connect";
     let attempt = |manifest: String| {
         kubectl_with_input(&["create", "--as", &driver, "--dry-run=server", "-f", "-"], &manifest)
     };
@@ -192,6 +194,19 @@ pub async fn connect_and_batch_run_fail_rerun_stop_and_delete(scope: Scope) -> T
             executor_pod(&ns, "connect", &owner, "connect-exec-orphan", labels, "", "")
                 .replace(&format!("  ownerReferences: [{owner}]\n"), ""),
             "their driver pod as their one controlling owner",
+        ),
+        (
+            // Another driver's application: its executors would be counted as this one's.
+            executor_pod(
+                &ns,
+                "connect",
+                &owner,
+                "connect-exec-spoof",
+                &labels.replace(&server_pod, "connect-other"),
+                "",
+                "",
+            ),
+            "whose name is their Spark application's id",
         ),
         (
             // Another workload's pod name.

@@ -58,7 +58,8 @@ pub fn driver_service_account(project: &str) -> String {
 }
 
 /// spark-submit's arguments for the driver: the operator's properties, this pod's address and
-/// name (expanded by the kubelet from the downward API), then the Connect server or the
+/// name (expanded by the kubelet from the downward API; the name is also the application's id),
+/// then the Connect server or the
 /// application. The application's class, file and arguments reach it as written: every `$` in
 /// them is doubled, the kubelet's escape, so it never expands the container's variables (the
 /// workspace's secrets among them) into the command line.
@@ -70,6 +71,10 @@ pub fn driver_args(spark: &Spark, conf_dir: &str, checkout: &str) -> Vec<String>
         "spark.driver.host=$(SPARK_DRIVER_HOST)".into(),
         "--conf".into(),
         "spark.kubernetes.driver.pod.name=$(SPARK_DRIVER_POD_NAME)".into(),
+        // The application's id is its driver pod's name: unique, and the admission policy checks
+        // that an executor labelled with it is owned by that pod.
+        "--conf".into(),
+        "spark.app.id=$(SPARK_DRIVER_POD_NAME)".into(),
     ];
     match &spark.mode {
         Mode::Connect => args.extend(["--class".into(), CONNECT_SERVER.into()]),
