@@ -26,4 +26,7 @@ pub struct Config {
     /// The image Streamlit apps from Git run in when neither the Project nor its Python
     /// environment names one (it must contain Streamlit).
     pub streamlit_image: Option<String>,
+    /// Where Spark images come from when a Project names none: `<repository>:<version>`
+    /// (`apache/spark` when unset), for clusters that pull through a mirror.
+    pub spark_image_repository: Option<String>,
 }

@@ -71,6 +71,11 @@ enum Command {
         /// environment names one; it must contain Streamlit (nothing is installed at start).
         #[arg(long, env = "DWO_STREAMLIT_IMAGE")]
         streamlit_image: Option<String>,
+        /// Repository of the Spark images Projects run when they name none: the image is
+        /// `<repository>:<version>` (for a mirror of apache/spark, such as
+        /// `registry.example.com/apache/spark`).
+        #[arg(long, env = "DWO_SPARK_IMAGE_REPOSITORY", value_parser = image_repository)]
+        spark_image_repository: Option<String>,
     },
     /// Print all CustomResourceDefinitions as one YAML stream, or write one file per kind.
     Crd {
@@ -204,6 +209,7 @@ fn main() -> ExitCode {
             remove_foreign_rolebindings,
             namespace_prefix,
             streamlit_image,
+            spark_image_repository,
         } => {
             let access = match access.layer() {
                 Ok(access) => access,
@@ -220,6 +226,7 @@ fn main() -> ExitCode {
                 remove_foreign_role_bindings: remove_foreign_rolebindings,
                 namespace_prefix,
                 streamlit_image,
+                spark_image_repository,
             };
             telemetry::init(log_format);
             let runtime = match tokio::runtime::Runtime::new() {
@@ -334,5 +341,53 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = terminate => info!("SIGTERM received, shutting down"),
         _ = tokio::signal::ctrl_c() => info!("SIGINT received, shutting down"),
+    }
+}
+
+/// An image repository without tag or digest, such as `registry.example.com/apache/spark`: a
+/// registry host (with an optional port) and lowercase path components.
+fn image_repository(value: &str) -> Result<String, String> {
+    let (host, path) = match value.split_once('/') {
+        Some((host, path)) if host.contains(['.', ':']) || host == "localhost" => (Some(host), path),
+        _ => (None, value),
+    };
+    let host_ok = host.is_none_or(|h| {
+        !h.is_empty()
+            && h.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'))
+            && !h.starts_with('-')
+    });
+    let path_ok = !path.is_empty()
+        && path.split('/').all(|part| {
+            !part.is_empty()
+                && part.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
+        });
+    if value.len() <= 255 && host_ok && path_ok {
+        Ok(value.to_string())
+    } else {
+        Err(format!(
+            "{value:?} is not an image repository such as 'registry.example.com/apache/spark' (no tag or digest: the Project's Spark version is the tag)"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::image_repository;
+
+    #[test]
+    fn image_repositories_have_no_tag_digest_or_options() {
+        for ok in
+            ["apache/spark", "registry.example.com/apache/spark", "localhost:5000/spark", "mirror:443/a/b_c"]
+        {
+            assert_eq!(image_repository(ok).as_deref(), Ok(ok), "{ok}");
+        }
+        for bad in
+            ["", "apache/spark:4.1.2", "apache/spark@sha256:00", "-x/spark", "Apache/Spark", "a//b", "a b"]
+        {
+            assert!(image_repository(bad).is_err(), "{bad:?} accepted");
+        }
     }
 }

@@ -273,7 +273,8 @@ pub struct SparkSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^4\.[0-9]+\.[0-9]+$"))]
     pub version: Option<String>,
-    /// Image for driver and executors; `apache/spark:<version>` when absent.
+    /// Image for driver and executors; when absent, `apache/spark:<version>` (or the operator's
+    /// mirror of that repository, at `<version>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 512))]
     #[x_kube(validation = Rule::new(IMAGE_RULE).message(IMAGE_MESSAGE))]

@@ -195,7 +195,7 @@ pub fn build(project: &ValidatedProject, config: &Config) -> Vec<Child> {
     match &project.runtime {
         RuntimeSpec::Notebook(notebook) => notebook::build(project, notebook, config),
         RuntimeSpec::Streamlit(app) => streamlit::build(project, app, config, project.proxied),
-        RuntimeSpec::Spark(spark) => spark::build(project, spark),
+        RuntimeSpec::Spark(spark) => spark::build(project, spark, config),
         RuntimeSpec::NotYetSupported(_) => Vec::new(),
     }
 }

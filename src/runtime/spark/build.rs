@@ -31,6 +31,7 @@ use super::{
 };
 use crate::{
     build::{children::Child, env, git, pod, workload},
+    config::Config,
     names::{LABEL_MANAGED_BY, LABEL_WORKSPACE, MANAGER},
     runtime::{PodParts, ValidatedProject},
 };
@@ -94,9 +95,9 @@ pub fn driver_args(spark: &Spark, conf_dir: &str, checkout: &str) -> Vec<String>
 }
 
 /// Every object of the project, in apply order.
-pub fn build(project: &ValidatedProject, spark: &Spark) -> Vec<Child> {
+pub fn build(project: &ValidatedProject, spark: &Spark, config: &Config) -> Vec<Child> {
     let name = project.name.as_str();
-    let image = image(project, spark);
+    let image = image(project, spark, config);
     let conf = conf::conf(project, spark, &image);
     let template = executor_template(project, &image);
     let data = BTreeMap::from([
@@ -204,9 +205,16 @@ fn halted(project: &ValidatedProject, spark: &Spark) -> bool {
 }
 
 /// The image of the driver and the executors: the Python environment's when it is built as an
-/// image (it must then hold Spark), else the project's.
-fn image(project: &ValidatedProject, spark: &Spark) -> String {
-    project.python_environment.as_ref().and_then(|e| e.image.clone()).unwrap_or_else(|| spark.image.clone())
+/// image (it must then hold Spark), else the project's, else the operator's repository at the
+/// project's Spark version.
+fn image(project: &ValidatedProject, spark: &Spark, config: &Config) -> String {
+    let repository = config.spark_image_repository.as_deref().unwrap_or(super::DEFAULT_REPOSITORY);
+    project
+        .python_environment
+        .as_ref()
+        .and_then(|e| e.image.clone())
+        .or_else(|| spark.image.clone())
+        .unwrap_or_else(|| format!("{repository}:{}", spark.version))
 }
 
 /// The Job of one run of the counter: its pod is the driver (client mode), so the run's
@@ -469,7 +477,7 @@ mod tests {
 
     fn children(project: &ValidatedProject) -> Vec<Child> {
         let RuntimeSpec::Spark(spark) = &project.runtime else { panic!("not Spark") };
-        build(project, spark)
+        build(project, spark, &Config::default())
     }
 
     fn conf_map(children: &[Child]) -> BTreeMap<String, String> {
@@ -558,6 +566,26 @@ mod tests {
         let status = super::super::status(&project, spark, &Default::default(), None);
         assert_eq!(status.phase, Some(crate::crd::project::Phase::Pending));
         assert_eq!(status.conditions[0].reason, "DriverNotFenced");
+    }
+
+    #[test]
+    fn images_come_from_the_operators_mirror_at_the_projects_version() {
+        let mut project: Project = example("21-project-spark.yaml").remove(0);
+        project.spec.spark.as_mut().unwrap().version = Some("4.0.1".into());
+        let mut validated = runtime::validate(&project, validated_example_workspace()).unwrap();
+        let RuntimeSpec::Spark(spark) = &mut validated.runtime else { panic!() };
+        spark.fenced = true;
+        let config = Config {
+            spark_image_repository: Some("registry.example.com/apache/spark".into()),
+            ..Config::default()
+        };
+        let RuntimeSpec::Spark(spark) = &validated.runtime else { panic!() };
+        let children = build(&validated, spark, &config);
+        let image = "registry.example.com/apache/spark:4.0.1";
+        assert_eq!(pod_of(&children).containers[0].image.as_deref(), Some(image));
+        assert_eq!(properties(&children)["spark.kubernetes.container.image"], image);
+        let default = pod_of(&self::children(&validated)).containers[0].image.clone();
+        assert_eq!(default.as_deref(), Some("apache/spark:4.0.1"));
     }
 
     #[test]

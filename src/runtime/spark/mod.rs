@@ -36,8 +36,10 @@ use crate::{
 /// The app label of a Spark project's objects.
 pub const APP: &str = "spark";
 /// The Spark version run when the Project names none; its image is `apache/spark:<version>`
-/// (Java 21, Python 3).
+/// (Java 21, Python 3), or the same tag of the operator's `--spark-image-repository`.
 pub const DEFAULT_VERSION: &str = "4.1.2";
+/// Where Spark images come from unless the operator names a mirror.
+pub const DEFAULT_REPOSITORY: &str = "apache/spark";
 /// The Spark images' numeric user (`spark`, 185): restricted pods must name it.
 pub const UID: i64 = 185;
 /// Spark Connect's gRPC port.
@@ -62,9 +64,11 @@ pub const SCHEDULED: &str = "scheduled";
 pub struct Spark {
     /// Connect server or batch application.
     pub mode: Mode,
-    /// The image of the driver and executors (a Python environment built as an image replaces
-    /// it).
-    pub image: String,
+    /// The image the Project names, if any; else the operator's Spark repository at `version`
+    /// (a Python environment built as an image replaces either).
+    pub image: Option<String>,
+    /// The Spark version.
+    pub version: String,
     /// Resources of the driver container (`spark.driver.resources`, else `spec.resources`).
     pub driver_resources: Option<ResourceRequirements>,
     /// Executors.
@@ -229,7 +233,8 @@ pub fn validate(project: &Project) -> Result<Spark> {
     let version = spec.version.unwrap_or_else(|| DEFAULT_VERSION.into());
     let spark = Spark {
         mode,
-        image: spec.image.unwrap_or_else(|| format!("apache/spark:{version}")),
+        image: spec.image,
+        version,
         driver_resources: spec.driver.and_then(|d| d.resources).or_else(|| project.spec.resources.clone()),
         executors,
         conf: spec.conf,
