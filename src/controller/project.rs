@@ -412,10 +412,20 @@ pub async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Actio
     let mut applied = children::apply(&ctx, &children).await?;
     let retained = runtime::retained(&validated);
     children::sweep(&ctx, &validated.namespace, &validated.uid, &children, &retained).await?;
-    // The runs its schedule started (the pass did not build them) follow too.
-    let unfenced = matches!(&validated.runtime, runtime::RuntimeSpec::Spark(spark) if !spark.fenced);
-    suspend_runs(&ctx, &validated.namespace, &validated.uid, validated.stopped || unfenced, true).await?;
-    children::observe(&ctx, &validated.namespace, &validated.name, &validated.uid, &retained, &mut applied);
+    if let runtime::RuntimeSpec::Spark(spark) = &validated.runtime {
+        // The runs its schedule started (the pass did not build them) follow too; its pods and
+        // kept runs are its status.
+        let halted = validated.stopped || !spark.fenced;
+        suspend_runs(&ctx, &validated.namespace, &validated.uid, halted, true).await?;
+        children::observe(
+            &ctx,
+            &validated.namespace,
+            &validated.name,
+            &validated.uid,
+            &retained,
+            &mut applied,
+        );
+    }
     let mut status = runtime::status(&validated, &applied, previous);
     let mut conditions =
         vec![Desired::yes("Workspace", "Resolved", format!("in workspace {}", validated.workspace.name))];

@@ -240,24 +240,19 @@ pub struct Offered {
 
 /// The UI a Project offers the access layer, if any.
 pub fn offered(project: &ValidatedProject) -> Option<Offered> {
-    match &project.runtime {
-        RuntimeSpec::Streamlit(app) => app.host.as_ref().map(|host| Offered {
-            // Prefixed, so no Project name meets the Studio's UIs (`studio`, `studio-ide`).
-            ui: format!("app-{}", project.name),
-            host: host.clone(),
-            service: project.name.clone(),
-            port: streamlit::PORT,
-            pod_labels: project.labels(streamlit::APP, "app"),
-        }),
-        RuntimeSpec::Spark(spark) => spark.host.as_ref().map(|host| Offered {
-            ui: format!("app-{}", project.name),
-            host: host.clone(),
-            service: project.name.clone(),
-            port: spark::UI_PORT,
-            pod_labels: project.labels(spark::APP, "driver"),
-        }),
-        _ => None,
-    }
+    let (host, port, app, component) = match &project.runtime {
+        RuntimeSpec::Streamlit(app) => (app.host.as_ref()?, streamlit::PORT, streamlit::APP, "app"),
+        RuntimeSpec::Spark(spark) => (spark.host.as_ref()?, spark::UI_PORT, spark::APP, "driver"),
+        _ => return None,
+    };
+    Some(Offered {
+        // Prefixed, so no Project name meets the Studio's UIs (`studio`, `studio-ide`).
+        ui: format!("app-{}", project.name),
+        host: host.clone(),
+        service: project.name.clone(),
+        port,
+        pod_labels: project.labels(app, component),
+    })
 }
 
 /// What the runtime reports: phase, components, endpoints and its conditions (without

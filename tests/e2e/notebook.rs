@@ -16,7 +16,7 @@ use dataworkspace_operator::crd::{Project, Workspace, project::Phase};
 use crate::{
     Scope, ensure,
     harness::{Context, TestResult, WAIT, kubectl, wait_for, wait_until},
-    workspaces::{from_yaml, ready},
+    workspaces::from_yaml,
 };
 
 /// A Project's phase, once its status describes its current generation.
@@ -79,15 +79,8 @@ pub async fn example_notebook_runs(scope: Scope) -> TestResult {
 
 pub async fn notebook_stops_restarts_and_deletes_cleanly(scope: Scope) -> TestResult {
     let client = scope.env.client.clone();
-    let id = scope.env.unique("nb");
-    let ns = format!("dw-{id}");
-    scope.involve(&ns);
+    let (id, ns) = crate::workspaces::workspace_with_code(&scope, "nb").await?;
     let workspaces: Api<Workspace> = Api::all(client.clone());
-    let ws: Workspace = from_yaml(&format!(
-        "metadata: {{name: {id}}}\nspec: {{gitRepositories: [{{name: code, url: 'https://git.example.com/team/code.git'}}]}}"
-    ))?;
-    workspaces.create(&PostParams::default(), &ws).await.context("creating a Workspace")?;
-    wait_for(&workspaces, &id, "Ready=True", |w: Option<&Workspace>| ready(w, "True")).await?;
     let projects: Api<Project> = Api::namespaced(client.clone(), &ns);
     for name in ["keep", "gone"] {
         let project: Project = from_yaml(&format!(

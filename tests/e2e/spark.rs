@@ -20,13 +20,13 @@ use kube::{
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
 };
 
-use dataworkspace_operator::crd::{Project, Workspace, project::Phase};
+use dataworkspace_operator::crd::{Project, project::Phase};
 
 use crate::{
     Scope, ensure,
     harness::{Context, TestResult, WAIT, kubectl, kubectl_with_input, wait_for, wait_until},
     notebook::phase,
-    workspaces::{can_i, from_yaml, ready},
+    workspaces::{can_i, from_yaml},
 };
 
 fn ready_reason(project: Option<&Project>) -> Option<(String, String)> {
@@ -53,15 +53,7 @@ fn executor_pod(
 
 pub async fn connect_and_batch_run_fail_rerun_stop_and_delete(scope: Scope) -> TestResult {
     let client = scope.env.client.clone();
-    let id = scope.env.unique("spark");
-    let ns = format!("dw-{id}");
-    scope.involve(&ns);
-    let workspaces: Api<Workspace> = Api::all(client.clone());
-    let ws: Workspace = from_yaml(&format!(
-        "metadata: {{name: {id}}}\nspec: {{gitRepositories: [{{name: code, url: 'https://git.example.com/team/code.git'}}]}}"
-    ))?;
-    workspaces.create(&PostParams::default(), &ws).await.context("creating a Workspace")?;
-    wait_for(&workspaces, &id, "Ready=True", |w: Option<&Workspace>| ready(w, "True")).await?;
+    let (_, ns) = crate::workspaces::workspace_with_code(&scope, "spark").await?;
     let projects: Api<Project> = Api::namespaced(client.clone(), &ns);
 
     // A Connect server.

@@ -13,13 +13,13 @@ use kube::{
     api::{DeleteParams, Patch, PatchParams, PostParams},
 };
 
-use dataworkspace_operator::crd::{Project, Workspace, project::Phase};
+use dataworkspace_operator::crd::{Project, project::Phase};
 
 use crate::{
     Scope, ensure,
     harness::{Context, TestResult, WAIT, wait_for, wait_until},
     notebook::phase,
-    workspaces::{from_yaml, ready},
+    workspaces::from_yaml,
 };
 
 fn reason(project: Option<&Project>) -> Option<String> {
@@ -29,15 +29,7 @@ fn reason(project: Option<&Project>) -> Option<String> {
 
 pub async fn an_app_runs_stops_and_is_deleted_cleanly(scope: Scope) -> TestResult {
     let client = scope.env.client.clone();
-    let id = scope.env.unique("st");
-    let ns = format!("dw-{id}");
-    scope.involve(&ns);
-    let workspaces: Api<Workspace> = Api::all(client.clone());
-    let ws: Workspace = from_yaml(&format!(
-        "metadata: {{name: {id}}}\nspec: {{gitRepositories: [{{name: code, url: 'https://git.example.com/team/code.git'}}]}}"
-    ))?;
-    workspaces.create(&PostParams::default(), &ws).await.context("creating a Workspace")?;
-    wait_for(&workspaces, &id, "Ready=True", |w: Option<&Workspace>| ready(w, "True")).await?;
+    let (_id, ns) = crate::workspaces::workspace_with_code(&scope, "st").await?;
     let result = async {
         let projects: Api<Project> = Api::namespaced(client.clone(), &ns);
         let app: Project = from_yaml(

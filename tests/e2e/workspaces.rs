@@ -24,6 +24,22 @@ pub fn from_yaml<K: serde::de::DeserializeOwned>(yaml: &str) -> Result<K, String
     serde_yaml::from_str(yaml).context("parsing a test manifest")
 }
 
+/// A new Workspace `<prefix>-…` with one Git repository, `code`, once it is Ready (its namespace
+/// goes into the test's failure dump): its name and namespace.
+pub async fn workspace_with_code(scope: &Scope, prefix: &str) -> Result<(String, String), String> {
+    let id = scope.env.unique(prefix);
+    let ns = format!("dw-{id}");
+    scope.involve(&ns);
+    let workspaces: kube::Api<Workspace> = kube::Api::all(scope.env.client.clone());
+    let ws: Workspace = from_yaml(&format!(
+        "metadata: {{name: {id}}}\nspec: {{gitRepositories: [{{name: code, url: 'https://git.example.com/team/code.git'}}]}}"
+    ))?;
+    workspaces.create(&kube::api::PostParams::default(), &ws).await.context("creating a Workspace")?;
+    crate::harness::wait_for(&workspaces, &id, "Ready=True", |w: Option<&Workspace>| ready(w, "True"))
+        .await?;
+    Ok((id, ns))
+}
+
 pub fn ready(ws: Option<&Workspace>, status: &str) -> bool {
     ws.and_then(|w| w.status.as_ref()).is_some_and(|s| {
         s.observed_generation == ws.and_then(|w| w.metadata.generation)
