@@ -29,4 +29,7 @@ pub struct Config {
     /// Where Spark images come from when a Project names none: `<repository>:<version>`
     /// (`apache/spark` when unset), for clusters that pull through a mirror.
     pub spark_image_repository: Option<String>,
+    /// Where Airflow images come from when a Project names none: `<repository>:<version>`
+    /// (`apache/airflow` when unset), for clusters that pull through a mirror.
+    pub airflow_image_repository: Option<String>,
 }

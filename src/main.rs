@@ -76,6 +76,11 @@ enum Command {
         /// `registry.example.com/apache/spark`).
         #[arg(long, env = "DWO_SPARK_IMAGE_REPOSITORY", value_parser = image_repository)]
         spark_image_repository: Option<String>,
+        /// Where Airflow images come from when a Project names none: tagged
+        /// `<repository>:<version>` (for a mirror of apache/airflow, such as
+        /// `registry.example.com/apache/airflow`).
+        #[arg(long, env = "DWO_AIRFLOW_IMAGE_REPOSITORY", value_parser = image_repository)]
+        airflow_image_repository: Option<String>,
     },
     /// Print all CustomResourceDefinitions as one YAML stream, or write one file per kind.
     Crd {
@@ -210,6 +215,7 @@ fn main() -> ExitCode {
             namespace_prefix,
             streamlit_image,
             spark_image_repository,
+            airflow_image_repository,
         } => {
             let access = match access.layer() {
                 Ok(access) => access,
@@ -227,6 +233,7 @@ fn main() -> ExitCode {
                 namespace_prefix,
                 streamlit_image,
                 spark_image_repository,
+                airflow_image_repository,
             };
             telemetry::init(log_format);
             let runtime = match tokio::runtime::Runtime::new() {

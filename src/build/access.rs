@@ -374,7 +374,7 @@ pub fn build(layer: &AccessLayer, exposure: &Exposure) -> AccessObjects {
     // a 24-byte AES key.
     let cookie = GeneratedSecret {
         metadata: meta(&format!("{name}-cookie")),
-        keys: vec![COOKIE_SECRET_KEY.into()],
+        keys: vec![(COOKIE_SECRET_KEY.into(), crate::build::children::Encoding::Hex)],
         bytes: 16,
     };
     let mount = |volume: &str, path: &str| VolumeMount {

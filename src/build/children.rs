@@ -18,14 +18,27 @@ use serde::Serialize;
 
 /// A Secret whose values the apply layer generates once (random, URL-safe) when it does not
 /// exist, and never rewrites: reconciles and restarts keep the keys.
+///
+/// Without an owner reference it is kept when its owner goes (it outlives it with the data it
+/// decrypts); the next owner of the same name and labels takes it back, and the apply layer
+/// keeps its owner references in line with the built ones.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GeneratedSecret {
     /// Name, namespace, labels, owner.
     pub metadata: ObjectMeta,
-    /// The keys to generate.
-    pub keys: Vec<String>,
-    /// Random bytes per value, hex-encoded (so twice as many characters).
+    /// The keys to generate, each with its encoding.
+    pub keys: Vec<(String, Encoding)>,
+    /// Random bytes per value.
     pub bytes: usize,
+}
+
+/// How a generated value is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Encoding {
+    /// Hexadecimal (twice as many characters as bytes).
+    Hex,
+    /// A Fernet key: exactly 32 bytes, URL-safe base64 with padding (44 characters).
+    Fernet,
 }
 
 /// One child, in apply order: the set lists them as they must be applied (identities and

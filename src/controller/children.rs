@@ -26,7 +26,7 @@ use super::{
     cache::{Cached, cached_meta},
 };
 use crate::{
-    build::children::{Child, GeneratedSecret},
+    build::children::{Child, Encoding, GeneratedSecret},
     error::{Error, Result},
     names::{LABEL_MANAGED_BY, MANAGER},
 };
@@ -102,6 +102,10 @@ async fn check_unclaimed(ctx: &Context, child: &Child) -> Result<()> {
         Child::CronJob(_) => live_meta::<CronJob>(ctx, &namespace, &name).await?,
     };
     match live {
+        // A kept generated Secret (no owner) of the same instance is taken back.
+        Some(live) if matches!(child, Child::GeneratedSecret(_)) && kept_by(&live, child.metadata()) => {
+            Ok(())
+        }
         Some(live) if !live.owner_references.iter().flatten().any(|o| o.uid == owner) => {
             Err(Error::Dependency {
                 reason: "NameConflict",
@@ -136,6 +140,24 @@ where
         .await
         .map_err(|source| Error::Read { what: format!("{} {namespace}/{name}", K::kind(&())), source })?;
     Ok(found.map(|m| m.metadata))
+}
+
+/// Whether `live` is a Secret the operator kept when its owner went, for an owner of the same
+/// name: the operator's label, the same name and instance labels as the child, and no owner
+/// but a Project of that name (this one, before its deletion policy changed).
+fn kept_by(
+    live: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    child: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> bool {
+    let label = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, key: &str| {
+        m.labels.as_ref().and_then(|l| l.get(key).cloned())
+    };
+    let instance = label(child, crate::names::LABEL_INSTANCE);
+    live.owner_references.iter().flatten().all(|o| o.kind == "Project" && Some(&o.name) == instance.as_ref())
+        && label(live, LABEL_MANAGED_BY).as_deref() == Some(MANAGER)
+        && label(live, crate::names::LABEL_INSTANCE).is_some()
+        && label(live, crate::names::LABEL_INSTANCE) == label(child, crate::names::LABEL_INSTANCE)
+        && label(live, crate::names::LABEL_NAME) == label(child, crate::names::LABEL_NAME)
 }
 
 /// The namespace and the owner UID of a child.
@@ -215,27 +237,50 @@ pub fn observe(
 }
 
 /// Creates the Secret with freshly generated values unless it exists. Values are random bytes
-/// (as many as the child asks, at least 16), hex-encoded; they never pass through logs, status
-/// or Events.
+/// (as many as the child asks, at least 16), encoded as the child says; they never pass through
+/// logs, status or Events. An existing Secret keeps its values; only its owner references follow
+/// the built ones (a kept Secret taken back, or its owner's deletion policy changed).
 pub(super) async fn generate_once(ctx: &Context, secret: &GeneratedSecret) -> Result<()> {
     let namespace = secret.metadata.namespace.clone().unwrap_or_default();
     let name = secret.metadata.name.clone().unwrap_or_default();
-    if ctx.caches.secrets.get(&ObjectRef::new(&name).within(&namespace)).is_some() {
-        return Ok(());
+    let api = Api::<Secret>::namespaced(ctx.client.clone(), &namespace);
+    if let Some(live) = ctx.caches.secrets.get(&ObjectRef::new(&name).within(&namespace)) {
+        let wanted = secret.metadata.owner_references.clone().unwrap_or_default();
+        if live.metadata.owner_references.clone().unwrap_or_default() == wanted {
+            return Ok(());
+        }
+        let patch = kube::api::Patch::Merge(serde_json::json!({"metadata": {"ownerReferences": wanted}}));
+        let params = kube::api::PatchParams { field_manager: Some(MANAGER.into()), ..Default::default() };
+        ctx.count_write("Secret");
+        return api
+            .patch_metadata(&name, &params, &patch)
+            .await
+            .map(drop)
+            .map_err(|source| Error::Apply { what: format!("Secret {name} (owner)"), source });
     }
     let random = SystemRandom::new();
     let mut data = BTreeMap::new();
-    for key in &secret.keys {
-        let mut bytes = vec![0u8; secret.bytes.max(16)];
+    for (key, encoding) in &secret.keys {
+        let size = match encoding {
+            Encoding::Hex => secret.bytes.max(16),
+            Encoding::Fernet => 32,
+        };
+        let mut bytes = vec![0u8; size];
         random.fill(&mut bytes).map_err(|_| Error::InvalidSpec {
             reason: "RandomUnavailable",
             message: "the system's random number generator failed".into(),
         })?;
-        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        data.insert(key.clone(), ByteString(hex.into_bytes()));
+        let text = match encoding {
+            Encoding::Hex => bytes.iter().map(|b| format!("{b:02x}")).collect(),
+            Encoding::Fernet => {
+                use base64::Engine;
+                base64::engine::general_purpose::URL_SAFE.encode(&bytes)
+            }
+        };
+        data.insert(key.clone(), ByteString(text.into_bytes()));
     }
     let object = Secret { metadata: secret.metadata.clone(), data: Some(data), ..Secret::default() };
-    create(ctx, &Api::<Secret>::namespaced(ctx.client.clone(), &namespace), &object).await.map(drop)
+    create(ctx, &api, &object).await.map(drop)
 }
 
 /// Creates the object unless the cache has it; never updates it.

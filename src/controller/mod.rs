@@ -83,6 +83,8 @@ pub struct Context {
     pub approval_enforced: std::sync::atomic::AtomicBool,
     /// Whether the Spark executor policy is installed (see [`policies`]).
     pub spark_fenced: std::sync::atomic::AtomicBool,
+    /// Whether the Airflow task pod policy is installed (see [`policies`]).
+    pub airflow_fenced: std::sync::atomic::AtomicBool,
 }
 
 impl Context {
@@ -99,6 +101,7 @@ impl Context {
             paced: Pacer::default(),
             approval_enforced: std::sync::atomic::AtomicBool::new(false),
             spark_fenced: std::sync::atomic::AtomicBool::new(false),
+            airflow_fenced: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -247,17 +250,19 @@ pub async fn run<F>(
 {
     let mut feeds = Feeds::new(&client, config.access.as_ref().is_some_and(|a| a.gateway.is_some()));
     let ctx = Arc::new(Context::new(client, metrics, config, feeds.caches()));
-    for (fence, flag) in
-        [(&policies::APPROVAL, &ctx.approval_enforced), (&policies::SPARK_EXECUTORS, &ctx.spark_fenced)]
-    {
+    for (fence, flag) in [
+        (&policies::APPROVAL, &ctx.approval_enforced),
+        (&policies::SPARK_EXECUTORS, &ctx.spark_fenced),
+        (&policies::AIRFLOW_WORKERS, &ctx.airflow_fenced),
+    ] {
         if policies::recheck(&ctx, fence, flag).await {
             info!("{} policies installed", fence.what);
         }
     }
     let workspaces = workspace::controller(&mut feeds, &ctx);
     let users = user::controller(&mut feeds, &ctx);
-    // A fence installed or removed: every Project looks again (Spark drivers get or lose their
-    // role).
+    // A fence installed or removed: every Project looks again (Spark drivers and Airflow
+    // schedulers get or lose their role).
     let (fence_changes, fence_changed) = futures::channel::mpsc::channel::<()>(1);
     let projects = project::controller(&mut feeds, &ctx).reconcile_all_on(fence_changed);
     let environments = python_environment::controller(&mut feeds, &ctx);

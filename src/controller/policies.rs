@@ -1,6 +1,6 @@
 //! The admission policies of `deploy/admission.yaml` that the operator relies on before it acts
-//! on what they fence: PythonEnvironment approvals (no build without them) and Spark executors
-//! (no driver role without them). Checked at start, every [`CHECK_EVERY`], and by a pass just
+//! on what they fence: PythonEnvironment approvals (no build without them), Spark executors (no
+//! driver role without them) and Airflow task pods (no scheduler role without them). Checked at start, every [`CHECK_EVERY`], and by a pass just
 //! before it acts, so a policy removed later stops what it fenced.
 
 use std::sync::{
@@ -46,6 +46,24 @@ pub const SPARK_EXECUTORS: Fence = Fence {
     ],
 };
 
+/// What the scheduler of an Airflow project with the KubernetesExecutor may do with pods.
+pub const AIRFLOW_WORKERS: Fence = Fence {
+    what: "Airflow task pod",
+    objects: &[
+        ("ValidatingAdmissionPolicy", "dataworkspace-airflow-workers"),
+        ("ValidatingAdmissionPolicyBinding", "dataworkspace-airflow-workers"),
+    ],
+};
+
+/// The fences that guard a pod-creating role, each with the flag that records it and the
+/// ClusterRole the operator binds only behind it.
+fn pod_fences(ctx: &Context) -> [(&'static Fence, &AtomicBool, &'static str); 2] {
+    [
+        (&SPARK_EXECUTORS, &ctx.spark_fenced, crate::runtime::spark::DRIVER_ROLE),
+        (&AIRFLOW_WORKERS, &ctx.airflow_fenced, crate::runtime::airflow::SCHEDULER_ROLE),
+    ]
+}
+
 /// Whether every object of `fence` exists, each ValidatingAdmissionPolicyBinding denying what
 /// its policy refuses: `Some(false)` when one is missing (or only warns or audits), `None` when
 /// the API server could not say (the caller keeps what it knew). Logs what is missing.
@@ -87,35 +105,39 @@ pub async fn recheck(ctx: &Context, fence: &Fence, flag: &AtomicBool) -> bool {
     now
 }
 
-/// Keeps the context's record of every fence current; tells `changed` when the Spark fence
-/// changes (the Projects act on it; environments look at theirs before each build).
+/// Keeps the context's record of every fence current; tells `changed` when a pod fence changes
+/// (the Projects act on it; environments look at theirs before each build).
 pub async fn watch(ctx: Arc<Context>, mut changed: futures::channel::mpsc::Sender<()>) {
     use futures::SinkExt;
     loop {
         tokio::time::sleep(CHECK_EVERY).await;
         recheck(&ctx, &APPROVAL, &ctx.approval_enforced).await;
-        let before = ctx.spark_fenced.load(Ordering::Relaxed);
-        let now = recheck(&ctx, &SPARK_EXECUTORS, &ctx.spark_fenced).await;
-        if !now {
-            // Without the fence no driver keeps its role, whatever state its Project is in
-            // (one that fails early never reaches the pass that would withdraw it).
-            withdraw_driver_roles(&ctx).await;
+        let mut any_changed = false;
+        for (fence, flag, role) in pod_fences(&ctx) {
+            let before = flag.load(Ordering::Relaxed);
+            let now = recheck(&ctx, fence, flag).await;
+            if !now {
+                // Without the fence nobody keeps the role, whatever state its Project is in
+                // (one that fails early never reaches the pass that would withdraw it).
+                withdraw_roles(&ctx, role).await;
+            }
+            any_changed |= now != before;
         }
-        if now != before {
+        if any_changed {
             let _ = changed.send(()).await;
         }
     }
 }
 
-/// Deletes every Spark driver RoleBinding the operator made (from the cache).
-async fn withdraw_driver_roles(ctx: &Context) {
+/// Deletes every RoleBinding to `role` the operator made (from the cache).
+async fn withdraw_roles(ctx: &Context, role: &str) {
     use kube::ResourceExt;
     let bindings: Vec<(String, String)> = ctx
         .caches
         .role_bindings
         .state()
         .iter()
-        .filter(|b| b.role_ref.name == crate::runtime::spark::DRIVER_ROLE)
+        .filter(|b| b.role_ref.name == role)
         .filter(|b| {
             b.labels().get(crate::names::LABEL_MANAGED_BY).map(String::as_str) == Some(crate::names::MANAGER)
         })
@@ -125,7 +147,7 @@ async fn withdraw_driver_roles(ctx: &Context) {
         if let Err(error) =
             super::children::delete::<k8s_openapi::api::rbac::v1::RoleBinding>(ctx, &namespace, &name).await
         {
-            tracing::warn!(%error, "cannot withdraw the Spark driver role {namespace}/{name}");
+            tracing::warn!(%error, "cannot withdraw the role binding {namespace}/{name} of {role}");
         }
     }
 }

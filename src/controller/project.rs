@@ -65,6 +65,7 @@ pub fn controller(feeds: &mut Feeds, ctx: &Arc<Context>) -> Controller<Deseriali
                 .filter(|p| {
                     p.spec.streamlit.as_ref().is_some_and(|s| s.host.is_some())
                         || p.spec.spark.as_ref().is_some_and(|s| s.host.is_some())
+                        || p.spec.airflow.as_ref().is_some_and(|s| s.host.is_some())
                 })
                 .filter(|p| p.namespace().is_some_and(|ns| namespaces.contains(&ns)))
                 .map(|p| ObjectRef::new(&p.name_any()).within(&p.namespace().unwrap_or_default()))
@@ -348,7 +349,10 @@ pub async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Actio
     // report NotYetSupported.
     let environment = match &project.spec.python_environment {
         Some(name)
-            if matches!(project.spec.runtime, Runtime::Notebook | Runtime::Streamlit | Runtime::Spark) =>
+            if matches!(
+                project.spec.runtime,
+                Runtime::Notebook | Runtime::Streamlit | Runtime::Spark | Runtime::Airflow
+            ) =>
         {
             ready_environment(&ctx.caches, &namespace, name).map(Some)
         }
@@ -381,6 +385,23 @@ pub async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Actio
             && (granted
                 || super::policies::installed(&ctx.client, &super::policies::SPARK_EXECUTORS).await
                     == Some(true));
+    }
+    if let runtime::RuntimeSpec::Airflow(airflow) = &mut validated.runtime {
+        let (namespace, name, uid) = (&validated.namespace, &validated.name, &validated.uid);
+        airflow.rollout = airflow_rollout(&ctx.caches, namespace, name, uid, airflow);
+        // Who may sign in, when anyone can reach the UI (through its host).
+        if airflow.host.is_some() {
+            airflow.roles = access_roles(&ctx, &project, &validated.workspace);
+        }
+        if airflow.kubernetes_executor() {
+            // As the Spark driver's: the scheduler's pod rights only behind their policy.
+            let role = runtime::airflow::scheduler_service_account(name);
+            let granted = ctx.caches.role_bindings.get(&ObjectRef::new(&role).within(namespace)).is_some();
+            airflow.fenced = ctx.airflow_fenced.load(std::sync::atomic::Ordering::Relaxed)
+                && (granted
+                    || super::policies::installed(&ctx.client, &super::policies::AIRFLOW_WORKERS).await
+                        == Some(true));
+        }
     }
     if let Err(error) = runtime::check(&validated, &ctx.config) {
         return fail(&ctx, &project, Phase::Failed, "Runtime", error).await;
@@ -452,6 +473,7 @@ pub async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Actio
         components: status.components,
         endpoints: status.endpoints,
         runs: status.runs,
+        version: status.version,
         ..ProjectStatus::default()
     };
     apply_status(&ctx, &*project, stored, &conditions).await?;
@@ -460,6 +482,70 @@ pub async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Actio
         Reach::InCluster { reason: "HostTaken", .. } => Action::requeue(DEPENDENCY_RETRY),
         _ => Action::requeue(RESYNC),
     })
+}
+
+/// Where an Airflow project's rollout stands, from the caches (only objects the project owns):
+/// whether its database is ready, how the migration of its version stands, and what its
+/// components run now.
+fn airflow_rollout(
+    caches: &super::Caches,
+    namespace: &str,
+    name: &str,
+    uid: &str,
+    airflow: &runtime::airflow::Airflow,
+) -> runtime::airflow::Rollout {
+    fn owned<K: kube::Resource>(object: &K, uid: &str) -> bool {
+        object.owner_references().iter().any(|o| o.uid == uid)
+    }
+    let database_ready = match &airflow.database {
+        runtime::airflow::Database::External { .. } => true,
+        runtime::airflow::Database::Managed { .. } => caches
+            .stateful_sets
+            .get(&ObjectRef::new(&runtime::airflow::postgres_service(name)).within(namespace))
+            .filter(|s| owned(&**s, uid))
+            .and_then(|s| s.status.as_ref()?.ready_replicas)
+            .is_some_and(|ready| ready > 0),
+    };
+    let migration = caches
+        .jobs
+        .get(&ObjectRef::new(&runtime::airflow::migration_job_name(name, airflow)).within(namespace))
+        .filter(|j| owned(&**j, uid))
+        .map(|j| runtime::airflow::migration_state(&j));
+    let scheduler = runtime::airflow::Component::Scheduler.workload(name);
+    let running = caches
+        .deployments
+        .get(&ObjectRef::new(&scheduler).within(namespace))
+        .filter(|d| owned(&**d, uid))
+        .filter(|d| d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0) > 0)
+        .and_then(|d| {
+            let version = d.metadata.annotations.as_ref()?.get(runtime::airflow::ANNOTATION_VERSION)?.clone();
+            let image = d.spec.as_ref()?.template.spec.as_ref()?.containers.first()?.image.clone()?;
+            Some((version, image))
+        });
+    runtime::airflow::Rollout { database_ready, migration, running }
+}
+
+/// Who may sign in to a project's UI, each with the Airflow role of their workspace role: the
+/// project's access list (as the access layer's proxy admits it).
+fn access_roles(
+    ctx: &Context,
+    project: &Project,
+    workspace: &crate::controller::workspace::validate::ValidatedWorkspace,
+) -> Vec<(String, runtime::airflow::AirflowRole)> {
+    let allowed = crate::controller::workspace::validate::app_access(
+        project.spec.access.as_ref(),
+        &workspace.people,
+        &valid(&ctx.caches.users),
+    );
+    let mut roles = Vec::new();
+    for (role, people) in &workspace.people {
+        for person in people.iter().filter(|p| allowed.contains(p)) {
+            if let Some(email) = &person.email {
+                roles.push((email.clone(), runtime::airflow::AirflowRole::of(*role)));
+            }
+        }
+    }
+    roles
 }
 
 /// The PythonEnvironment a Project names, when it is ready: built from the spec it holds now,
@@ -517,7 +603,8 @@ async fn fail(
     let ready = Desired::no(READY, error.reason(), error.message());
     // A batch application's runs stay on record: a finished run is never run again.
     let runs = project.status.as_ref().map(|s| s.runs.clone()).unwrap_or_default();
-    let status = ProjectStatus { phase: Some(phase), runs, ..ProjectStatus::default() };
+    let version = project.status.as_ref().and_then(|s| s.version.clone());
+    let status = ProjectStatus { phase: Some(phase), runs, version, ..ProjectStatus::default() };
     apply_status(ctx, project, status, &[ready, condition]).await?;
     info!(reason = error.reason(), %error, "the project cannot run yet");
     Ok(match error {

@@ -42,6 +42,7 @@ pub const MAX_NAME_LENGTH: usize = 38;
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.airflow) == (self.runtime == 'Airflow')").message("spec.airflow must be set when spec.runtime is Airflow, and only then"))]
+#[x_kube(validation = Rule::new("!has(self.airflow) || !has(self.airflow.dags) || size(self.airflow.dags) == 0 || !has(self.source)").message("airflow.dags and source are exclusive: list every DAG repository in airflow.dags, or name the one in source"))]
 #[x_kube(validation = Rule::new("has(self.spark) == (self.runtime == 'Spark')").message("spec.spark must be set when spec.runtime is Spark, and only then"))]
 #[x_kube(validation = Rule::new("has(self.streamlit) == (self.runtime == 'Streamlit')").message("spec.streamlit must be set when spec.runtime is Streamlit, and only then"))]
 #[x_kube(validation = Rule::new("has(self.notebook) == (self.runtime == 'Notebook')").message("spec.notebook must be set when spec.runtime is Notebook, and only then"))]
@@ -206,19 +207,122 @@ const RESERVED_KEYS_MESSAGE: &str = "labels and annotations cannot use the prefi
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AirflowSpec {
-    /// Airflow version; the image tag. The operator's pinned default when absent.
+    /// Airflow version (3.x); the image tag. The operator's pinned default when absent. A change
+    /// migrates the metadata database first (a Job named by the version) and rolls the
+    /// components only once the migration succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^3\.[0-9]+\.[0-9]+$"))]
+    #[schemars(length(max = 16), regex(pattern = r"^3\.[0-9]{1,3}\.[0-9]{1,3}$"))]
     pub version: Option<String>,
+    /// Image of every Airflow container (it must hold that Airflow version and the
+    /// `cncf-kubernetes` and `postgres` providers, as the official image does); when absent
+    /// `apache/airflow:<version>` (or the operator's mirror of that repository), with the Python
+    /// of the project's Python environment when it names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    #[x_kube(validation = Rule::new(IMAGE_RULE).message(IMAGE_MESSAGE))]
+    pub image: Option<String>,
     /// How tasks run.
     #[serde(default)]
     pub executor: AirflowExecutor,
     /// The metadata database: a managed PostgreSQL when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<AirflowDatabase>,
+    /// What deleting the Project does with what Airflow keeps: with `Retain` (the default) the
+    /// managed database's volume and the generated keys (the fernet key that encrypts the
+    /// connections and variables stored in the database, the token secrets, the database
+    /// password) stay, so a Project re-created under the same name finds its history and can
+    /// read it; with `Delete` they are deleted with the Project.
+    #[serde(default)]
+    pub deletion_policy: AirflowDeletionPolicy,
+    /// DAG repositories, each one of the Workspace's `gitRepositories` at a ref and a path, and
+    /// each its own DAG bundle (named after the repository). Without it, `spec.source` is the one
+    /// bundle.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["repository"]))]
+    pub dags: Vec<GitSource>,
+    /// Which of the Workspace's variables and secrets become Airflow Variables
+    /// (`AIRFLOW_VAR_<NAME>`, read from the Workspace's ConfigMap and Secrets, never copied):
+    /// every one when absent, none when empty. Tasks read them with `Variable.get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 200), inner(length(min = 1, max = 253)))]
+    pub workspace_variables: Option<Vec<String>>,
+    /// Which of the Workspace's connections become Airflow Connections
+    /// (`AIRFLOW_CONN_<NAME>`, read from their Secrets, never copied): every one when absent,
+    /// none when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 200), inner(length(min = 1, max = 128)))]
+    pub workspace_connections: Option<Vec<String>>,
+    /// The project's own Airflow Variables (plain values; never credentials), next to the
+    /// Workspace's. A name the Workspace also gives is refused.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 100, "additionalProperties" = {"type": "string", "maxLength": 4096}))]
+    #[x_kube(validation = Rule::new(r"self.all(k, size(k) <= 128 && k.matches(r'^[A-Za-z_][A-Za-z0-9_]*$'))").message("variable names must be letters, digits and '_', not starting with a digit, at most 128 characters"))]
+    pub variables: BTreeMap<String, String>,
+    /// Public host name of the Airflow UI and API, one label inside the platform's domain:
+    /// served there only through its own authenticating proxy (the access layer), to the
+    /// project's access list, each person with the Airflow role of their workspace role
+    /// (admin → Admin, developer → Op, viewer → Viewer). Without it, or without the access
+    /// layer, nobody can sign in to the UI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new(DNS_SUBDOMAIN_RULE).message("host must be a DNS name in lowercase, such as 'airflow.example.com'"))]
+    pub host: Option<String>,
+    /// The API server of the UI and the REST API (`api-server --apps core`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_server: Option<AirflowComponent>,
+    /// The API server tasks report to (`api-server --apps execution`): a workload of its own,
+    /// so that task pods, which run user code, never reach the UI's server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_api: Option<AirflowComponent>,
+    /// The scheduler (with the LocalExecutor, the tasks run in it too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduler: Option<AirflowComponent>,
+    /// The DAG processor, which parses the DAG bundles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dag_processor: Option<AirflowComponent>,
+    /// The triggerer, which runs deferred tasks' triggers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub triggerer: Option<AirflowComponent>,
+    /// The project's shared volume (`ReadWriteMany`; 5Gi on the cluster's default StorageClass
+    /// when absent, which must then offer `ReadWriteMany`): the DAG checkouts, which every
+    /// Airflow pod mounts read-only, and the task logs, unless `remoteLogs` sends them elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageSpec>,
+    /// Task logs in object storage (Airflow's remote logging) instead of the shared volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_logs: Option<RemoteLogs>,
 }
 
-/// Airflow executors the operator supports.
+/// One Airflow component's workload.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AirflowComponent {
+    /// Replicas while the project runs (1 when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10))]
+    pub replicas: Option<i32>,
+    /// Resources of its container; the workspace's defaults when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "resources_schema")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+/// Remote task logs.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RemoteLogs {
+    /// Where the logs go, for example `s3://bucket/airflow/logs` (`s3://`, `gs://` or `wasb://`
+    /// with a provider in the image).
+    #[schemars(length(min = 6, max = 1024))]
+    #[x_kube(validation = Rule::new(r"self.matches(r'^(s3|gs|wasb|oss|hdfs)://[A-Za-z0-9][-A-Za-z0-9._]*(/[-A-Za-z0-9._~]+)*/?$')").message("remote.folder must be a URL such as 's3://bucket/airflow/logs' (s3, gs, wasb, oss or hdfs): no credentials, query or spaces"))]
+    pub folder: String,
+    /// Name of the Workspace connection that grants access to it.
+    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
+    pub connection: String,
+}
+
+/// Airflow executors the operator supports (`CeleryExecutor` may come later).
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub enum AirflowExecutor {
     /// Each task in its own pod.
@@ -226,6 +330,16 @@ pub enum AirflowExecutor {
     KubernetesExecutor,
     /// Tasks as processes of the scheduler.
     LocalExecutor,
+}
+
+/// What deleting an Airflow Project does with its database volume and keys.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
+pub enum AirflowDeletionPolicy {
+    /// Keep the managed database's volume and the generated keys.
+    #[default]
+    Retain,
+    /// Delete them with the Project.
+    Delete,
 }
 
 /// Where Airflow keeps its metadata: exactly one of `managed` or `external`.
@@ -245,9 +359,13 @@ pub struct AirflowDatabase {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ManagedDatabase {
-    /// Its data volume.
+    /// Its data volume (8Gi on the cluster's default StorageClass when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<StorageSpec>,
+    /// Resources of the PostgreSQL container; the workspace's defaults when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "resources_schema")]
+    pub resources: Option<ResourceRequirements>,
 }
 
 /// An external database.
@@ -255,8 +373,9 @@ pub struct ManagedDatabase {
 #[serde(rename_all = "camelCase")]
 pub struct ExternalDatabase {
     /// Name of an entry of the Workspace's `spec.connections` whose value is the SQLAlchemy URL,
-    /// for example `airflow_db`. A Project names a connection the workspace admins listed, never
-    /// a Secret: the operator reads no Secret the Workspace does not reference.
+    /// for example `airflow_db` holding `postgresql+psycopg2://user:password@host:5432/airflow`.
+    /// A Project names a connection the workspace admins listed, never a Secret: the operator
+    /// reads no Secret the Workspace does not reference.
     #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
     pub connection: String,
 }
@@ -528,6 +647,10 @@ pub struct ProjectStatus {
     /// The latest runs of a batch application, newest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub runs: Vec<RunStatus>,
+    /// The version the components run (Airflow): the last one whose database migration
+    /// succeeded, which may trail `spec` while a new version migrates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 /// One run of a batch application.

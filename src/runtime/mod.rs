@@ -3,6 +3,7 @@
 //! ordered children the apply layer writes; [`status`] reads what was applied. Adding a runtime
 //! means one folder here and one arm in each `match`.
 
+pub mod airflow;
 pub mod notebook;
 pub mod spark;
 pub mod streamlit;
@@ -65,6 +66,8 @@ pub enum RuntimeSpec {
     Streamlit(streamlit::Streamlit),
     /// A Spark Connect server or a batch application.
     Spark(Box<spark::Spark>),
+    /// Airflow 3.
+    Airflow(Box<airflow::Airflow>),
     /// A runtime this version does not run yet.
     NotYetSupported(Runtime),
 }
@@ -108,11 +111,14 @@ pub struct PodParts {
     pub containers: Vec<k8s_openapi::api::core::v1::Container>,
     /// The volumes.
     pub volumes: Vec<k8s_openapi::api::core::v1::Volume>,
+    /// Whether the project's Python environment is mounted: in every pod that runs user code.
+    pub python_environment: bool,
 }
 
 impl ValidatedProject {
     /// A pod of the project: restricted, with the project's scheduling overrides (labels,
-    /// annotations, placement) and its Python environment mounted in every container.
+    /// annotations, placement) and, where it runs user code, its Python environment mounted in
+    /// every container.
     pub fn pod_template(&self, parts: PodParts) -> k8s_openapi::api::core::v1::PodTemplateSpec {
         use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
         let mut template = PodTemplateSpec {
@@ -134,7 +140,7 @@ impl ValidatedProject {
         if let Some(overrides) = &self.pod_overrides {
             crate::build::pod::apply_overrides(&mut template, overrides);
         }
-        if let Some(environment) = &self.python_environment {
+        if let Some(environment) = self.python_environment.as_ref().filter(|_| parts.python_environment) {
             crate::build::python_env::mount(&mut template, environment);
         }
         template
@@ -172,7 +178,7 @@ pub fn validate(project: &Project, workspace: ValidatedWorkspace) -> Result<Vali
         Runtime::Notebook => RuntimeSpec::Notebook(notebook::validate(project)?),
         Runtime::Streamlit => RuntimeSpec::Streamlit(streamlit::validate(project)?),
         Runtime::Spark => RuntimeSpec::Spark(Box::new(spark::validate(project)?)),
-        other => RuntimeSpec::NotYetSupported(other),
+        Runtime::Airflow => RuntimeSpec::Airflow(Box::new(airflow::validate(project, &workspace)?)),
     };
     Ok(ValidatedProject {
         name: project.name_any(),
@@ -196,6 +202,7 @@ pub fn build(project: &ValidatedProject, config: &Config) -> Vec<Child> {
         RuntimeSpec::Notebook(notebook) => notebook::build(project, notebook, config),
         RuntimeSpec::Streamlit(app) => streamlit::build(project, app, config, project.proxied),
         RuntimeSpec::Spark(spark) => spark::build(project, spark, config),
+        RuntimeSpec::Airflow(airflow) => airflow::build(project, airflow, config),
         RuntimeSpec::NotYetSupported(_) => Vec::new(),
     }
 }
@@ -243,13 +250,19 @@ pub fn offered(project: &ValidatedProject) -> Option<Offered> {
     let (host, port, app, component) = match &project.runtime {
         RuntimeSpec::Streamlit(app) => (app.host.as_ref()?, streamlit::PORT, streamlit::APP, "app"),
         RuntimeSpec::Spark(spark) => (spark.host.as_ref()?, spark::UI_PORT, spark::APP, "driver"),
+        RuntimeSpec::Airflow(airflow) => {
+            (airflow.host.as_ref()?, airflow::API_PORT, airflow::APP, airflow::Component::ApiServer.name())
+        }
         _ => return None,
     };
     Some(Offered {
         // Prefixed, so no Project name meets the Studio's UIs (`studio`, `studio-ide`).
         ui: format!("app-{}", project.name),
         host: host.clone(),
-        service: project.name.clone(),
+        service: match &project.runtime {
+            RuntimeSpec::Airflow(_) => airflow::Component::ApiServer.workload(&project.name),
+            _ => project.name.clone(),
+        },
         port,
         pod_labels: project.labels(app, component),
     })
@@ -269,6 +282,8 @@ pub struct RuntimeStatus {
     pub conditions: Vec<Desired>,
     /// A batch application's latest runs, newest first.
     pub runs: Vec<RunStatus>,
+    /// The version the components run (Airflow).
+    pub version: Option<String>,
 }
 
 /// Status computed from what was applied; `previous` is the phase stored before this pass.
@@ -277,6 +292,7 @@ pub fn status(project: &ValidatedProject, applied: &Applied, previous: Option<Ph
         RuntimeSpec::Notebook(_) => notebook::status(project, applied, previous),
         RuntimeSpec::Streamlit(app) => streamlit::status(project, app, applied, previous),
         RuntimeSpec::Spark(spark) => spark::status(project, spark, applied, previous),
+        RuntimeSpec::Airflow(airflow) => airflow::status(project, airflow, applied, previous),
         RuntimeSpec::NotYetSupported(runtime) => RuntimeStatus {
             phase: Some(Phase::Pending),
             conditions: vec![Desired::no(

@@ -177,6 +177,10 @@ pub struct ValidatedWorkspace {
     pub variables: BTreeMap<String, String>,
     /// Secret-backed environment variables: name → Secret key.
     pub secret_env: BTreeMap<String, SecretKeyRef>,
+    /// The connections by name (also in `secret_env`, as `CONN_<NAME>`).
+    pub connections: BTreeMap<String, SecretKeyRef>,
+    /// The secrets by name (also in `secret_env`).
+    pub secrets: BTreeMap<String, SecretKeyRef>,
     /// Git repositories.
     pub repos: Vec<Checkout>,
     /// Quota and container defaults.
@@ -286,6 +290,8 @@ pub fn validate(workspace: &Workspace, observed: &Observed) -> Result<ValidatedW
         member_count: spec.members.len(),
         variables: spec.variables.clone(),
         secret_env,
+        connections: spec.connections.iter().map(|c| (c.name.clone(), c.secret_ref.clone())).collect(),
+        secrets: spec.secrets.iter().map(|c| (c.name.clone(), c.secret_ref.clone())).collect(),
         repos,
         quota: quota(workspace),
         studio,

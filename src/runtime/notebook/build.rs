@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::{APP, Notebook};
 use crate::{
     build::{
-        children::{Child, GeneratedSecret},
+        children::{Child, Encoding, GeneratedSecret},
         env, git, jupyter, pod, workload,
     },
     config::Config,
@@ -68,7 +68,7 @@ pub fn build(project: &ValidatedProject, notebook: &Notebook, _config: &Config) 
         }),
         Child::GeneratedSecret(GeneratedSecret {
             metadata: meta(&token),
-            keys: vec![TOKEN_KEY.into()],
+            keys: vec![(TOKEN_KEY.into(), Encoding::Hex)],
             bytes: 32,
         }),
         Child::Service(workload::headless(workload::service(
@@ -142,6 +142,7 @@ fn statefulset(
         init_containers: clones,
         containers: vec![server],
         volumes,
+        python_environment: true,
     });
     StatefulSet {
         metadata: project.child_meta(name, APP, COMPONENT),

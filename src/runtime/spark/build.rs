@@ -411,6 +411,7 @@ fn driver_template(
         init_containers: clones,
         containers: vec![driver],
         volumes,
+        python_environment: true,
     })
 }
 
@@ -444,6 +445,7 @@ fn executor_template(project: &ValidatedProject, image: &str) -> Pod {
         init_containers: Vec::new(),
         containers: vec![executor],
         volumes: vec![workload::empty_dir("tmp")],
+        python_environment: true,
     });
     Pod { metadata: template.metadata.unwrap_or_default(), spec: template.spec, ..Pod::default() }
 }

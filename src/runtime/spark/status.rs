@@ -64,7 +64,7 @@ pub fn status(
                     ui,
                 ],
                 conditions: vec![condition],
-                runs: Vec::new(),
+                ..RuntimeStatus::default()
             }
         }
         Mode::Batch(app) => batch(project, app, applied, executors, ui),
@@ -175,6 +175,7 @@ fn batch(
         endpoints: if running { vec![ui] } else { Vec::new() },
         conditions: vec![condition],
         runs,
+        ..RuntimeStatus::default()
     }
 }
 

@@ -137,6 +137,7 @@ fn deployment(
         init_containers: clones,
         containers: vec![app],
         volumes,
+        python_environment: true,
     });
     Deployment {
         metadata: project.child_meta(name, APP, COMPONENT),
