@@ -23,9 +23,10 @@ test: lint test-unit test-process test-e2e ## Lint, unit tests, the process test
 test-unit: ## Unit tests, CRD drift and example checks (no cluster needed).
 	$(CARGO) test --locked --lib --bins --test crds --test examples --test workspace_props
 
-test-process: ## Runs generated configurations with the real software: JupyterLab (a venv cached from PyPI), oauth2-proxy and a mock identity provider (built from Go modules), the Python environment build (PyPI), Streamlit and Spark (PyPI; Java from the distribution).
+test-process: ## Runs generated configurations with the real software: JupyterLab (a venv cached from PyPI), oauth2-proxy and a mock identity provider (built from Go modules), the Python environment build (PyPI), Streamlit and Spark (PyPI; Java from the distribution), Airflow (PyPI; PostgreSQL from the distribution).
 	hack/java.sh
-	$(CARGO) test --locked --test notebook_process --test access_process --test python_env_process --test streamlit_process --test spark_process
+	hack/postgres.sh >/dev/null
+	$(CARGO) test --locked --test notebook_process --test access_process --test python_env_process --test streamlit_process --test spark_process --test airflow_process
 
 test-e2e: ## The e2e suite on a freshly started local control plane, stopped afterwards.
 	hack/e2e.sh

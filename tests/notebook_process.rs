@@ -27,7 +27,7 @@ use std::{
 use support::temp::TempDir;
 
 use dataworkspace_operator::{
-    build::children::Child,
+    build::children::{Child, Encoding},
     config::Config,
     controller::{
         Valid,
@@ -156,7 +156,7 @@ impl Generated {
             .iter()
             .find_map(|c| if let Child::GeneratedSecret(s) = c { Some(s) } else { None })
             .expect("a Notebook has a generated Secret");
-        assert_eq!(secret.keys, vec![notebook::TOKEN_KEY.to_string()]);
+        assert_eq!(secret.keys, vec![(notebook::TOKEN_KEY.to_string(), Encoding::Hex)]);
         (secret.metadata.name.clone().unwrap_or_default(), notebook::TOKEN_KEY.into())
     }
 }

@@ -41,6 +41,27 @@ pub enum Encoding {
     Fernet,
 }
 
+impl Encoding {
+    /// A fresh random value: `bytes` random bytes (at least 16; a Fernet key is always 32) from
+    /// the system's generator, encoded. `None` when the generator fails.
+    pub fn generate(self, bytes: usize) -> Option<String> {
+        use ring::rand::SecureRandom;
+        let size = match self {
+            Encoding::Hex => bytes.max(16),
+            Encoding::Fernet => 32,
+        };
+        let mut random = vec![0u8; size];
+        ring::rand::SystemRandom::new().fill(&mut random).ok()?;
+        Some(match self {
+            Encoding::Hex => random.iter().map(|b| format!("{b:02x}")).collect(),
+            Encoding::Fernet => {
+                use base64::Engine;
+                base64::engine::general_purpose::URL_SAFE.encode(&random)
+            }
+        })
+    }
+}
+
 /// One child, in apply order: the set lists them as they must be applied (identities and
 /// configuration before the workloads that use them).
 #[derive(Clone, Debug, PartialEq)]

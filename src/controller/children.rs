@@ -19,14 +19,13 @@ use kube::{
     api::{DeleteParams, PostParams, PropagationPolicy},
     runtime::reflector::{Lookup, ObjectRef, Store},
 };
-use ring::rand::{SecureRandom, SystemRandom};
 
 use super::{
     Context, apply_namespaced,
     cache::{Cached, cached_meta},
 };
 use crate::{
-    build::children::{Child, Encoding, GeneratedSecret},
+    build::children::{Child, GeneratedSecret},
     error::{Error, Result},
     names::{LABEL_MANAGED_BY, MANAGER},
 };
@@ -258,26 +257,13 @@ pub(super) async fn generate_once(ctx: &Context, secret: &GeneratedSecret) -> Re
             .map(drop)
             .map_err(|source| Error::Apply { what: format!("Secret {name} (owner)"), source });
     }
-    let random = SystemRandom::new();
     let mut data = BTreeMap::new();
     for (key, encoding) in &secret.keys {
-        let size = match encoding {
-            Encoding::Hex => secret.bytes.max(16),
-            Encoding::Fernet => 32,
-        };
-        let mut bytes = vec![0u8; size];
-        random.fill(&mut bytes).map_err(|_| Error::InvalidSpec {
+        let value = encoding.generate(secret.bytes).ok_or_else(|| Error::InvalidSpec {
             reason: "RandomUnavailable",
             message: "the system's random number generator failed".into(),
         })?;
-        let text = match encoding {
-            Encoding::Hex => bytes.iter().map(|b| format!("{b:02x}")).collect(),
-            Encoding::Fernet => {
-                use base64::Engine;
-                base64::engine::general_purpose::URL_SAFE.encode(&bytes)
-            }
-        };
-        data.insert(key.clone(), ByteString(text.into_bytes()));
+        data.insert(key.clone(), ByteString(value.into_bytes()));
     }
     let object = Secret { metadata: secret.metadata.clone(), data: Some(data), ..Secret::default() };
     create(ctx, &api, &object).await.map(drop)

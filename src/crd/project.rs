@@ -224,6 +224,12 @@ pub struct AirflowSpec {
     /// How tasks run.
     #[serde(default)]
     pub executor: AirflowExecutor,
+    /// How many tasks run at once (`[core] parallelism`); with the LocalExecutor also how many
+    /// worker processes the scheduler keeps. 32 with the KubernetesExecutor and 8 with the
+    /// LocalExecutor when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1024))]
+    pub parallelism: Option<i32>,
     /// The metadata database: a managed PostgreSQL when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<AirflowDatabase>,

@@ -2,5 +2,6 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod pod;
 pub mod temp;
 pub mod venv;

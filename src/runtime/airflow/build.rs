@@ -370,9 +370,10 @@ pub fn args(component: Component) -> Vec<String> {
         // Behind the proxy: its X-Forwarded-* headers say the scheme and host people use.
         Component::ApiServer => &["api-server", "--apps", "core", "--proxy-headers"],
         Component::ExecutionApi => &["api-server", "--apps", "execution"],
-        Component::Scheduler => &["scheduler"],
+        // Task and trigger logs are on the shared volume (or remote): no log servers.
+        Component::Scheduler => &["scheduler", "--skip-serve-logs"],
         Component::DagProcessor => &["dag-processor"],
-        Component::Triggerer => &["triggerer"],
+        Component::Triggerer => &["triggerer", "--skip-serve-logs"],
     };
     args.iter().map(|a| (*a).to_string()).collect()
 }
@@ -848,14 +849,8 @@ mod tests {
 
     #[test]
     fn golden_objects_of_a_minimal_and_the_full_airflow_project() {
-        crate::build::children::assert_snapshots!(
-            "minimal-",
-            built(&project_with(true, migrated(), |_| {}))
-        );
-        crate::build::children::assert_snapshots!(
-            "full-",
-            built(&project_with(false, migrated(), |_| {}))
-        );
+        crate::build::children::assert_snapshots!("minimal-", built(&project_with(true, migrated(), |_| {})));
+        crate::build::children::assert_snapshots!("full-", built(&project_with(false, migrated(), |_| {})));
         let full = project_with(false, migrated(), |_| {});
         insta::assert_yaml_snapshot!(
             "full-task-pod",

@@ -185,6 +185,7 @@ pub fn settings(project: &ValidatedProject, airflow: &Airflow, role: Role) -> Ve
     };
     let mut settings = vec![
         Setting::text("core", "executor", executor),
+        Setting::text("core", "parallelism", airflow.parallelism.to_string()),
         Setting::text("core", "load_examples", "False"),
         Setting::text("core", "dags_folder", DAGS),
         Setting::text("core", "execution_api_server_url", execution_api_url(project)),
@@ -334,19 +335,19 @@ mod tests {
     fn every_option_the_operator_sets_exists_in_the_pinned_airflow() {
         let options = valid_options();
         let workspace = validated_example_workspace();
-        let variants: Vec<Box<dyn Fn(&mut Project)>> = vec![
-            Box::new(|_| {}),
-            Box::new(|p| {
+        let variants: [fn(&mut Project); 3] = [
+            |_| {},
+            |p| {
                 p.spec.airflow.as_mut().unwrap().executor =
                     crate::crd::project::AirflowExecutor::LocalExecutor
-            }),
-            Box::new(|p| {
+            },
+            |p| {
                 let a = p.spec.airflow.as_mut().unwrap();
                 a.remote_logs = Some(
                     serde_yaml::from_str("{folder: 's3://logs/airflow', connection: warehouse}").unwrap(),
                 );
                 a.database = Some(serde_yaml::from_str("external: {connection: warehouse}").unwrap());
-            }),
+            },
         ];
         let mut checked = 0;
         for variant in variants {

@@ -113,6 +113,8 @@ pub struct Airflow {
     pub image: Option<String>,
     /// How tasks run.
     pub executor: AirflowExecutor,
+    /// How many tasks run at once.
+    pub parallelism: i32,
     /// The metadata database.
     pub database: Database,
     /// Whether the database volume and the keys outlive the Project.
@@ -403,6 +405,10 @@ pub fn validate(project: &Project, workspace: &ValidatedWorkspace) -> Result<Air
         version,
         image: spec.image,
         executor: spec.executor,
+        parallelism: spec.parallelism.unwrap_or(match spec.executor {
+            AirflowExecutor::KubernetesExecutor => 32,
+            AirflowExecutor::LocalExecutor => 8,
+        }),
         database,
         retain: spec.deletion_policy == AirflowDeletionPolicy::Retain,
         bundles,
