@@ -30,8 +30,24 @@ use crate::{
 };
 
 /// Condition types the Project controller writes.
-pub const CONDITION_TYPES: &[&str] =
-    &[READY, "Workspace", "Runtime", "Server", "App", "Driver", "Run", "Access"];
+pub const CONDITION_TYPES: &[&str] = &[
+    READY,
+    "Workspace",
+    "Runtime",
+    "Server",
+    "App",
+    "Driver",
+    "Run",
+    // Airflow.
+    "DatabaseReady",
+    "MigrationComplete",
+    "ApiServer",
+    "ExecutionApi",
+    "Scheduler",
+    "DagProcessor",
+    "Triggerer",
+    "Access",
+];
 
 /// The Project controller, fed by the caches: its own kind, the children it owns (by owner
 /// reference), and spec changes of the Workspace of its namespace.
@@ -84,6 +100,9 @@ pub fn controller(feeds: &mut Feeds, ctx: &Arc<Context>) -> Controller<Deseriali
         })
         .watches_stream(feeds.ingresses.subscribe(), move |o| labelled_project(&by_label4, &o))
         .watches_stream(feeds.network_policies.subscribe(), |o| owning_project(&o))
+        // An Airflow project's shared volume (and one of a Project deleted under the same name,
+        // whose going frees the name).
+        .watches_stream(feeds.volumes.subscribe(), |o| owning_project(&o))
         .watches_stream(feeds.stateful_sets.subscribe(), |o| owning_project(&o))
         // Its Jobs, and its CronJob's, which name it by label.
         .watches_stream(feeds.jobs.subscribe(), |o| owning_project(&o).or_else(|| scheduled_run_project(&o)))

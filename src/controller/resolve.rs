@@ -38,8 +38,9 @@ pub fn observe(workspace: &Workspace, caches: &Caches, config: &Config) -> Obser
     // The operator's bindings are exactly the role bindings it names, owned by this Workspace's
     // UID; a label anyone can copy proves nothing.
     let uid = workspace.metadata.uid.as_deref();
-    // A Spark project's driver binding is the operator's too: the driver role, bound to the
-    // project's own driver ServiceAccount, owned by a Project of this namespace.
+    // A Spark project's driver binding and an Airflow project's scheduler binding are the
+    // operator's too: that role, bound to the project's own ServiceAccount of the binding's
+    // name, owned by a Project of this namespace.
     let projects: Vec<String> = caches
         .projects
         .state()
@@ -47,9 +48,10 @@ pub fn observe(workspace: &Workspace, caches: &Caches, config: &Config) -> Obser
         .filter(|p| kube::Resource::meta(p.as_ref()).namespace.as_deref() == Some(namespace.as_str()))
         .filter_map(|p| kube::Resource::meta(p.as_ref()).uid.clone())
         .collect();
-    let spark_driver = |b: &RoleBinding| {
+    let project_role = |b: &RoleBinding| {
         b.role_ref.kind == "ClusterRole"
-            && b.role_ref.name == crate::runtime::spark::DRIVER_ROLE
+            && [crate::runtime::spark::DRIVER_ROLE, crate::runtime::airflow::SCHEDULER_ROLE]
+                .contains(&b.role_ref.name.as_str())
             && b.subjects
                 .as_deref()
                 .is_some_and(|s| s.len() == 1 && s[0].kind == "ServiceAccount" && s[0].name == b.name_any())
@@ -59,7 +61,7 @@ pub fn observe(workspace: &Workspace, caches: &Caches, config: &Config) -> Obser
         b.labels().get(LABEL_MANAGED_BY).map(String::as_str) == Some(MANAGER)
             && ((ROLE_BINDINGS.contains(&b.name_any().as_str())
                 && b.owner_references().iter().any(|o| Some(o.uid.as_str()) == uid))
-                || spark_driver(b))
+                || project_role(b))
     };
     let mut foreign_role_bindings: Vec<String> = caches
         .role_bindings

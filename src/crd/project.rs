@@ -308,7 +308,11 @@ pub struct AirflowComponent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 10))]
     pub replicas: Option<i32>,
-    /// Resources of its container; the workspace's defaults when absent.
+    /// Resources of its container. When absent, a size for the component (the API server
+    /// 250m/768Mi requested, 1 CPU/1.5Gi limits; the Execution API 100m/512Mi, 500m/1Gi; the
+    /// scheduler and the DAG processor 250m/512Mi, 1/1Gi; the triggerer 100m/256Mi,
+    /// 500m/768Mi), except that with the LocalExecutor the scheduler, which runs the tasks, takes
+    /// `spec.resources`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "resources_schema")]
     pub resources: Option<ResourceRequirements>,
@@ -368,7 +372,7 @@ pub struct ManagedDatabase {
     /// Its data volume (8Gi on the cluster's default StorageClass when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<StorageSpec>,
-    /// Resources of the PostgreSQL container; the workspace's defaults when absent.
+    /// Resources of the PostgreSQL container (100m/256Mi requested, 500m/1Gi limits when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "resources_schema")]
     pub resources: Option<ResourceRequirements>,

@@ -2,6 +2,7 @@
 //! runs for the whole suite; each test gets its own namespace and unique cluster-scoped names.
 
 mod access;
+mod airflow;
 mod cluster;
 mod environments;
 mod harness;
@@ -77,6 +78,8 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         environments::approval_is_enforced_and_a_build_reaches_the_project,
         streamlit::an_app_runs_stops_and_is_deleted_cleanly,
         spark::connect_and_batch_run_fail_rerun_stop_and_delete,
+        airflow::example_airflow_runs_and_keeps_its_keys,
+        airflow::airflow_stops_rolls_migrates_and_deletes,
         tenancy::existing_namespaces_are_never_taken_over,
         tenancy::namespace_cannot_be_added_or_removed,
         tenancy::retained_namespaces_are_not_inherited,

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::{api::core::v1::ResourceRequirements, apimachinery::pkg::api::resource::Quantity};
 use k8s_openapi::{
     api::{
         apps::v1::{
@@ -132,7 +133,16 @@ pub fn build(project: &ValidatedProject, airflow: &Airflow, config: &Config) -> 
             children.push(Child::RoleBinding(scheduler_binding(project)));
         }
     }
-    let files = files(project, airflow, &desired_image);
+    // The components run the version whose migration succeeded: the spec's, or while it
+    // migrates the one they run; before any migration succeeded, nothing.
+    let migrated = airflow.rollout.migration == Some(Migration::Succeeded);
+    let (version, image, may_run) = match (&airflow.rollout.running, migrated) {
+        (_, true) => (airflow.version.clone(), desired_image.clone(), true),
+        (Some((version, image)), false) => (version.clone(), image.clone(), true),
+        (None, false) => (airflow.version.clone(), desired_image.clone(), false),
+    };
+    // Tasks too: their pod template names the components' image.
+    let files = files(project, airflow, &image);
     children.push(Child::ConfigMap(ConfigMap {
         metadata: project.child_meta(&config::files_config_map(name), APP, "airflow"),
         data: Some(files.clone()),
@@ -166,14 +176,6 @@ pub fn build(project: &ValidatedProject, airflow: &Airflow, config: &Config) -> 
     }
     children.push(Child::NetworkPolicy(api_network_policy(project)));
     children.push(Child::NetworkPolicy(execution_network_policy(project)));
-    // The components run the version whose migration succeeded: the spec's, or while it
-    // migrates the one they run; before any migration succeeded, nothing.
-    let migrated = airflow.rollout.migration == Some(Migration::Succeeded);
-    let (version, image, may_run) = match (&airflow.rollout.running, migrated) {
-        (_, true) => (airflow.version.clone(), desired_image.clone(), true),
-        (Some((version, image)), false) => (version.clone(), image.clone(), true),
-        (None, false) => (airflow.version.clone(), desired_image.clone(), false),
-    };
     for component in super::COMPONENTS {
         let replicas =
             if halted(project, airflow) || !may_run { 0 } else { airflow.workload(component).replicas };
@@ -364,6 +366,46 @@ fn jobs_check(job_type: &str) -> Probe {
     }
 }
 
+/// Requests and limits (CPU, memory) as a container's resources.
+fn sized(cpu: &str, memory: &str, cpu_limit: &str, memory_limit: &str) -> ResourceRequirements {
+    let quantities = |cpu: &str, memory: &str| {
+        Some(BTreeMap::from([
+            ("cpu".to_string(), Quantity(cpu.into())),
+            ("memory".to_string(), Quantity(memory.into())),
+        ]))
+    };
+    ResourceRequirements {
+        requests: quantities(cpu, memory),
+        limits: quantities(cpu_limit, memory_limit),
+        ..ResourceRequirements::default()
+    }
+}
+
+/// A component's resources: the project's for it; with the LocalExecutor the scheduler, which
+/// runs the tasks, the project's task resources; else a size that fits the workload, so that
+/// an Airflow project takes about half of a default workspace quota (8 CPUs), not all of it
+/// (which the workspace's per-container defaults would).
+fn component_resources(
+    project: &ValidatedProject,
+    airflow: &Airflow,
+    component: Component,
+) -> ResourceRequirements {
+    if let Some(own) = &airflow.workload(component).resources {
+        return own.clone();
+    }
+    if component == Component::Scheduler && !airflow.kubernetes_executor() {
+        if let Some(tasks) = &project.resources {
+            return tasks.clone();
+        }
+    }
+    match component {
+        Component::ApiServer => sized("250m", "768Mi", "1", "1536Mi"),
+        Component::ExecutionApi => sized("100m", "512Mi", "500m", "1Gi"),
+        Component::Scheduler | Component::DagProcessor => sized("250m", "512Mi", "1", "1Gi"),
+        Component::Triggerer => sized("100m", "256Mi", "500m", "768Mi"),
+    }
+}
+
 /// A component's `airflow` arguments.
 pub fn args(component: Component) -> Vec<String> {
     let args: &[&str] = match component {
@@ -468,7 +510,7 @@ fn component_deployment(
         env: Some(vars),
         env_from: (component != Component::ApiServer).then(workspace_variables),
         ports: (!ports.is_empty()).then_some(ports),
-        resources: airflow.workload(component).resources.clone(),
+        resources: Some(component_resources(project, airflow, component)),
         volume_mounts: Some(mounts),
         readiness_probe: readiness,
         liveness_probe: liveness,
@@ -528,7 +570,10 @@ fn dags_deployment(project: &ValidatedProject, airflow: &Airflow) -> Deployment 
     let checkouts: Vec<git::Checkout> = airflow.bundles.iter().map(|b| b.checkout.clone()).collect();
     let containers = checkouts
         .iter()
-        .map(|r| git::container(r, DATA_VOLUME, DATA, config::DAGS, git::Mode::Continuous))
+        .map(|r| Container {
+            resources: Some(sized("10m", "64Mi", "200m", "256Mi")),
+            ..git::container(r, DATA_VOLUME, DATA, config::DAGS, git::Mode::Continuous)
+        })
         .collect();
     let mut volumes = vec![Volume {
         name: DATA_VOLUME.into(),
@@ -580,6 +625,7 @@ fn migration_job(project: &ValidatedProject, airflow: &Airflow, image: &str) -> 
         name: "migrate".into(),
         image: Some(image.into()),
         args: Some(vec!["db".into(), "migrate".into()]),
+        resources: Some(sized("100m", "512Mi", "1", "1Gi")),
         env: Some(config::settings_env(project, airflow, Role::Migration)),
         volume_mounts: Some(mounts),
         security_context: Some(pod::container_security(UID, true)),
@@ -713,7 +759,7 @@ fn postgres(project: &ValidatedProject, airflow: &Airflow) -> StatefulSet {
             container_port: POSTGRES_PORT,
             ..ContainerPort::default()
         }]),
-        resources: resources.clone(),
+        resources: Some(resources.clone().unwrap_or_else(|| sized("100m", "256Mi", "500m", "1Gi"))),
         volume_mounts: Some(vec![
             mount("data", "/var/lib/postgresql/data", false),
             mount("run", "/var/run/postgresql", false),

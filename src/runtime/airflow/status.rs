@@ -178,3 +178,91 @@ pub fn migration_state(job: &k8s_openapi::api::batch::v1::Job) -> Migration {
         None => Migration::Running,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        crd::Project,
+        fixtures::validated_example_workspace,
+        runtime::{self, RuntimeSpec},
+    };
+
+    fn project() -> ValidatedProject {
+        let project: Project = serde_yaml::from_str(
+            "metadata: {name: etl, namespace: dw-analytics, uid: u}\nspec: {runtime: Airflow, airflow: {}}",
+        )
+        .unwrap();
+        let mut validated = runtime::validate(&project, validated_example_workspace()).unwrap();
+        if let RuntimeSpec::Airflow(a) = &mut validated.runtime {
+            a.fenced = true;
+        }
+        validated
+    }
+
+    fn airflow(project: &ValidatedProject) -> &Airflow {
+        let RuntimeSpec::Airflow(a) = &project.runtime else { panic!("not Airflow") };
+        a
+    }
+
+    fn job(status: &str) -> k8s_openapi::api::batch::v1::Job {
+        serde_yaml::from_str(status).unwrap()
+    }
+
+    #[test]
+    fn every_condition_is_one_the_controller_writes() {
+        let project = project();
+        let status = status(&project, airflow(&project), &Applied::default(), None);
+        for condition in &status.conditions {
+            assert!(
+                crate::controller::project::CONDITION_TYPES.contains(&condition.type_),
+                "{} is not written",
+                condition.type_
+            );
+        }
+        let types: Vec<&str> = status.conditions.iter().map(|c| c.type_).collect();
+        assert_eq!(
+            types,
+            [
+                "DatabaseReady",
+                "MigrationComplete",
+                "ApiServer",
+                "ExecutionApi",
+                "Scheduler",
+                "DagProcessor",
+                "Triggerer"
+            ]
+        );
+        assert_eq!(status.phase, Some(Phase::Provisioning));
+        assert_eq!(status.conditions[1].reason, "WaitingForDatabase");
+    }
+
+    #[test]
+    fn a_failed_migration_fails_a_new_project_and_degrades_a_running_one() {
+        let project = project();
+        let name = super::super::migration_job_name("etl", airflow(&project));
+        let mut applied = Applied::default();
+        applied.jobs.insert(
+            name.clone(),
+            job("status: {failed: 3, conditions: [{type: Failed, status: 'True', reason: BackoffLimitExceeded, message: Job has reached the specified backoff limit}]}"),
+        );
+        let failed = status(&project, airflow(&project), &applied, None);
+        assert_eq!(failed.phase, Some(Phase::Failed));
+        let migration = &failed.conditions[1];
+        assert_eq!((migration.status, migration.reason), (false, "MigrationFailed"));
+        assert!(
+            migration.message.contains(&format!("kubectl logs -n dw-analytics job/{name}")),
+            "{}",
+            migration.message
+        );
+        // Running an earlier version: degraded, still running it.
+        let deployment: k8s_openapi::api::apps::v1::Deployment = serde_yaml::from_str(
+            "metadata: {name: etl-scheduler, annotations: {dataworkspace.io/airflow-version: 3.3.1}}\nspec: {replicas: 1, selector: {}, template: {}}",
+        )
+        .unwrap();
+        applied.deployments.insert("etl-scheduler".into(), deployment);
+        let degraded = status(&project, airflow(&project), &applied, Some(Phase::Running));
+        assert_eq!(degraded.phase, Some(Phase::Degraded));
+        assert_eq!(degraded.version.as_deref(), Some("3.3.1"));
+    }
+}
