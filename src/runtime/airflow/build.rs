@@ -393,10 +393,12 @@ fn component_resources(
     if let Some(own) = &airflow.workload(component).resources {
         return own.clone();
     }
-    if component == Component::Scheduler && !airflow.kubernetes_executor() {
-        if let Some(tasks) = &project.resources {
-            return tasks.clone();
-        }
+    if let Some(tasks) = project
+        .resources
+        .as_ref()
+        .filter(|_| component == Component::Scheduler && !airflow.kubernetes_executor())
+    {
+        return tasks.clone();
     }
     match component {
         Component::ApiServer => sized("250m", "768Mi", "1", "1536Mi"),
