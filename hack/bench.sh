@@ -45,9 +45,12 @@
 #   per Project 7: ServiceAccount, ConfigMap, Secret, Service, StatefulSet, status, Event;
 #   per User 2: status, Event (no User is a platform admin: no ClusterRoleBinding).
 # So minimum = 15 N + 7 N M + 2 U. Writes are create, update, patch and delete requests.
-# With DWO_BENCH_MIX=1 (a third each of Notebooks, Streamlit apps and Spark Connect servers): a
-# Streamlit Project 5 (ServiceAccount, Service, Deployment, status, Event), a Spark Connect
-# Project 8 (two ServiceAccounts, RoleBinding, ConfigMap, Service, Deployment, status, Event).
+# With DWO_BENCH_MIX=1 (a quarter each of Notebooks, Streamlit apps, Spark Connect servers and
+# Airflows): a Streamlit Project 5 (ServiceAccount, Service, Deployment, status, Event), a Spark
+# Connect Project 8 (two ServiceAccounts, RoleBinding, ConfigMap, Service, Deployment, status,
+# Event), an Airflow Project (KubernetesExecutor, managed database) 22: three ServiceAccounts,
+# RoleBinding, ConfigMap, Secret, PersistentVolumeClaim, three Services, three NetworkPolicies,
+# StatefulSet, the migration Job, five Deployments, status, Event.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 N="${1:-50}" M="${2:-10}"
@@ -60,12 +63,14 @@ P=$((N * M))
 MIX="${DWO_BENCH_MIX:-0}"
 runtime_of() {
 	if [[ "${MIX}" != 1 ]]; then echo Notebook; return; fi
-	case $(($1 % 3)) in 1) echo Notebook ;; 2) echo Streamlit ;; 0) echo Spark ;; esac
+	case $(($1 % 4)) in 1) echo Notebook ;; 2) echo Streamlit ;; 3) echo Spark ;; 0) echo Airflow ;; esac
 }
 # Projects of each runtime (per Workspace × N).
-P_NB=0 P_ST=0 P_SP=0
+P_NB=0 P_ST=0 P_SP=0 P_AF=0
 for k in $(seq 1 "${M}"); do
-	case "$(runtime_of "${k}")" in Notebook) P_NB=$((P_NB + N)) ;; Streamlit) P_ST=$((P_ST + N)) ;; Spark) P_SP=$((P_SP + N)) ;; esac
+	case "$(runtime_of "${k}")" in
+	Notebook) P_NB=$((P_NB + N)) ;; Streamlit) P_ST=$((P_ST + N)) ;; Spark) P_SP=$((P_SP + N)) ;; Airflow) P_AF=$((P_AF + N)) ;;
+	esac
 done
 TIMEOUT="${DWO_BENCH_TIMEOUT:-1800}"
 QUIET=10
@@ -73,7 +78,8 @@ LISTEN=127.0.0.1:18383
 OPERATOR_USER=system:serviceaccount:dataworkspace-system:dataworkspace-operator
 export DWO_CLUSTER_NAME=dwo-bench DWO_CLUSTER_DIR="${PWD}/target/bench-cluster" DWO_AUDIT=1
 # kwok nodes hold 110 pods each.
-export DWO_CLUSTER_NODES=$(((P + 99) / 100 + 1))
+# An Airflow runs 7 pods (and its migration's).
+export DWO_CLUSTER_NODES=$(((P + 7 * P_AF + 99) / 100 + 1))
 WORK="${DWO_CLUSTER_DIR}/bench"
 RESULTS="${DWO_BENCH_RESULTS:-docs/benchmarks/$(date +%F)-projects.md}"
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -117,13 +123,13 @@ kubectl config view --raw --minify --flatten |
 persistent_volumes() { # first count
 	local i
 	for i in $(seq "$1" $(($1 + $2 - 1))); do
-		printf -- '---\napiVersion: v1\nkind: PersistentVolume\nmetadata: {name: bench-pv-%s}\nspec: {storageClassName: bench, capacity: {storage: 1Gi}, accessModes: [ReadWriteOnce], persistentVolumeReclaimPolicy: Retain, hostPath: {path: /var/lib/bench-pv/%s}}\n' "$i" "$i"
+		printf -- '---\napiVersion: v1\nkind: PersistentVolume\nmetadata: {name: bench-pv-%s}\nspec: {storageClassName: bench, capacity: {storage: 1Gi}, accessModes: [ReadWriteOnce, ReadWriteMany], persistentVolumeReclaimPolicy: Retain, hostPath: {path: /var/lib/bench-pv/%s}}\n' "$i" "$i"
 	done
 }
 if [[ ${P} -gt 0 ]]; then
 	{
 		printf -- '---\napiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {name: bench, annotations: {storageclass.kubernetes.io/is-default-class: "true"}}\nprovisioner: kubernetes.io/no-provisioner\nvolumeBindingMode: WaitForFirstConsumer\nreclaimPolicy: Retain\n'
-		persistent_volumes 1 $((P + 10))
+		persistent_volumes 1 $((P + P_AF + 10))
 	} >"${WORK}/storage.yaml"
 	kubectl create -f "${WORK}/storage.yaml" >/dev/null
 fi
@@ -144,8 +150,12 @@ workspaces() {
 	local i quota
 	for i in $(seq 1 "${N}"); do
 		quota=""
+		# With Airflows (about 5 CPUs each) the quotas are larger, non-canonical ones still so.
+		[[ "${MIX}" == 1 ]] && quota=', quota: {cpu: "32", memory: 128Gi, storage: 500Gi, pods: 100}'
 		noncanonical "${i}" &&
 			quota=', quota: {cpu: "1.5", memory: "2048Mi", storage: "20480Mi", containerDefaults: {requests: {cpu: "0.01", memory: "32Mi"}, limits: {cpu: "0.1", memory: "131072Ki"}}}'
+		noncanonical "${i}" && [[ "${MIX}" == 1 ]] &&
+			quota=', quota: {cpu: "32000m", memory: "131072Mi", storage: "512000Mi", pods: 100, containerDefaults: {requests: {cpu: "0.01", memory: "32Mi"}, limits: {cpu: "0.1", memory: "131072Ki"}}}'
 		printf -- '---\napiVersion: dataworkspace.io/v1alpha1\nkind: Workspace\nmetadata: {name: %s}\nspec: {members: [{user: %s, role: admin}, {team: %s-%s, role: developer}], variables: {A: b}%s}\n' \
 			"$1${i}" "$2$(((i - 1) % U + 1))" "$3" "$((i % 5))" "${quota}"
 	done
@@ -153,8 +163,9 @@ workspaces() {
 # A Notebook with the workspace's container defaults (1 CPU limit) would fit only 8 times into the
 # default quota (8 CPU): Projects ask for less (16 fit), those of the non-canonical Workspaces get
 # their container defaults (15 fit). With DWO_BENCH_MIX=1, Project k is a Notebook when k mod 3
-# is 1, a Streamlit app (an image's own command) when 2, a Spark Connect server when 0 (its
-# driver's memory 1Gi: the heap derives from it).
+# is 1, a Streamlit app (an image's own command) when 2, a Spark Connect server when 3 (its
+# driver's memory 1Gi: the heap derives from it), an Airflow when 0 (the KubernetesExecutor, a
+# managed database; volumes of 1Gi, the bench's).
 projects() {
 	local i k size resources spark
 	for i in $(seq 1 "${N}"); do
@@ -167,6 +178,7 @@ projects() {
 			Notebook) printf 'spec: {runtime: Notebook%s, notebook: {storage: {size: %s}}}\n' "${resources}" "${size}" ;;
 			Streamlit) printf 'spec: {runtime: Streamlit%s, streamlit: {image: registry.example.com/app:1}}\n' "${resources}" ;;
 			Spark) printf 'spec: {runtime: Spark, spark: {mode: Connect, executors: {instances: 1}%s}}\n' "${spark}" ;;
+			Airflow) printf 'spec: {runtime: Airflow, airflow: {database: {managed: {storage: {size: 1Gi}}}, storage: {size: 1Gi}}}\n' ;;
 			esac
 		done
 	done
@@ -269,7 +281,7 @@ running_projects() {
 namespaces_of() { kubectl get namespaces -o name | grep -c "^namespace/dw-$1[0-9]*\$" || true; }
 
 # --- 1. Convergence ---------------------------------------------------------------------------------
-log "input: ${N} Workspaces × ${M} Projects ($([[ "${MIX}" == 1 ]] && echo "${P_NB} Notebook, ${P_ST} Streamlit, ${P_SP} Spark Connect" || echo Notebook)), ${U} Users (${NONCANONICAL} Workspaces with non-canonical quantities)"
+log "input: ${N} Workspaces × ${M} Projects ($([[ "${MIX}" == 1 ]] && echo "${P_NB} Notebook, ${P_ST} Streamlit, ${P_SP} Spark Connect, ${P_AF} Airflow" || echo Notebook)), ${U} Users (${NONCANONICAL} Workspaces with non-canonical quantities)"
 offset_start="$(audit_offset)"
 start_operator
 started="$(now)"
@@ -310,7 +322,7 @@ failed="$(failed_writes)"
 own_writes="$(metric dataworkspace_api_writes_total)"
 failures="$(metric dataworkspace_reconcile_failures_total)"
 failure_reasons="$(awk 'index($0, "dataworkspace_reconcile_failures_total{") == 1 && $NF > 0 { sub(/^[^{]*/, ""); printf "%s %s; ", $1, $2 }' "${WORK}/metrics.txt")"
-minimum=$((15 * N + 7 * P_NB + 5 * P_ST + 8 * P_SP + 2 * U))
+minimum=$((15 * N + 7 * P_NB + 5 * P_ST + 8 * P_SP + 22 * P_AF + 2 * U))
 hwm="$(kib VmHWM)" rss="$(kib VmRSS)" cpu="$(cpu_seconds)"
 # What the operator caches, as compact JSON without managed fields (approximate: kubectl's output
 # with blanks removed; Secrets and Namespaces by their metadata only): to judge memory against the
@@ -328,14 +340,16 @@ minimum_of() {
 	case "$1" in
 	"namespaces create") echo "${N}" ;;
 	"clusterroles patch" | "clusterrolebindings patch") echo $((2 * N)) ;;
-	"rolebindings patch") echo $((3 * N + P_SP)) ;;
-	"networkpolicies patch") echo $((2 * N)) ;;
+	"rolebindings patch") echo $((3 * N + P_SP + P_AF)) ;;
+	"networkpolicies patch") echo $((2 * N + 3 * P_AF)) ;;
 	"resourcequotas patch" | "limitranges patch" | "workspaces/status patch") echo "${N}" ;;
-	"configmaps patch") echo $((N + P_NB + P_SP)) ;;
-	"serviceaccounts patch") echo $((P_NB + P_ST + 2 * P_SP)) ;;
-	"statefulsets patch" | "secrets create") echo "${P_NB}" ;;
-	"deployments patch") echo $((P_ST + P_SP)) ;;
-	"services patch" | "projects/status patch") echo "${P}" ;;
+	"configmaps patch") echo $((N + P_NB + P_SP + P_AF)) ;;
+	"serviceaccounts patch") echo $((P_NB + P_ST + 2 * P_SP + 3 * P_AF)) ;;
+	"statefulsets patch" | "secrets create") echo $((P_NB + P_AF)) ;;
+	"persistentvolumeclaims create" | "jobs create") echo "${P_AF}" ;;
+	"deployments patch") echo $((P_ST + P_SP + 5 * P_AF)) ;;
+	"services patch") echo $((P + 2 * P_AF)) ;;
+	"projects/status patch") echo "${P}" ;;
 	"users/status patch") echo "${U}" ;;
 	"events create") echo $((N + P + U)) ;;
 	*) echo 0 ;;
@@ -436,7 +450,7 @@ memory="$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
 model="$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
 {
 	kinds="Notebook Projects"
-	[[ "${MIX}" != 1 ]] || kinds="Projects (${P_NB} Notebook, ${P_ST} Streamlit, ${P_SP} Spark Connect)"
+	[[ "${MIX}" != 1 ]] || kinds="Projects (${P_NB} Notebook, ${P_ST} Streamlit, ${P_SP} Spark Connect, ${P_AF} Airflow)"
 	printf '\n## %s × %s %s, %s Users — %s\n\n' "${N} Workspaces" "${M}" "${kinds}" "${U}" "$(date -u '+%Y-%m-%d %H:%M UTC')"
 	printf 'Command: `%shack/bench.sh %s %s %s`. Operator %s (release build), Kubernetes %s, etcd %s, kwok %s, %s.\n' \
 		"$([[ "${MIX}" == 1 ]] && echo 'DWO_BENCH_MIX=1 ')" "${N}" "${M}" "${U}" "${commit}" "${K8S_VERSION}" "${ETCD_VERSION}" "${KWOK_VERSION}" "$(rustc --version | cut -d' ' -f1-2)"
@@ -458,7 +472,7 @@ model="$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
 	printf '| Operator requests (API server audit) | GET %s, LIST %s, WATCH %s; writes %s (create %s, update %s, patch %s, delete %s; %s refused or failed) |\n' \
 		"${gets}" "${lists}" "${watches}" "${writes}" "${creates}" "${updates}" "${patches}" "${deletes}" "${failed}"
 	printf '| Operator write counter (`api_writes_total`) | %s |\n' "${own_writes}"
-	printf '| Minimum writes (15 N + 7 Notebooks + 5 Streamlit + 8 Spark + 2 U) | %s |\n' "${minimum}"
+	printf '| Minimum writes (15 N + 7 Notebooks + 5 Streamlit + 8 Spark + 22 Airflow + 2 U) | %s |\n' "${minimum}"
 	if [[ -n "${converged}" ]]; then
 		printf '| Writes / minimum | %s (target ≤ 1.2: %s) |\n' "${ratio}" "$(yes_no "$(awk -v r="${ratio}" 'BEGIN { print (r <= 1.2) }')")"
 	else

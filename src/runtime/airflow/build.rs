@@ -134,7 +134,7 @@ pub fn build(project: &ValidatedProject, airflow: &Airflow, config: &Config) -> 
         }
     }
     // The components run the version whose migration succeeded: the spec's, or while it
-    // migrates the one they run; before any migration succeeded, nothing.
+    // migrates the one they run; before any migration succeeded, nothing runs.
     let migrated = airflow.rollout.migration == Some(Migration::Succeeded);
     let (version, image, may_run) = match (&airflow.rollout.running, migrated) {
         (_, true) => (airflow.version.clone(), desired_image.clone(), true),
@@ -176,9 +176,13 @@ pub fn build(project: &ValidatedProject, airflow: &Airflow, config: &Config) -> 
     }
     children.push(Child::NetworkPolicy(api_network_policy(project)));
     children.push(Child::NetworkPolicy(execution_network_policy(project)));
+    // Before a first migration succeeded there is nothing to run: the workloads are made once,
+    // at the migrated version (and kept, scaled to zero, while stopped).
+    if !may_run {
+        return children;
+    }
     for component in super::COMPONENTS {
-        let replicas =
-            if halted(project, airflow) || !may_run { 0 } else { airflow.workload(component).replicas };
+        let replicas = if halted(project, airflow) { 0 } else { airflow.workload(component).replicas };
         // A component rolls when a file it reads at start changes: the API server its auth
         // manager, the scheduler the task pod template. The roles file is read at each request.
         let read = match component {
@@ -1073,11 +1077,10 @@ mod tests {
 
     #[test]
     fn the_rollout_migrates_first_then_runs_the_migrated_version() {
-        // Nothing before the database is ready: no migration, components at zero.
+        // Nothing before the database is ready: no migration, no components.
         let waiting = built(&project_with(true, Rollout::default(), |_| {}));
-        assert!(!waiting.iter().any(|c| matches!(c, Child::Job(_))));
-        assert_eq!(replicas(&waiting, "etl-scheduler"), 0);
-        // The database is ready: the migration Job, components still at zero.
+        assert!(!waiting.iter().any(|c| matches!(c, Child::Job(_) | Child::Deployment(_))));
+        // The database is ready: the migration Job, still no components.
         let migrating = Rollout { database_ready: true, migration: None, running: None };
         let children = built(&project_with(true, migrating, |_| {}));
         let Some(Child::Job(job)) = children.iter().find(|c| matches!(c, Child::Job(_))) else {
@@ -1089,7 +1092,7 @@ mod tests {
             job.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0].args.as_ref().unwrap(),
             &["db", "migrate"]
         );
-        assert_eq!(replicas(&children, "etl-scheduler"), 0);
+        assert!(!children.iter().any(|c| matches!(c, Child::Deployment(_))));
         // Migrated: every component at its replicas, at the version.
         let running = built(&project_with(true, migrated(), |_| {}));
         for component in super::super::COMPONENTS {
