@@ -13,7 +13,7 @@
 //!   and triggers it, a viewer may not, and nobody gets in without the header;
 //! - its task runs on the LocalExecutor and reads the workspace's variables, secrets and
 //!   connections through the Execution API (the scheduler itself holds none);
-//! - its log is on the shared volume and readable through the API.
+//! - its log is on the logs volume and readable through the API.
 //!
 //! git-sync itself is not run (its Go module is not served here); the checkout is laid out from
 //! the generated git-sync environment (root, link) as git-sync v4 does: a worktree per commit
@@ -220,7 +220,7 @@ impl Generated {
         // What the controller decides from the caches and the access list: the database is
         // ready and migrated, alice (admin) and bob (viewer) may sign in.
         airflow.rollout =
-            Rollout { database_ready: true, migration: Some(Migration::Succeeded), running: None };
+            Rollout { database_ready: true, migration: Some(Migration::Succeeded), ..Rollout::default() };
         airflow.roles = vec![
             ("alice@example.com".into(), AirflowRole::Admin),
             ("bob@example.com".into(), AirflowRole::Viewer),
@@ -293,7 +293,7 @@ fn the_generated_configuration_runs_the_real_airflow() {
     let (name, namespace) = (generated.name.clone(), generated.namespace.clone());
     let root = TempDir::new("dwo-airflow-process");
     let local = |p: &str| root.path().join(p).display().to_string();
-    for dir in ["home", "data", "tmp", "logs", "pg"] {
+    for dir in ["home", "dags", "task-logs", "roles", "tmp", "out", "pg"] {
         fs::create_dir_all(local(dir)).unwrap();
     }
 
@@ -302,7 +302,9 @@ fn the_generated_configuration_runs_the_real_airflow() {
     let mut world = PodWorld {
         paths: vec![
             ("/opt/airflow".into(), local("home")),
-            ("/opt/dataworkspace/data".into(), local("data")),
+            ("/opt/dataworkspace/dags".into(), local("dags")),
+            ("/opt/dataworkspace/logs".into(), local("task-logs")),
+            ("/opt/dataworkspace/airflow-roles".into(), local("roles")),
             ("/tmp".into(), local("tmp")),
         ],
         ..PodWorld::default()
@@ -339,6 +341,17 @@ fn the_generated_configuration_runs_the_real_airflow() {
     fs::create_dir_all(&files_dir).unwrap();
     for (file, text) in &world.config_maps[&format!("{name}-airflow")] {
         fs::write(Path::new(&files_dir).join(file), text).unwrap();
+    }
+    // The roles ConfigMap where the UI's API server mounts it.
+    let roles_mount = generated
+        .component("api-server")
+        .volume_mounts
+        .unwrap()
+        .into_iter()
+        .find(|m| m.name == "roles")
+        .unwrap();
+    for (file, text) in &world.config_maps[&format!("{name}-airflow-roles")] {
+        fs::write(Path::new(&world.path(&roles_mount.mount_path)).join(file), text).unwrap();
     }
     let (pg_port, exec_port, api_port, health_port) = (free_port(), free_port(), free_port(), free_port());
     world.addresses = vec![
@@ -419,7 +432,7 @@ fn the_generated_configuration_runs_the_real_airflow() {
             c.args(["-D", &format!("{pg}/data"), "-h", "127.0.0.1", "-p", &pg_port.to_string(), "-k", &pg]);
             c
         },
-        Path::new(&local("logs")),
+        Path::new(&local("out")),
     );
     wait_for("PostgreSQL", Duration::from_secs(30), &mut [&mut server], || {
         std::net::TcpStream::connect(address(pg_port)).is_ok()
@@ -461,7 +474,7 @@ fn the_generated_configuration_runs_the_real_airflow() {
 
     // The components, each with its container's arguments (plus, for the servers, this
     // machine's port and loopback address).
-    let logs = PathBuf::from(local("logs"));
+    let logs = PathBuf::from(local("out"));
     let start = |component: &str, extra_args: &[String], extra_env: &[(&str, String)]| {
         let container = generated.component(component);
         let mut args = container.args.clone().unwrap();
@@ -569,10 +582,10 @@ fn the_generated_configuration_runs_the_real_airflow() {
         "{}",
         log.body
     );
-    // On the shared volume, where every pod of the project reads it.
+    // On the logs volume, where every pod of the project reads it.
     let on_volume =
-        Command::new("grep").args(["-rl", "hello from the task", &local("data/logs")]).output().unwrap();
-    assert!(on_volume.status.success(), "the task's log is not on the shared volume");
+        Command::new("grep").args(["-rl", "hello from the task", &local("task-logs")]).output().unwrap();
+    assert!(on_volume.status.success(), "the task's log is not on the logs volume");
     // The scheduler ran the task without holding the workspace's connections or variables.
     let scheduler_env = world.env(&generated.component("scheduler"));
     assert!(

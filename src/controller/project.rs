@@ -534,14 +534,39 @@ fn airflow_rollout(
     let running = caches
         .deployments
         .get(&ObjectRef::new(&scheduler).within(namespace))
+        // Made only once a migration succeeded, so its version is one the database has.
         .filter(|d| owned(&**d, uid))
-        .filter(|d| d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0) > 0)
         .and_then(|d| {
             let version = d.metadata.annotations.as_ref()?.get(runtime::airflow::ANNOTATION_VERSION)?.clone();
             let image = d.spec.as_ref()?.template.spec.as_ref()?.containers.first()?.image.clone()?;
             Some((version, image))
         });
-    runtime::airflow::Rollout { database_ready, migration, running }
+    // Keys older than the Project were kept from an earlier one of the same name.
+    let created = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+        meta.creation_timestamp.as_ref().map(|t| t.0)
+    };
+    let project_created = caches
+        .projects
+        .get(&ObjectRef::new(name).within(namespace))
+        .and_then(|p| created(kube::Resource::meta(&*p)));
+    let inherited = caches
+        .secrets
+        .get(&ObjectRef::new(&runtime::airflow::keys_secret(name)).within(namespace))
+        .and_then(|s| created(&s.metadata))
+        .zip(project_created)
+        .is_some_and(|(keys, project)| keys < project);
+    let current = runtime::airflow::migration_job_name(name, airflow);
+    let unfinished = caches
+        .jobs
+        .state()
+        .iter()
+        .filter(|j| j.metadata.namespace.as_deref() == Some(namespace) && owned(&***j, uid))
+        .filter(|j| j.labels().get(crate::names::LABEL_COMPONENT).map(String::as_str) == Some("migrate"))
+        .filter(|j| j.metadata.name.as_deref() != Some(current.as_str()))
+        .filter(|j| runtime::airflow::migration_state(j) == runtime::airflow::Migration::Running)
+        .filter_map(|j| j.metadata.name.clone())
+        .collect();
+    runtime::airflow::Rollout { database_ready, migration, running, inherited, unfinished }
 }
 
 /// Who may sign in to a project's UI, each with the Airflow role of their workspace role: the

@@ -41,21 +41,33 @@ pub fn observe(workspace: &Workspace, caches: &Caches, config: &Config) -> Obser
     // A Spark project's driver binding and an Airflow project's scheduler binding are the
     // operator's too: that role, bound to the project's own ServiceAccount of the binding's
     // name, owned by a Project of this namespace.
-    let projects: Vec<String> = caches
+    let projects: Vec<(String, String)> = caches
         .projects
         .state()
         .iter()
         .filter(|p| kube::Resource::meta(p.as_ref()).namespace.as_deref() == Some(namespace.as_str()))
-        .filter_map(|p| kube::Resource::meta(p.as_ref()).uid.clone())
+        .filter_map(|p| {
+            let meta = kube::Resource::meta(p.as_ref());
+            Some((meta.name.clone()?, meta.uid.clone()?))
+        })
         .collect();
     let project_role = |b: &RoleBinding| {
+        let suffix = match b.role_ref.name.as_str() {
+            crate::runtime::spark::DRIVER_ROLE => "-spark-driver",
+            crate::runtime::airflow::SCHEDULER_ROLE => "-airflow-scheduler",
+            _ => return false,
+        };
+        // As the operator guard admits it: the role, bound under `<project><suffix>` to the
+        // ServiceAccount of that name, owned by that Project of this namespace.
         b.role_ref.kind == "ClusterRole"
-            && [crate::runtime::spark::DRIVER_ROLE, crate::runtime::airflow::SCHEDULER_ROLE]
-                .contains(&b.role_ref.name.as_str())
             && b.subjects
                 .as_deref()
                 .is_some_and(|s| s.len() == 1 && s[0].kind == "ServiceAccount" && s[0].name == b.name_any())
-            && b.owner_references().iter().any(|o| o.kind == "Project" && projects.contains(&o.uid))
+            && b.owner_references().iter().any(|o| {
+                o.kind == "Project"
+                    && projects.iter().any(|(name, uid)| *uid == o.uid && *name == o.name)
+                    && format!("{}{suffix}", o.name) == b.name_any()
+            })
     };
     let ours = |b: &RoleBinding| {
         b.labels().get(LABEL_MANAGED_BY).map(String::as_str) == Some(MANAGER)

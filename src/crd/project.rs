@@ -237,7 +237,8 @@ pub struct AirflowSpec {
     /// managed database's volume and the generated keys (the fernet key that encrypts the
     /// connections and variables stored in the database, the token secrets, the database
     /// password) stay, so a Project re-created under the same name finds its history and can
-    /// read it; with `Delete` they are deleted with the Project.
+    /// read it; with `Delete` they are deleted with the Project — except what a Project
+    /// re-created under the same name found kept: that stays kept, for an admin to delete.
     #[serde(default)]
     pub deletion_policy: AirflowDeletionPolicy,
     /// DAG repositories, each one of the Workspace's `gitRepositories` at a ref and a path, and
@@ -290,9 +291,10 @@ pub struct AirflowSpec {
     /// The triggerer, which runs deferred tasks' triggers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub triggerer: Option<AirflowComponent>,
-    /// The project's shared volume (`ReadWriteMany`; 5Gi on the cluster's default StorageClass
-    /// when absent, which must then offer `ReadWriteMany`): the DAG checkouts, which every
-    /// Airflow pod mounts read-only, and the task logs, unless `remoteLogs` sends them elsewhere.
+    /// The project's two shared volumes (`ReadWriteMany`, each of this size; 5Gi on the
+    /// cluster's default StorageClass when absent, which must then offer `ReadWriteMany`): the
+    /// DAG checkouts, which git-sync writes and every Airflow pod mounts read-only, and the task
+    /// logs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<StorageSpec>,
     /// Task logs in object storage (Airflow's remote logging) instead of the shared volume.

@@ -208,7 +208,8 @@ pub fn build(project: &ValidatedProject, config: &Config) -> Vec<Child> {
 }
 
 /// Children a pass keeps when they exist but does not create: a batch application's earlier
-/// runs (up to `keepFinishedRuns`).
+/// runs (up to `keepFinishedRuns`), an Airflow project's unfinished migrations of another
+/// version.
 pub fn retained(project: &ValidatedProject) -> Vec<(&'static str, String)> {
     match &project.runtime {
         RuntimeSpec::Spark(spark) => match &spark.mode {
@@ -217,6 +218,9 @@ pub fn retained(project: &ValidatedProject) -> Vec<(&'static str, String)> {
             }
             spark::Mode::Connect => Vec::new(),
         },
+        RuntimeSpec::Airflow(airflow) => {
+            airflow.rollout.unfinished.iter().map(|name| ("Job", name.clone())).collect()
+        }
         _ => Vec::new(),
     }
 }

@@ -32,7 +32,7 @@ use k8s_openapi::{
 use super::{
     API_PORT, APP, Airflow, Component, Database, Migration, POSTGRES_IMAGE, POSTGRES_PORT, POSTGRES_UID,
     SCHEDULER_HEALTH_PORT, UID,
-    config::{self, DATA, FILES, Role, keys},
+    config::{self, DAGS, FILES, LOGS, Role, keys},
 };
 use crate::{
     build::{
@@ -52,8 +52,10 @@ pub const ANNOTATION_VERSION: &str = "dataworkspace.io/airflow-version";
 const ANNOTATION_FILES: &str = "dataworkspace.io/airflow-files";
 /// The container of a task pod, as the KubernetesExecutor requires it.
 const WORKER_CONTAINER: &str = "base";
-/// The shared volume's name in pods.
-const DATA_VOLUME: &str = "data";
+/// The DAG checkouts' volume in pods.
+const DAGS_VOLUME: &str = "dags";
+/// The logs' volume in pods.
+const LOGS_VOLUME: &str = "logs";
 
 /// The scheduler's ServiceAccount with the KubernetesExecutor: the only identity with rights on
 /// pods (its tasks').
@@ -71,9 +73,14 @@ fn service_account(project: &str) -> String {
     format!("{project}-airflow")
 }
 
-/// The shared volume (DAG checkouts and task logs).
-pub fn data_claim(project: &str) -> String {
-    format!("{project}-airflow-data")
+/// The volume of the DAG checkouts: written by git-sync only, read-only everywhere else.
+pub fn dags_claim(project: &str) -> String {
+    format!("{project}-airflow-dags")
+}
+
+/// The volume of the task logs, written by every Airflow pod.
+pub fn logs_claim(project: &str) -> String {
+    format!("{project}-airflow-logs")
 }
 
 /// The migration Job of the spec's version against its database: named by both, so a new
@@ -148,8 +155,17 @@ pub fn build(project: &ValidatedProject, airflow: &Airflow, config: &Config) -> 
         data: Some(files.clone()),
         ..ConfigMap::default()
     }));
+    // Who may sign in: read by the UI's API server at each request, and mounted there only.
+    children.push(Child::ConfigMap(ConfigMap {
+        metadata: project.child_meta(&config::roles_config_map(name), APP, Component::ApiServer.name()),
+        data: Some(BTreeMap::from([(config::ROLES.to_string(), config::roles_file(&airflow.roles))])),
+        ..ConfigMap::default()
+    }));
     children.push(Child::GeneratedSecret(keys_secret(project, airflow)));
-    children.push(Child::Volume(data_volume(project, airflow)));
+    children.push(Child::Volume(shared_volume(project, airflow, &logs_claim(name))));
+    if !airflow.bundles.is_empty() {
+        children.push(Child::Volume(shared_volume(project, airflow, &dags_claim(name))));
+    }
     if let Database::Managed { .. } = &airflow.database {
         children.push(Child::Service(workload::service(
             project.child_meta(&config::postgres_service(name), APP, "postgres"),
@@ -222,27 +238,26 @@ fn scheduler_binding(project: &ValidatedProject) -> RoleBinding {
 /// it back.
 fn keys_secret(project: &ValidatedProject, airflow: &Airflow) -> GeneratedSecret {
     let mut metadata = project.child_meta(&config::keys_secret(&project.name), APP, "airflow");
-    if airflow.retain {
+    if airflow.keeps_data() {
         metadata.owner_references = None;
     }
-    let mut keys = vec![
+    // Every key, whatever the database: a kept Secret taken back, or a project switched to a
+    // managed database, finds the keys it needs (a Secret is never rewritten).
+    let keys = vec![
         (keys::FERNET.to_string(), Encoding::Fernet),
         (keys::JWT.to_string(), Encoding::Hex),
         (keys::UI_JWT.to_string(), Encoding::Hex),
         (keys::API.to_string(), Encoding::Hex),
+        (keys::POSTGRES.to_string(), Encoding::Hex),
     ];
-    if matches!(airflow.database, Database::Managed { .. }) {
-        keys.push((keys::POSTGRES.to_string(), Encoding::Hex));
-    }
     // 64 bytes: the tokens are signed with HS512, whose key should be as long as its hash.
     GeneratedSecret { metadata, keys, bytes: 64 }
 }
 
-/// The shared volume: every Airflow pod mounts it (DAG checkouts, task logs), so it must be
-/// `ReadWriteMany`.
-fn data_volume(project: &ValidatedProject, airflow: &Airflow) -> PersistentVolumeClaim {
+/// A volume every Airflow pod mounts (the DAG checkouts, the task logs), so `ReadWriteMany`.
+fn shared_volume(project: &ValidatedProject, airflow: &Airflow, claim: &str) -> PersistentVolumeClaim {
     PersistentVolumeClaim {
-        metadata: project.child_meta(&data_claim(&project.name), APP, "airflow"),
+        metadata: project.child_meta(claim, APP, "airflow"),
         spec: Some(PersistentVolumeClaimSpec {
             access_modes: Some(vec!["ReadWriteMany".into()]),
             storage_class_name: airflow.storage_class.clone(),
@@ -256,13 +271,11 @@ fn data_volume(project: &ValidatedProject, airflow: &Airflow) -> PersistentVolum
     }
 }
 
-/// The files every Airflow container mounts at [`FILES`]: the auth manager, who may sign in
-/// with which role, and with the KubernetesExecutor the task pod template.
+/// The files every Airflow container mounts at [`FILES`]: the auth manager, and with the
+/// KubernetesExecutor the task pod template.
 fn files(project: &ValidatedProject, airflow: &Airflow, image: &str) -> BTreeMap<String, String> {
-    let mut files = BTreeMap::from([
-        (config::AUTH_MODULE.to_string(), config::AUTH_MODULE_SOURCE.to_string()),
-        (config::ROLES.to_string(), config::roles_file(&airflow.roles)),
-    ]);
+    let mut files =
+        BTreeMap::from([(config::AUTH_MODULE.to_string(), config::AUTH_MODULE_SOURCE.to_string())]);
     if airflow.kubernetes_executor() {
         files.insert(
             config::POD_TEMPLATE.into(),
@@ -281,32 +294,40 @@ fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
     }
 }
 
+fn claim(name: &str, claim: String, read_only: bool) -> Volume {
+    Volume {
+        name: name.into(),
+        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+            claim_name: claim,
+            read_only: read_only.then_some(true),
+        }),
+        ..Volume::default()
+    }
+}
+
 /// The volumes and mounts every Airflow container has: its home and `/tmp` (empty
-/// directories: the root filesystem is read-only), the operator's files, and (`data`) the
-/// shared volume.
-fn airflow_volumes(project: &ValidatedProject, data: bool) -> (Vec<Volume>, Vec<VolumeMount>) {
+/// directories: the root filesystem is read-only), the operator's files, and (`shared`) the
+/// DAG checkouts, read-only (the claim itself: only git-sync writes them, so no task can plant
+/// a repository configuration there that git-sync would run with the credentials), and the logs.
+fn airflow_volumes(
+    project: &ValidatedProject,
+    airflow: &Airflow,
+    shared: bool,
+) -> (Vec<Volume>, Vec<VolumeMount>) {
     let mut volumes = vec![
         workload::empty_dir("home"),
         workload::empty_dir("tmp"),
         workload::config_map_volume("files", &config::files_config_map(&project.name)),
-        Volume {
-            name: DATA_VOLUME.into(),
-            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                claim_name: data_claim(&project.name),
-                read_only: None,
-            }),
-            ..Volume::default()
-        },
     ];
-    let mut mounts = vec![
-        mount("home", config::HOME, false),
-        mount("tmp", "/tmp", false),
-        mount("files", FILES, true),
-        mount(DATA_VOLUME, DATA, false),
-    ];
-    if !data {
-        volumes.pop();
-        mounts.pop();
+    let mut mounts =
+        vec![mount("home", config::HOME, false), mount("tmp", "/tmp", false), mount("files", FILES, true)];
+    if shared {
+        volumes.push(claim(LOGS_VOLUME, logs_claim(&project.name), false));
+        mounts.push(mount(LOGS_VOLUME, LOGS, false));
+        if !airflow.bundles.is_empty() {
+            volumes.push(claim(DAGS_VOLUME, dags_claim(&project.name), true));
+            mounts.push(mount(DAGS_VOLUME, DAGS, true));
+        }
     }
     (volumes, mounts)
 }
@@ -318,7 +339,7 @@ fn airflow_volumes(project: &ValidatedProject, data: bool) -> (Vec<Volume>, Vec<
 /// and scheduling; restricted. The admission policy `dataworkspace-airflow-workers` holds the
 /// scheduler to this.
 pub fn worker_pod(project: &ValidatedProject, airflow: &Airflow, image: &str) -> Pod {
-    let (volumes, mounts) = airflow_volumes(project, true);
+    let (volumes, mounts) = airflow_volumes(project, airflow, true);
     let container = Container {
         name: WORKER_CONTAINER.into(),
         image: Some(image.into()),
@@ -438,15 +459,24 @@ fn component_deployment(
 ) -> Deployment {
     let name = component.workload(&project.name);
     let selector = project.labels(APP, component.name());
-    let (volumes, mounts) = airflow_volumes(project, true);
+    let (volumes, mounts) = airflow_volumes(project, airflow, true);
     let mut vars = config::settings_env(project, airflow, Role::Component(component));
     // Connections and variables where DAG code and tasks read them: the DAG processor and the
     // triggerer run DAG code, and tasks ask the Execution API.
     if matches!(component, Component::ExecutionApi | Component::DagProcessor | Component::Triggerer) {
         vars.extend(config::connections_and_variables(airflow));
     }
+    let (mut volumes, mut mounts) = (volumes, mounts);
+    let mut labels = selector.clone();
     if component == Component::ApiServer {
-        vars.push(env::var(config::ROLES_ENV, format!("{FILES}/{}", config::ROLES)));
+        vars.push(env::var(config::ROLES_ENV, format!("{}/{}", config::ROLES_DIR, config::ROLES)));
+        volumes.push(workload::config_map_volume("roles", &config::roles_config_map(&project.name)));
+        mounts.push(mount("roles", config::ROLES_DIR, true));
+        // It trusts the proxy's header: the workspace's peers policy must not admit the
+        // namespace's pods to it, only the access layer's policy its proxy.
+        labels.insert(crate::build::access::LABEL_PROXIED.into(), "true".into());
+        // Reading remote task logs takes their connection.
+        vars.extend(config::remote_log_connection(airflow));
     }
     let port = |name: &str, port: i32| ContainerPort {
         name: Some(name.into()),
@@ -526,7 +556,7 @@ fn component_deployment(
     };
     let token = component == Component::Scheduler && airflow.kubernetes_executor();
     let mut template = project.pod_template(PodParts {
-        labels: selector.clone(),
+        labels,
         service_account: if token {
             scheduler_service_account(&project.name)
         } else {
@@ -570,7 +600,8 @@ fn component_deployment(
 }
 
 /// The DAG checkouts: one git-sync per repository, the only pod with the repositories'
-/// credentials, writing into the shared volume that every Airflow pod reads. One replica, and
+/// credentials and the only one that writes the checkouts' volume, which every Airflow pod
+/// reads. One replica, and
 /// never two at once.
 fn dags_deployment(project: &ValidatedProject, airflow: &Airflow) -> Deployment {
     let checkouts: Vec<git::Checkout> = airflow.bundles.iter().map(|b| b.checkout.clone()).collect();
@@ -578,17 +609,10 @@ fn dags_deployment(project: &ValidatedProject, airflow: &Airflow) -> Deployment 
         .iter()
         .map(|r| Container {
             resources: Some(sized("10m", "64Mi", "200m", "256Mi")),
-            ..git::container(r, DATA_VOLUME, DATA, config::DAGS, git::Mode::Continuous)
+            ..git::container(r, DAGS_VOLUME, DAGS, DAGS, git::Mode::Continuous)
         })
         .collect();
-    let mut volumes = vec![Volume {
-        name: DATA_VOLUME.into(),
-        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-            claim_name: data_claim(&project.name),
-            read_only: None,
-        }),
-        ..Volume::default()
-    }];
+    let mut volumes = vec![claim(DAGS_VOLUME, dags_claim(&project.name), false)];
     volumes.extend(git::volumes(&checkouts));
     let selector = project.labels(APP, "dags");
     let template = PodTemplateSpec {
@@ -626,7 +650,7 @@ fn dags_deployment(project: &ValidatedProject, airflow: &Airflow) -> Deployment 
 /// `airflow db migrate` for the spec's version: a Job created once (named by the version and
 /// the database), retried twice, suspended while the project is stopped.
 fn migration_job(project: &ValidatedProject, airflow: &Airflow, image: &str) -> Job {
-    let (volumes, mounts) = airflow_volumes(project, false);
+    let (volumes, mounts) = airflow_volumes(project, airflow, false);
     let container = Container {
         name: "migrate".into(),
         image: Some(image.into()),
@@ -682,9 +706,10 @@ fn ingress_policy(
     port: i32,
     from: Option<BTreeMap<String, String>>,
 ) -> NetworkPolicy {
-    let ingress = match from {
-        None => Vec::new(),
-        Some(labels) => vec![NetworkPolicyIngressRule {
+    // No rule at all (not an empty list, which the API server drops: the applied object would
+    // differ from the built one at every pass) admits nothing.
+    let ingress = from.map(|labels| {
+        vec![NetworkPolicyIngressRule {
             from: Some(vec![NetworkPolicyPeer {
                 pod_selector: Some(LabelSelector { match_labels: Some(labels), ..LabelSelector::default() }),
                 ..NetworkPolicyPeer::default()
@@ -694,8 +719,8 @@ fn ingress_policy(
                 protocol: Some("TCP".into()),
                 ..NetworkPolicyPort::default()
             }]),
-        }],
-    };
+        }]
+    });
     NetworkPolicy {
         metadata: project.child_meta(name, APP, component),
         spec: Some(NetworkPolicySpec {
@@ -704,7 +729,7 @@ fn ingress_policy(
                 ..LabelSelector::default()
             }),
             policy_types: Some(vec!["Ingress".into()]),
-            ingress: Some(ingress),
+            ingress,
             ..NetworkPolicySpec::default()
         }),
     }
@@ -793,7 +818,7 @@ fn postgres(project: &ValidatedProject, airflow: &Airflow) -> StatefulSet {
     if let Some(overrides) = &project.pod_overrides {
         pod::apply_overrides(&mut template, overrides);
     }
-    let policy = if airflow.retain { "Retain" } else { "Delete" };
+    let policy = if airflow.keeps_data() { "Retain" } else { "Delete" };
     StatefulSet {
         metadata: project.child_meta(&name, APP, "postgres"),
         spec: Some(StatefulSetSpec {
@@ -852,7 +877,7 @@ mod tests {
     }
 
     fn migrated() -> Rollout {
-        Rollout { database_ready: true, migration: Some(Migration::Succeeded), running: None }
+        Rollout { database_ready: true, migration: Some(Migration::Succeeded), ..Rollout::default() }
     }
 
     fn built(project: &ValidatedProject) -> Vec<Child> {
@@ -908,6 +933,50 @@ mod tests {
             "full-task-pod",
             worker_pod(&full, airflow(&full), "apache/airflow:3.3.2")
         );
+    }
+
+    /// Empty lists anywhere in `value` (the API server drops them, so an object holding one
+    /// differs from its live copy at every pass, and is applied again and again).
+    fn empty_lists(value: &serde_json::Value, path: &str, found: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Array(items) if items.is_empty() => found.push(path.to_string()),
+            serde_json::Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    empty_lists(item, &format!("{path}[{i}]"), found);
+                }
+            }
+            serde_json::Value::Object(map) => {
+                for (key, item) in map {
+                    empty_lists(item, &format!("{path}.{key}"), found);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn no_child_holds_an_empty_list() {
+        for minimal in [true, false] {
+            for child in built(&project_with(minimal, migrated(), |_| {})) {
+                let value = match &child {
+                    Child::ServiceAccount(o) => serde_json::to_value(o),
+                    Child::RoleBinding(o) => serde_json::to_value(o),
+                    Child::ConfigMap(o) => serde_json::to_value(o),
+                    Child::GeneratedSecret(o) => serde_json::to_value(&o.metadata),
+                    Child::Service(o) => serde_json::to_value(o),
+                    Child::NetworkPolicy(o) => serde_json::to_value(o),
+                    Child::Volume(o) => serde_json::to_value(o),
+                    Child::StatefulSet(o) => serde_json::to_value(o),
+                    Child::Deployment(o) => serde_json::to_value(o),
+                    Child::Job(o) => serde_json::to_value(o),
+                    Child::CronJob(o) => serde_json::to_value(o),
+                }
+                .unwrap();
+                let mut found = Vec::new();
+                empty_lists(&value, "", &mut found);
+                assert!(found.is_empty(), "{:?} holds empty lists at {found:?}", child.key());
+            }
+        }
     }
 
     #[test]
@@ -966,6 +1035,9 @@ mod tests {
         for volume in spec.volumes.iter().flatten() {
             assert!(volume.secret.is_none() && volume.projected.is_none(), "{}", volume.name);
         }
+        let dags = spec.volumes.iter().flatten().find(|v| v.name == DAGS_VOLUME).unwrap();
+        let dags = dags.persistent_volume_claim.as_ref().unwrap();
+        assert_eq!((dags.claim_name.as_str(), dags.read_only), ("daily-etl-airflow-dags", Some(true)));
         let container = &spec.containers[0];
         for var in container.env.iter().flatten() {
             let secret = var.value_from.as_ref().and_then(|v| v.secret_key_ref.as_ref());
@@ -1081,7 +1153,7 @@ mod tests {
         let waiting = built(&project_with(true, Rollout::default(), |_| {}));
         assert!(!waiting.iter().any(|c| matches!(c, Child::Job(_) | Child::Deployment(_))));
         // The database is ready: the migration Job, still no components.
-        let migrating = Rollout { database_ready: true, migration: None, running: None };
+        let migrating = Rollout { database_ready: true, ..Rollout::default() };
         let children = built(&project_with(true, migrating, |_| {}));
         let Some(Child::Job(job)) = children.iter().find(|c| matches!(c, Child::Job(_))) else {
             panic!("no migration")
@@ -1101,9 +1173,11 @@ mod tests {
         // A new version: a new migration Job; the components keep what they run until it succeeds.
         let old = ("3.3.1".to_string(), "apache/airflow:3.3.1".to_string());
         let bump = |migration| {
-            project_with(true, Rollout { database_ready: true, migration, running: Some(old.clone()) }, |p| {
-                p.spec.airflow.as_mut().unwrap().version = Some("3.3.2".into())
-            })
+            project_with(
+                true,
+                Rollout { database_ready: true, migration, running: Some(old.clone()), ..Rollout::default() },
+                |p| p.spec.airflow.as_mut().unwrap().version = Some("3.3.2".into()),
+            )
         };
         let during = built(&bump(Some(Migration::Running)));
         let job = |c: &[Child]| {
@@ -1215,9 +1289,9 @@ mod tests {
                 .unwrap()
         };
         assert_eq!(
-            policy("daily-etl-api-server").ingress,
-            Some(vec![]),
-            "only the access layer's policy admits"
+            (policy("daily-etl-api-server").ingress, policy("daily-etl-api-server").policy_types),
+            (None, Some(vec!["Ingress".to_string()])),
+            "no rule: only the access layer's policy admits"
         );
         let from = policy("daily-etl-execution-api").ingress.unwrap()[0].from.clone().unwrap();
         assert_eq!(
@@ -1226,6 +1300,21 @@ mod tests {
         );
         let api = container_of(&children, "daily-etl-api-server");
         assert_eq!(api.args.unwrap(), ["api-server", "--apps", "core", "--proxy-headers"]);
+        // The workspace's peers policy leaves proxied pods out: only the proxy reaches them.
+        let template = deployment(&children, "daily-etl-api-server").spec.clone().unwrap().template;
+        assert_eq!(template.metadata.unwrap().labels.unwrap()[crate::build::access::LABEL_PROXIED], "true");
+        // Only git-sync writes the checkouts; every other pod mounts the claim read-only.
+        for (name, pod) in pods(&children) {
+            for volume in pod.volumes.iter().flatten().filter(|v| v.name == DAGS_VOLUME) {
+                let read_only = volume.persistent_volume_claim.as_ref().unwrap().read_only == Some(true);
+                assert_eq!(read_only, name != "Deployment/daily-etl-dags", "{name}");
+            }
+        }
+        // The roles are mounted in the UI's API server only.
+        for (name, pod) in pods(&children) {
+            let roles = pod.volumes.iter().flatten().any(|v| v.name == "roles");
+            assert_eq!(roles, name == "Deployment/daily-etl-api-server", "{name}");
+        }
         assert_eq!(
             container_of(&children, "daily-etl-execution-api").args.unwrap(),
             ["api-server", "--apps", "execution"]

@@ -12,19 +12,21 @@ use crate::{build::env, runtime::ValidatedProject};
 /// Airflow's home in every Airflow container (the image's): an empty directory, so the
 /// configuration file Airflow writes there at first start does not need a writable image.
 pub const HOME: &str = "/opt/airflow";
-/// Where the shared volume is mounted in every pod of the project.
-pub const DATA: &str = "/opt/dataworkspace/data";
-/// Where the DAG repositories are checked out on it (git-sync links `<DAGS>/<repository>`).
-pub const DAGS: &str = "/opt/dataworkspace/data/dags";
-/// Where task logs are written on it.
-pub const LOGS: &str = "/opt/dataworkspace/data/logs";
+/// Where the DAG checkouts' volume is mounted (read-only but in git-sync, which links
+/// `<DAGS>/<repository>` to its worktree under `<DAGS>/.git-sync/<repository>`).
+pub const DAGS: &str = "/opt/dataworkspace/dags";
+/// Where the logs' volume is mounted: the task logs.
+pub const LOGS: &str = "/opt/dataworkspace/logs";
+/// Where the UI's API server mounts the roles file.
+pub const ROLES_DIR: &str = "/opt/dataworkspace/airflow-roles";
 /// Where the operator's files are mounted: the auth manager, the roles, the pod template.
 /// Airflow puts `$AIRFLOW_HOME/config` on the import path, so the auth manager's module is
 /// importable without touching `PYTHONPATH` (which a Python environment sets).
 pub const FILES: &str = "/opt/airflow/config";
 /// The KubernetesExecutor's pod template in [`FILES`].
 pub const POD_TEMPLATE: &str = "pod-template.yaml";
-/// The file of people and their Airflow roles in [`FILES`] (JSON, e-mail → role).
+/// The file of people and their Airflow roles in [`ROLES_DIR`] (JSON, the SHA-256 of each
+/// lower-case e-mail → role).
 pub const ROLES: &str = "roles.json";
 /// The auth manager module in [`FILES`].
 pub const AUTH_MODULE: &str = "dataworkspace_auth.py";
@@ -57,12 +59,19 @@ pub fn files_config_map(project: &str) -> String {
     format!("{project}-airflow")
 }
 
-/// Who may sign in and as what: a JSON object of lower-case e-mail to role, the file the auth
-/// manager reads at each request. A person listed twice keeps the stronger role.
+/// The ConfigMap of the roles file, mounted in the UI's API server only.
+pub fn roles_config_map(project: &str) -> String {
+    format!("{project}-airflow-roles")
+}
+
+/// Who may sign in and as what: a JSON object of the SHA-256 (hex) of each lower-case e-mail to
+/// role, the file the auth manager reads at each request. Hashed, so the ConfigMap (which
+/// developers may read) holds no address. A person listed twice keeps the stronger role.
 pub fn roles_file(roles: &[(String, super::AirflowRole)]) -> String {
     let mut strongest: BTreeMap<String, super::AirflowRole> = BTreeMap::new();
     for (email, role) in roles {
-        let entry = strongest.entry(email.to_ascii_lowercase()).or_insert(*role);
+        let key = crate::build::python_env::sha256_hex(email.to_ascii_lowercase().as_bytes());
+        let entry = strongest.entry(key).or_insert(*role);
         *entry = (*entry).min(*role);
     }
     let object: serde_json::Map<String, serde_json::Value> =
@@ -245,8 +254,8 @@ pub fn settings(project: &ValidatedProject, airflow: &Airflow, role: Role) -> Ve
                     "pod_template_file",
                     format!("{FILES}/{POD_TEMPLATE}"),
                 ));
-                // A failed task's pod stays for inspection; its log is kept either way.
-                settings.push(Setting::text("kubernetes_executor", "delete_worker_pods_on_failure", "False"));
+                // A failed task's pod goes too (its log is kept): failing DAGs must not pile pods up.
+                settings.push(Setting::text("kubernetes_executor", "delete_worker_pods_on_failure", "True"));
             }
         }
         _ => {}
@@ -263,6 +272,19 @@ pub fn settings_env(project: &ValidatedProject, airflow: &Airflow, role: Role) -
     }
     vars.extend(settings(project, airflow, role).iter().map(Setting::env));
     vars
+}
+
+/// The connection remote task logs are read with, for the UI's API server, if logs are remote.
+pub fn remote_log_connection(airflow: &Airflow) -> Vec<EnvVar> {
+    let Some(remote) = &airflow.remote_logs else { return Vec::new() };
+    airflow
+        .connections
+        .iter()
+        .filter(|(id, _)| *id == remote.connection)
+        .map(|(id, secret)| {
+            env::from_secret(&format!("AIRFLOW_CONN_{}", id.to_ascii_uppercase()), &secret.name, &secret.key)
+        })
+        .collect()
 }
 
 /// The Workspace's connections and variables as Airflow sees them: `AIRFLOW_CONN_<ID>` and
@@ -385,17 +407,19 @@ mod tests {
             serde_json::json!([{
                 "name": "pipelines",
                 "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-                "kwargs": {"path": "/opt/dataworkspace/data/dags/pipelines/dags", "refresh_interval": 30}
+                "kwargs": {"path": "/opt/dataworkspace/dags/pipelines/dags", "refresh_interval": 30}
             }])
         );
         use super::super::AirflowRole::{Admin, Op, Viewer};
         let roles = roles_file(&[("B@x.io".into(), Viewer), ("b@x.io".into(), Op), ("a@x.io".into(), Admin)]);
         let parsed: serde_json::Value = serde_json::from_str(&roles).unwrap();
+        let hash = |e: &str| crate::build::python_env::sha256_hex(e.as_bytes());
         assert_eq!(
             parsed,
-            serde_json::json!({"a@x.io": "admin", "b@x.io": "op"}),
-            "the stronger role, lower case"
+            serde_json::json!({hash("a@x.io"): "admin", hash("b@x.io"): "op"}),
+            "the stronger role, by the hash of the lower-case address"
         );
+        assert!(!roles.contains('@'), "no address in the file");
         assert_eq!(roles_file(&[]), "{}\n", "nobody: the auth manager admits no one");
     }
 

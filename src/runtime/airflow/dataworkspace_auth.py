@@ -7,15 +7,18 @@ NetworkPolicy lets only the proxy reach) this auth manager trusts that header an
 it drops the client's own credentials (an Authorization header, cookies) and, when the roles
 file gives the e-mail a role, lets the request through with a short-lived token for that person.
 Roles and permissions are those of Airflow's SimpleAuthManager (viewer, user, op, admin).
+This server serves no Execution API (`--apps core`): tasks report to another one.
 
 There are no users and no passwords: no login form, no token endpoint, no generated password
-file. The roles file (JSON, e-mail to role) is written by the operator from the Workspace's
-members and the Project's access list, and read at every request, so a change applies as soon
-as the kubelet updates the mounted file. Its path is in DATAWORKSPACE_AIRFLOW_ROLES.
+file. The roles file (JSON, the SHA-256 of each lower-case e-mail to role, so that it holds no
+address) is written by the operator from the Workspace's members and the Project's access list,
+and read at every request, so a change applies as soon as the kubelet updates the mounted file.
+Its path is in DATAWORKSPACE_AIRFLOW_ROLES.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -44,12 +47,12 @@ def person(request: Request) -> SimpleAuthManagerUser | None:
         return None
     try:
         with open(os.environ["DATAWORKSPACE_AIRFLOW_ROLES"], encoding="utf-8") as file:
-            roles = {str(k).strip().lower(): str(v).lower() for k, v in json.load(file).items()}
+            roles = {str(k).lower(): str(v).lower() for k, v in json.load(file).items()}
     except (KeyError, OSError, ValueError, AttributeError) as error:
         # Fail closed: nobody gets in without a readable list.
         log.error("refusing %s: cannot read the roles file: %s", email, error)
         return None
-    role = roles.get(email)
+    role = roles.get(hashlib.sha256(email.encode("utf-8")).hexdigest())
     if role not in ROLES:
         log.warning("refusing %s: not on the project's access list", email)
         return None
@@ -60,9 +63,6 @@ class ProxyHeader(BaseHTTPMiddleware):
     """Makes the proxy's header the only credential of every UI and API request."""
 
     async def dispatch(self, request: Request, call_next):
-        # The Execution API (if this server also runs it) authenticates tasks by their tokens.
-        if request.url.path.startswith(f"{API_ROOT_PATH}execution/"):
-            return await call_next(request)
         headers = [(k, v) for k, v in request.scope["headers"] if k not in (b"authorization", b"cookie")]
         user = person(request)
         if user is not None:

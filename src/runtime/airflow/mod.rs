@@ -20,7 +20,7 @@ mod config;
 mod status;
 
 pub use build::{ANNOTATION_VERSION, SCHEDULER_ROLE, build, migration_job_name, scheduler_service_account};
-pub use config::{AUTH_MANAGER, Setting, postgres_service, settings};
+pub use config::{AUTH_MANAGER, Setting, keys_secret, postgres_service, settings};
 pub use status::{migration_state, status};
 
 use k8s_openapi::{api::core::v1::ResourceRequirements, apimachinery::pkg::api::resource::Quantity};
@@ -156,6 +156,12 @@ pub struct Rollout {
     pub migration: Option<Migration>,
     /// What the components run now (version and image), read from their live workloads.
     pub running: Option<(String, String)>,
+    /// Whether the keys Secret was kept from an earlier Project of the same name: its data
+    /// then stays kept, whatever this Project's deletion policy says.
+    pub inherited: bool,
+    /// Migration Jobs of other versions that have not finished: kept until they do, so a
+    /// version changed again never interrupts a migration.
+    pub unfinished: Vec<String>,
 }
 
 /// How the migration Job stands.
@@ -445,6 +451,12 @@ impl Airflow {
     /// The workload of `component`.
     pub fn workload(&self, component: Component) -> &Workload {
         self.components.iter().find(|w| w.component == component).expect("every component is validated")
+    }
+
+    /// Whether the database volume and the keys outlive the Project: under `Retain`, and when
+    /// they were kept from an earlier Project of the same name (only an admin deletes those).
+    pub fn keeps_data(&self) -> bool {
+        self.retain || self.rollout.inherited
     }
 
     /// Whether tasks run in pods of their own.
