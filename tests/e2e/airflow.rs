@@ -128,35 +128,36 @@ pub async fn example_airflow_runs_and_keeps_its_keys(scope: Scope) -> TestResult
     let attempt = |manifest: String| {
         kubectl_with_input(&["create", "--as", &scheduler, "--dry-run=server", "-f", "-"], &manifest)
     };
-    attempt(task_pod(ns, "daily-etl", "hello-greet-1", ""))?;
+    attempt(task_pod(ns, "daily-etl", "hello-greet-x7k2", ""))?;
     for (manifest, message) in [
         (
             task_pod(
                 ns,
                 "daily-etl",
-                "hello-greet-2",
+                "hello-greet-bb",
                 "      env: [{name: X, valueFrom: {secretKeyRef: {name: daily-etl-airflow, key: jwt-secret}}}]\n",
             ),
             "may not read Secrets",
         ),
         (
-            task_pod(ns, "daily-etl", "hello-greet-3", "")
+            task_pod(ns, "daily-etl", "hello-greet-cc", "")
                 .replace("daily-etl-airflow-worker", "daily-etl-airflow-scheduler"),
             "worker ServiceAccount",
         ),
         (
-            task_pod(ns, "daily-etl", "hello-greet-4", "")
+            task_pod(ns, "daily-etl", "hello-greet-dd", "")
                 .replace("app.kubernetes.io/instance: daily-etl", "app.kubernetes.io/instance: exploration"),
             "only task pods of its own project",
         ),
         (
-            task_pod(ns, "daily-etl", "hello-greet-5", "").replace(
+            task_pod(ns, "daily-etl", "hello-greet-ee", "").replace(
                 "  containers:",
                 "  volumes: [{name: home, persistentVolumeClaim: {claimName: home-alice}}]
   containers:",
             ),
             "may mount only empty directories",
         ),
+        (task_pod(ns, "daily-etl", "studio-0", ""), "may not take the names of StatefulSet pods"),
     ] {
         let refused = attempt(manifest);
         ensure!(
@@ -320,26 +321,31 @@ pub async fn airflow_stops_rolls_migrates_and_deletes(scope: Scope) -> TestResul
     let again = secrets.get("etl-airflow").await.context("the keys")?;
     ensure!(again.data == keys.data, "a re-created project got new keys");
 
-    // Deleted under Delete: nothing stays.
+    // What it took back stays kept, even under Delete: only an admin deletes kept data.
     let policy = serde_json::json!({"spec": {"airflow": {"deletionPolicy": "Delete"}}});
     projects.patch("etl", &PatchParams::default(), &Patch::Merge(&policy)).await.context("policy")?;
-    wait_until(WAIT, "the keys to be owned by the project", || async {
-        Ok(secrets
-            .get("etl-airflow")
-            .await
-            .context("keys")?
-            .metadata
-            .owner_references
-            .is_some_and(|o| o.len() == 1))
-    })
-    .await?;
-    wait_until(WAIT, "the database's claim policy to be Delete", || async {
-        let set = sets.get("etl-postgres").await.context("database")?;
-        Ok(set.spec.and_then(|s| s.persistent_volume_claim_retention_policy?.when_deleted).as_deref()
-            == Some("Delete"))
-    })
-    .await?;
+    wait_for(&projects, "etl", "Running under Delete", running).await?;
+    let set = sets.get("etl-postgres").await.context("database")?;
+    let when_deleted = set.spec.and_then(|s| s.persistent_volume_claim_retention_policy?.when_deleted);
+    ensure!(when_deleted.as_deref() == Some("Retain"), "the kept volume's policy is {when_deleted:?}");
+    let kept = secrets.get("etl-airflow").await.context("keys")?;
+    ensure!(kept.metadata.owner_references.is_none(), "the kept keys were given to the project");
     projects.delete("etl", &DeleteParams::default()).await.context("deleting")?;
+    wait_until(WAIT, "the project to go", || async {
+        Ok(projects.get_opt("etl").await.context("etl")?.is_none())
+    })
+    .await?;
+    ensure!(claims.get_opt("data-etl-postgres-0").await.context("claim")?.is_some(), "kept data was deleted");
+
+    // A project of its own under Delete: nothing of it stays.
+    let fresh: Project = from_yaml(
+        "metadata: {name: fresh}\nspec: {runtime: Airflow, airflow: {executor: LocalExecutor, deletionPolicy: Delete}}",
+    )?;
+    projects.create(&PostParams::default(), &fresh).await.context("creating")?;
+    wait_for(&projects, "fresh", "phase Running", running).await?;
+    let keys = secrets.get("fresh-airflow").await.context("keys")?;
+    ensure!(keys.metadata.owner_references.is_some_and(|o| o.len() == 1), "the keys are not the project's");
+    projects.delete("fresh", &DeleteParams::default()).await.context("deleting")?;
     wait_until(WAIT, "every object of the project to go", || async {
         let left = kubectl(&[
             "get",
@@ -348,7 +354,7 @@ pub async fn airflow_stops_rolls_migrates_and_deletes(scope: Scope) -> TestResul
             &ns,
             "--no-headers",
         ])?;
-        let ours: Vec<&str> = left.lines().filter(|l| l.contains("etl")).collect();
+        let ours: Vec<&str> = left.lines().filter(|l| l.contains("fresh")).collect();
         Ok(ours.is_empty())
     })
     .await?;
