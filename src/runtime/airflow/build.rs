@@ -350,20 +350,41 @@ pub fn worker_pod(project: &ValidatedProject, airflow: &Airflow, image: &str) ->
         security_context: Some(pod::container_security(UID, true)),
         ..Container::default()
     };
-    let template = project.pod_template(PodParts {
-        labels: project.labels(APP, "worker"),
-        service_account: worker_service_account(&project.name),
-        token: false,
+    let template = airflow_pod(
+        project,
+        project.labels(APP, "worker"),
+        (worker_service_account(&project.name), false),
+        container,
+        volumes,
+        true,
+    );
+    let mut spec = template.spec.unwrap_or_default();
+    spec.restart_policy = Some("Never".into());
+    Pod { metadata: template.metadata.unwrap_or_default(), spec: Some(spec), ..Pod::default() }
+}
+
+/// A pod of one Airflow container, as the image's user (group 0, as its entrypoint requires),
+/// under `account` (a ServiceAccount and whether its token is mounted), with the project's
+/// Python environment where it runs DAG code.
+fn airflow_pod(
+    project: &ValidatedProject,
+    labels: BTreeMap<String, String>,
+    account: (String, bool),
+    container: Container,
+    volumes: Vec<Volume>,
+    python_environment: bool,
+) -> PodTemplateSpec {
+    project.pod_template(PodParts {
+        labels,
+        service_account: account.0,
+        token: account.1,
         uid: UID,
         gid: 0,
         init_containers: Vec::new(),
         containers: vec![container],
         volumes,
-        python_environment: true,
-    });
-    let mut spec = template.spec.unwrap_or_default();
-    spec.restart_policy = Some("Never".into());
-    Pod { metadata: template.metadata.unwrap_or_default(), spec: Some(spec), ..Pod::default() }
+        python_environment,
+    })
 }
 
 /// The Workspace's plain variables as environment (no Secrets).
@@ -555,27 +576,22 @@ fn component_deployment(
         ..Container::default()
     };
     let token = component == Component::Scheduler && airflow.kubernetes_executor();
-    let mut template = project.pod_template(PodParts {
+    let account =
+        if token { scheduler_service_account(&project.name) } else { service_account(&project.name) };
+    let mut template = airflow_pod(
+        project,
         labels,
-        service_account: if token {
-            scheduler_service_account(&project.name)
-        } else {
-            service_account(&project.name)
-        },
-        token,
-        uid: UID,
-        gid: 0,
-        init_containers: Vec::new(),
-        containers: vec![container],
+        (account, token),
+        container,
         volumes,
         // Where DAG code runs: parsing, triggers, and with the LocalExecutor the tasks. The API
         // servers run none, and keep Airflow's own packages first on their import path.
-        python_environment: match component {
+        match component {
             Component::ApiServer | Component::ExecutionApi => false,
             Component::Scheduler => !airflow.kubernetes_executor(),
             Component::DagProcessor | Component::Triggerer => true,
         },
-    });
+    );
     let metadata = template.metadata.get_or_insert_with(ObjectMeta::default);
     let annotations = metadata.annotations.get_or_insert_with(BTreeMap::new);
     annotations.insert(ANNOTATION_VERSION.into(), version.into());
@@ -661,17 +677,14 @@ fn migration_job(project: &ValidatedProject, airflow: &Airflow, image: &str) -> 
         security_context: Some(pod::container_security(UID, true)),
         ..Container::default()
     };
-    let mut template = project.pod_template(PodParts {
-        labels: project.labels(APP, "migrate"),
-        service_account: service_account(&project.name),
-        token: false,
-        uid: UID,
-        gid: 0,
-        init_containers: Vec::new(),
-        containers: vec![container],
+    let mut template = airflow_pod(
+        project,
+        project.labels(APP, "migrate"),
+        (service_account(&project.name), false),
+        container,
         volumes,
-        python_environment: false,
-    });
+        false,
+    );
     if let Some(spec) = template.spec.as_mut() {
         spec.restart_policy = Some("Never".into());
     }
