@@ -375,6 +375,7 @@ pub fn build(layer: &AccessLayer, exposure: &Exposure) -> AccessObjects {
     let cookie = GeneratedSecret {
         metadata: meta(&format!("{name}-cookie")),
         keys: vec![(COOKIE_SECRET_KEY.into(), crate::build::children::Encoding::Hex)],
+        keeper: None,
         bytes: 16,
     };
     let mount = |volume: &str, path: &str| VolumeMount {

@@ -30,6 +30,9 @@ pub struct GeneratedSecret {
     pub keys: Vec<(String, Encoding)>,
     /// Random bytes per value.
     pub bytes: usize,
+    /// For a Secret kept without an owner reference: the UID of the owner that keeps it (a
+    /// live copy still owned by that owner, before its policy changed, is its own).
+    pub keeper: Option<String>,
 }
 
 /// How a generated value is written.

@@ -102,9 +102,7 @@ async fn check_unclaimed(ctx: &Context, child: &Child) -> Result<()> {
     };
     match live {
         // A kept generated Secret (no owner) of the same instance is taken back.
-        Some(live) if matches!(child, Child::GeneratedSecret(_)) && kept_by(&live, child.metadata()) => {
-            Ok(())
-        }
+        Some(live) if matches!(child, Child::GeneratedSecret(s) if kept_by(&live, s)) => Ok(()),
         Some(live) if !live.owner_references.iter().flatten().any(|o| o.uid == owner) => {
             Err(Error::Dependency {
                 reason: "NameConflict",
@@ -143,20 +141,22 @@ where
 
 /// Whether `live` is a Secret the operator kept when its owner went, for an owner of the same
 /// name: the operator's label, the same name and instance labels as the child, and no owner
-/// but a Project of that name (this one, before its deletion policy changed).
+/// but the one that keeps it (this Project, before its deletion policy changed). A Secret still
+/// owned by a deleted Project of the same name is that Project's until the garbage collector
+/// takes it: never taken over.
 fn kept_by(
     live: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-    child: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    child: &GeneratedSecret,
 ) -> bool {
     let label = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, key: &str| {
         m.labels.as_ref().and_then(|l| l.get(key).cloned())
     };
-    let instance = label(child, crate::names::LABEL_INSTANCE);
-    live.owner_references.iter().flatten().all(|o| o.kind == "Project" && Some(&o.name) == instance.as_ref())
+    let built = &child.metadata;
+    live.owner_references.iter().flatten().all(|o| Some(&o.uid) == child.keeper.as_ref())
         && label(live, LABEL_MANAGED_BY).as_deref() == Some(MANAGER)
         && label(live, crate::names::LABEL_INSTANCE).is_some()
-        && label(live, crate::names::LABEL_INSTANCE) == label(child, crate::names::LABEL_INSTANCE)
-        && label(live, crate::names::LABEL_NAME) == label(child, crate::names::LABEL_NAME)
+        && label(live, crate::names::LABEL_INSTANCE) == label(built, crate::names::LABEL_INSTANCE)
+        && label(live, crate::names::LABEL_NAME) == label(built, crate::names::LABEL_NAME)
 }
 
 /// The namespace and the owner UID of a child.

@@ -552,6 +552,8 @@ fn airflow_rollout(
     let inherited = caches
         .secrets
         .get(&ObjectRef::new(&runtime::airflow::keys_secret(name)).within(namespace))
+        // Kept means without an owner: one still owned is an earlier Project's, going.
+        .filter(|s| s.metadata.owner_references.as_ref().is_none_or(Vec::is_empty))
         .and_then(|s| created(&s.metadata))
         .zip(project_created)
         .is_some_and(|(keys, project)| keys < project);
@@ -564,6 +566,9 @@ fn airflow_rollout(
         .filter(|j| j.labels().get(crate::names::LABEL_COMPONENT).map(String::as_str) == Some("migrate"))
         .filter(|j| j.metadata.name.as_deref() != Some(current.as_str()))
         .filter(|j| runtime::airflow::migration_state(j) == runtime::airflow::Migration::Running)
+        // Running now: not suspended (a stopped project's), with a pod at work.
+        .filter(|j| j.spec.as_ref().and_then(|s| s.suspend) != Some(true))
+        .filter(|j| j.status.as_ref().and_then(|s| s.active).unwrap_or(0) > 0)
         .filter_map(|j| j.metadata.name.clone())
         .collect();
     runtime::airflow::Rollout { database_ready, migration, running, inherited, unfinished }

@@ -60,11 +60,15 @@ pub fn observe(workspace: &Workspace, caches: &Caches, config: &Config) -> Obser
         // As the operator guard admits it: the role, bound under `<project><suffix>` to the
         // ServiceAccount of that name, owned by that Project of this namespace.
         b.role_ref.kind == "ClusterRole"
-            && b.subjects
-                .as_deref()
-                .is_some_and(|s| s.len() == 1 && s[0].kind == "ServiceAccount" && s[0].name == b.name_any())
+            && b.subjects.as_deref().is_some_and(|s| {
+                s.len() == 1
+                    && s[0].kind == "ServiceAccount"
+                    && s[0].name == b.name_any()
+                    && s[0].namespace.as_deref() == Some(namespace.as_str())
+            })
             && b.owner_references().iter().any(|o| {
-                o.kind == "Project"
+                o.controller == Some(true)
+                    && o.kind == "Project"
                     && projects.iter().any(|(name, uid)| *uid == o.uid && *name == o.name)
                     && format!("{}{suffix}", o.name) == b.name_any()
             })

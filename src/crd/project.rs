@@ -327,7 +327,7 @@ pub struct RemoteLogs {
     /// Where the logs go, for example `s3://bucket/airflow/logs` (`s3://`, `gs://` or `wasb://`
     /// with a provider in the image).
     #[schemars(length(min = 6, max = 1024))]
-    #[x_kube(validation = Rule::new(r"self.matches(r'^(s3|gs|wasb|oss|hdfs)://[A-Za-z0-9][-A-Za-z0-9._]*(/[-A-Za-z0-9._~]+)*/?$')").message("remote.folder must be a URL such as 's3://bucket/airflow/logs' (s3, gs, wasb, oss or hdfs): no credentials, query or spaces"))]
+    #[x_kube(validation = Rule::new(r"self.matches(r'^(s3|gs|wasb|oss|hdfs)://[A-Za-z0-9][-A-Za-z0-9._]*(/[-A-Za-z0-9._]+)*/?$')").message("remote.folder must be a URL such as 's3://bucket/airflow/logs' (s3, gs, wasb, oss or hdfs): no credentials, query or spaces"))]
     pub folder: String,
     /// Name of the Workspace connection that grants access to it.
     #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]

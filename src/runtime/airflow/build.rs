@@ -251,7 +251,8 @@ fn keys_secret(project: &ValidatedProject, airflow: &Airflow) -> GeneratedSecret
         (keys::POSTGRES.to_string(), Encoding::Hex),
     ];
     // 64 bytes: the tokens are signed with HS512, whose key should be as long as its hash.
-    GeneratedSecret { metadata, keys, bytes: 64 }
+    let keeper = airflow.keeps_data().then(|| project.uid.clone());
+    GeneratedSecret { metadata, keys, bytes: 64, keeper }
 }
 
 /// A volume every Airflow pod mounts (the DAG checkouts, the task logs), so `ReadWriteMany`.
@@ -694,6 +695,9 @@ fn migration_job(project: &ValidatedProject, airflow: &Airflow, image: &str) -> 
         metadata,
         spec: Some(JobSpec {
             backoff_limit: Some(2),
+            // A migration that cannot start (an image that does not exist) or hangs fails within
+            // the hour, saying so, rather than holding the rollout for ever.
+            active_deadline_seconds: Some(3600),
             suspend: Some(project.stopped),
             template,
             ..JobSpec::default()
@@ -1127,6 +1131,16 @@ mod tests {
 
     fn container_of(children: &[Child], name: &str) -> Container {
         deployment(children, name).spec.clone().unwrap().template.spec.unwrap().containers[0].clone()
+    }
+
+    #[test]
+    fn a_dag_path_holds_nothing_airflow_would_expand() {
+        for path in ["x/$AIRFLOW__API_AUTH__JWT_SECRET", "~root", "a/%(x)s", "../up", "-x", "a\\b"] {
+            let mut project: Project = example("20-project-airflow.yaml").remove(0);
+            project.spec.airflow.as_mut().unwrap().dags[0].path = Some(path.into());
+            let error = runtime::validate(&project, validated_example_workspace()).unwrap_err();
+            assert_eq!(error.reason(), "InvalidDagPath", "{path}");
+        }
     }
 
     #[test]

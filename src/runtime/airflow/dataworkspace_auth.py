@@ -42,7 +42,8 @@ SIGN_OUT = "/oauth2/sign_out"
 
 def person(request: Request) -> SimpleAuthManagerUser | None:
     """The person the proxy vouches for, when the roles file gives them a role."""
-    email = request.headers.get("x-forwarded-email", "").strip().lower()
+    # Lower-cased as the operator does: ASCII letters only (bytes.lower).
+    email = request.headers.get("x-forwarded-email", "").strip().encode("utf-8").lower().decode("utf-8")
     if not email:
         return None
     try:

@@ -431,13 +431,18 @@ pub fn validate(project: &Project, workspace: &ValidatedWorkspace) -> Result<Air
     })
 }
 
-/// A path inside a repository: relative, no `..`, no control characters, not an option.
+/// A path inside a repository: relative, no `..`, no control characters, not an option, and
+/// nothing Airflow would expand when it reads the setting that holds it (`$`, `~`, `%`): every
+/// `AIRFLOW__*` value goes through `expandvars`, which would put another setting's value (a key)
+/// where the path is logged.
 fn check_path(path: &str) -> std::result::Result<(), &'static str> {
     if path.starts_with('-')
         || path.split('/').any(|s| s == ".." || s == ".")
-        || path.chars().any(char::is_control)
+        || path.chars().any(|c| c.is_control() || matches!(c, '$' | '~' | '%' | '\\'))
     {
-        return Err("must be a relative path inside the repository (no '..' or '.', not starting with '-')");
+        return Err(
+            "must be a relative path inside the repository: no '..' or '.' segment, not starting with '-', none of $ ~ % or a backslash",
+        );
     }
     Ok(())
 }

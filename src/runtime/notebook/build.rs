@@ -69,6 +69,7 @@ pub fn build(project: &ValidatedProject, notebook: &Notebook, _config: &Config) 
         Child::GeneratedSecret(GeneratedSecret {
             metadata: meta(&token),
             keys: vec![(TOKEN_KEY.into(), Encoding::Hex)],
+            keeper: None,
             bytes: 32,
         }),
         Child::Service(workload::headless(workload::service(
