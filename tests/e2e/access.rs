@@ -139,7 +139,10 @@ pub async fn the_studio_is_exposed_only_through_its_proxies(scope: Scope) -> Tes
         let proxies = deployments.list(&ListParams::default().labels(&format!("{LABEL_OWNER_UID}={uid}"))).await.context("list")?;
         ensure!(proxies.items.len() == 2, "{} proxies", proxies.items.len());
         let proxy_services: Vec<String> = proxies.items.iter().filter_map(|d| d.metadata.name.clone()).collect();
-        let stored = kubectl(&["get", "ingress", "-n", &access, "-o", "jsonpath={range .items[*]}{.spec.rules[*].host}={.spec.rules[*].http.paths[*].backend.service.name} {end}"])?;
+        // This Workspace's routes (other tests' projects, the examples' Airflow UI among them,
+        // may be exposed too).
+        let owned = format!("{LABEL_OWNER_UID}={uid}");
+        let stored = kubectl(&["get", "ingress", "-n", &access, "-l", &owned, "-o", "jsonpath={range .items[*]}{.spec.rules[*].host}={.spec.rules[*].http.paths[*].backend.service.name} {end}"])?;
         let mut routed: Vec<&str> = stored.split_whitespace().collect();
         routed.sort();
         let mut expected: Vec<String> = proxy_services.iter().map(|s| {
@@ -148,7 +151,7 @@ pub async fn the_studio_is_exposed_only_through_its_proxies(scope: Scope) -> Tes
         }).collect();
         expected.sort();
         ensure!(routed == expected, "Ingress host=backend: {routed:?}, expected {expected:?}");
-        let stored = kubectl(&["get", "httproute", "-n", &access, "-o", "jsonpath={.items[*].spec.rules[*].backendRefs[*].name}"])?;
+        let stored = kubectl(&["get", "httproute", "-n", &access, "-l", &owned, "-o", "jsonpath={.items[*].spec.rules[*].backendRefs[*].name}"])?;
         let mut backends: Vec<&str> = stored.split_whitespace().collect();
         backends.sort();
         let mut services = proxy_services.clone();

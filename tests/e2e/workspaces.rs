@@ -157,10 +157,11 @@ pub async fn example_workspace_is_provisioned(scope: Scope) -> TestResult {
         })
     })
     .await?;
-    // The pinned project's phase follows its own status write (a later event than the binding).
+    // The pinned project's phase follows its own status writes (later events than the binding):
+    // the example Airflow ends Running.
     wait_for(&users, "alice", "alice's pinned project with its phase", |u: Option<&User>| {
         u.and_then(|u| u.status.as_ref())
-            .is_some_and(|s| s.pinned.first().and_then(|p| p.phase.as_deref()) == Some("Pending"))
+            .is_some_and(|s| s.pinned.first().and_then(|p| p.phase.as_deref()) == Some("Running"))
     })
     .await?;
     ensure!(!bob.status.unwrap_or_default().recent.is_empty(), "bob has no recent projects");
