@@ -486,17 +486,6 @@ pub fn failure_needs_status<S: ObservedStatus>(
     !recorded
 }
 
-/// `Ready=False` for what this operator version does not provision yet: honest, never Ready.
-pub fn not_yet_supported(what: &str) -> Desired {
-    Desired::no(
-        READY,
-        "NotYetSupported",
-        format!(
-            "{what} is not provisioned by this operator version yet; the object is accepted and validated, nothing runs for it"
-        ),
-    )
-}
-
 async fn publish(ctx: &Context, reference: &ObjectReference, type_: EventType, reason: &str, note: &str) {
     let event = Event {
         type_,

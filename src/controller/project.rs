@@ -22,7 +22,7 @@ use crate::{
     conditions::{Desired, READY},
     crd::{
         Project, ProjectStatus, Workspace,
-        project::{Endpoint, Phase, Runtime},
+        project::{Endpoint, Phase},
     },
     error::{DEPENDENCY_RETRY, Error, Result},
     names::workspace_namespace,
@@ -364,18 +364,10 @@ pub async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Actio
         Ok(workspace) => workspace,
         Err(error) => return fail(&ctx, &project, Phase::Pending, "Workspace", error).await,
     };
-    // Runtimes that run get their environment only once it is approved and built; the others
-    // report NotYetSupported.
+    // A runtime gets its environment only once it is approved and built.
     let environment = match &project.spec.python_environment {
-        Some(name)
-            if matches!(
-                project.spec.runtime,
-                Runtime::Notebook | Runtime::Streamlit | Runtime::Spark | Runtime::Airflow
-            ) =>
-        {
-            ready_environment(&ctx.caches, &namespace, name).map(Some)
-        }
-        _ => Ok(None),
+        Some(name) => ready_environment(&ctx.caches, &namespace, name).map(Some),
+        None => Ok(None),
     };
     let mut validated = match runtime::validate(&project, workspace) {
         Ok(validated) => validated,

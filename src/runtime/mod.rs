@@ -68,8 +68,6 @@ pub enum RuntimeSpec {
     Spark(Box<spark::Spark>),
     /// Airflow 3.
     Airflow(Box<airflow::Airflow>),
-    /// A runtime this version does not run yet.
-    NotYetSupported(Runtime),
 }
 
 impl ValidatedProject {
@@ -203,7 +201,6 @@ pub fn build(project: &ValidatedProject, config: &Config) -> Vec<Child> {
         RuntimeSpec::Streamlit(app) => streamlit::build(project, app, config, project.proxied),
         RuntimeSpec::Spark(spark) => spark::build(project, spark, config),
         RuntimeSpec::Airflow(airflow) => airflow::build(project, airflow, config),
-        RuntimeSpec::NotYetSupported(_) => Vec::new(),
     }
 }
 
@@ -297,18 +294,6 @@ pub fn status(project: &ValidatedProject, applied: &Applied, previous: Option<Ph
         RuntimeSpec::Streamlit(app) => streamlit::status(project, app, applied, previous),
         RuntimeSpec::Spark(spark) => spark::status(project, spark, applied, previous),
         RuntimeSpec::Airflow(airflow) => airflow::status(project, airflow, applied, previous),
-        RuntimeSpec::NotYetSupported(runtime) => RuntimeStatus {
-            phase: Some(Phase::Pending),
-            conditions: vec![Desired::no(
-                "Runtime",
-                "NotYetSupported",
-                format!(
-                    "The {} runtime is not provisioned by this operator version yet; the object is accepted and validated, nothing runs for it",
-                    runtime.as_str()
-                ),
-            )],
-            ..RuntimeStatus::default()
-        },
     }
 }
 
