@@ -15,6 +15,8 @@
 
 mod support;
 
+use support::free_port;
+
 use std::{
     collections::BTreeMap,
     fs,
@@ -106,10 +108,6 @@ fn tools() -> PathBuf {
     assert!(output.status.success(), "hack/build-tools.sh access failed");
     let stdout = String::from_utf8_lossy(&output.stdout);
     PathBuf::from(stdout.lines().last().expect("the tools directory").trim())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port()
 }
 
 /// An upstream that answers every request with 200 and records the requests it saw.

@@ -24,6 +24,8 @@
 
 mod support;
 
+use support::free_port;
+
 use std::{
     collections::BTreeMap,
     fs,
@@ -94,11 +96,6 @@ with DAG(dag_id="hello", start_date=datetime(2026, 1, 1), schedule=None, catchup
 
     greet()
 "#;
-
-/// A free port on loopback.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 fn address(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))

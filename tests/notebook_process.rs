@@ -13,11 +13,13 @@
 
 mod support;
 
+use support::free_port;
+
 use std::{
     collections::BTreeMap,
     fs::{self, File},
     io::{Read, Write},
-    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
+    net::{Ipv4Addr, SocketAddr, TcpStream},
     os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Child as Process, Command, ExitStatus, Stdio},
@@ -538,10 +540,6 @@ fn effective_uid() -> u32 {
         .ok()
         .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Uid:")?.split_whitespace().nth(1)?.parse().ok()))
         .expect("the effective uid from /proc/self/status")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port()
 }
 
 fn random_token() -> String {

@@ -22,6 +22,8 @@
 
 mod support;
 
+use support::free_port;
+
 use std::{
     fs,
     path::{Path, PathBuf},
@@ -561,10 +563,6 @@ impl Drop for Running {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Runs crane with `args`; its stdout, or a panic with everything it said.

@@ -8,6 +8,8 @@
 
 mod support;
 
+use support::free_port;
+
 use std::{
     fs,
     io::{Read, Write},
@@ -32,11 +34,6 @@ use support::temp::TempDir;
 
 const WORKSPACE: &str = "metadata: {name: analytics, uid: uid-1}\nspec:\n  members: [{user: alice, role: admin}]\n  variables: {ENVIRONMENT: test}\n  gitRepositories: [{name: pipelines, url: 'https://git.example.com/analytics/pipelines.git', ref: main}]\n";
 const PROJECT: &str = "metadata: {name: sales, namespace: dw-analytics, uid: uid-p}\nspec:\n  runtime: Streamlit\n  source: {repository: pipelines, path: apps/sales/app.py}\n  streamlit: {image: registry.example.com/streamlit:1.67.0, replicas: 2}\n";
-
-/// A free port on loopback.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// A minimal HTTP GET on loopback: status code and body.
 fn get(port: u16, path: &str) -> Option<(u16, String)> {

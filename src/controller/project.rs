@@ -386,16 +386,10 @@ pub async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Actio
         }
     }
     if let runtime::RuntimeSpec::Spark(spark) = &mut validated.runtime {
-        // The driver's pod rights only behind their admission policy (checked every 30 s; a
-        // change wakes every Project). Before the rights are first granted, look again rather
-        // than trust the last check: two reads, once per driver.
         let role = runtime::spark::driver_service_account(&validated.name);
-        let granted =
-            ctx.caches.role_bindings.get(&ObjectRef::new(&role).within(&validated.namespace)).is_some();
-        spark.fenced = ctx.spark_fenced.load(std::sync::atomic::Ordering::Relaxed)
-            && (granted
-                || super::policies::installed(&ctx.client, &super::policies::SPARK_EXECUTORS).await
-                    == Some(true));
+        spark.fenced =
+            fenced(&ctx, &ctx.spark_fenced, &super::policies::SPARK_EXECUTORS, &validated.namespace, &role)
+                .await;
     }
     if let runtime::RuntimeSpec::Airflow(airflow) = &mut validated.runtime {
         let (namespace, name, uid) = (&validated.namespace, &validated.name, &validated.uid);
@@ -405,13 +399,9 @@ pub async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Actio
             airflow.roles = access_roles(&ctx, &project, &validated.workspace);
         }
         if airflow.kubernetes_executor() {
-            // As the Spark driver's: the scheduler's pod rights only behind their policy.
             let role = runtime::airflow::scheduler_service_account(name);
-            let granted = ctx.caches.role_bindings.get(&ObjectRef::new(&role).within(namespace)).is_some();
-            airflow.fenced = ctx.airflow_fenced.load(std::sync::atomic::Ordering::Relaxed)
-                && (granted
-                    || super::policies::installed(&ctx.client, &super::policies::AIRFLOW_WORKERS).await
-                        == Some(true));
+            airflow.fenced =
+                fenced(&ctx, &ctx.airflow_fenced, &super::policies::AIRFLOW_WORKERS, namespace, &role).await;
         }
     }
     if let Err(error) = runtime::check(&validated, &ctx.config) {
@@ -493,6 +483,21 @@ pub async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Actio
         Reach::InCluster { reason: "HostTaken", .. } => Action::requeue(DEPENDENCY_RETRY),
         _ => Action::requeue(RESYNC),
     })
+}
+
+/// Whether a pod-creating role (bound as `binding` in `namespace`) may be held: only behind its
+/// admission policy (checked every 30 s; a change wakes every Project). Before the role is first
+/// granted, look again rather than trust the last check: two reads, once per binding.
+async fn fenced(
+    ctx: &Context,
+    flag: &std::sync::atomic::AtomicBool,
+    fence: &super::policies::Fence,
+    namespace: &str,
+    binding: &str,
+) -> bool {
+    let granted = ctx.caches.role_bindings.get(&ObjectRef::new(binding).within(namespace)).is_some();
+    flag.load(std::sync::atomic::Ordering::Relaxed)
+        && (granted || super::policies::installed(&ctx.client, fence).await == Some(true))
 }
 
 /// Where an Airflow project's rollout stands, from the caches (only objects the project owns):
