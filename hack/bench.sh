@@ -16,8 +16,8 @@
 #  1. A cluster of its own (DWO_CLUSTER_NAME=dwo-bench under target/) with the API server's audit
 #     log on (hack/cluster.sh, DWO_AUDIT=1). The operator (release build) runs under its own
 #     identity: a kubeconfig that impersonates system:serviceaccount:dataworkspace-system:
-#     dataworkspace-operator, bound to cluster-admin for the benchmark, so deploy/admission.yaml's
-#     guard policy applies to it as in production. kube-controller-manager, the scheduler, kwok
+#     dataworkspace-operator with the chart's least-privilege ClusterRole (deploy/), so its rights
+#     and the guard policy apply to it as in production. kube-controller-manager, the scheduler, kwok
 #     and kubectl all use the admin identity; the operator's requests are the audit events of the
 #     impersonated user: for a watch its ResponseStarted event, for any other request its
 #     ResponseComplete event (RequestReceived is not logged), so each request counts once.
@@ -107,13 +107,11 @@ AUDIT_LOG="$(hack/cluster.sh audit-log)"
 rm -rf "${WORK}" && mkdir -p "${WORK}"
 
 # --- Setup: CRDs, policies, the operator's identity, storage -------------------------------------
-kubectl apply --server-side -f crds/ -f deploy/ >/dev/null
+# The GitOps rendering of the chart: CRDs, roles, policies, and the operator's ServiceAccount with
+# its least-privilege ClusterRole (its Deployment's pods only simulated by kwok).
+kubectl apply --server-side -k deploy/ >/dev/null
 kubectl wait --for=condition=Established --timeout=60s -f crds/ >/dev/null
 kubectl api-resources --cached=false >/dev/null # discovery cached before the CRDs existed
-kubectl create namespace dataworkspace-system >/dev/null
-kubectl -n dataworkspace-system create serviceaccount dataworkspace-operator >/dev/null
-kubectl create clusterrolebinding dataworkspace-operator-bench --clusterrole=cluster-admin \
-	--serviceaccount=dataworkspace-system:dataworkspace-operator >/dev/null
 kubectl config view --raw --minify --flatten |
 	awk -v as="${OPERATOR_USER}" '{ print } /^  user:$/ { print "    as: " as }' >"${WORK}/operator.kubeconfig"
 [[ "$(KUBECONFIG="${WORK}/operator.kubeconfig" kubectl auth whoami -o jsonpath='{.status.userInfo.username}')" == "${OPERATOR_USER}" ]] ||

@@ -51,7 +51,8 @@ up() {
 	hack/cluster.sh up
 	eval "$(hack/cluster.sh env)"
 	cargo build --locked
-	kubectl apply --server-side -f crds/ -f deploy/ -f hack/cluster-storage.yaml
+	kubectl apply --server-side -k deploy/
+	kubectl apply --server-side -f hack/cluster-storage.yaml
 	kubectl wait --for=condition=Established --timeout=60s -f crds/
 	kubectl api-resources --api-group=dataworkspace.io >/dev/null # refresh kubectl's discovery cache
 	if [[ -f "${PID_FILE}" ]] && kill -0 "$(cat "${PID_FILE}")" 2>/dev/null; then

@@ -10,6 +10,7 @@ pub mod crd;
 pub mod error;
 #[cfg(test)]
 pub mod fixtures;
+pub mod leader;
 pub mod metrics;
 pub mod names;
 pub mod runtime;

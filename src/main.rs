@@ -16,6 +16,7 @@ use dataworkspace_operator::{
     config::Config,
     controller::{self, Managed, check_crd_installed},
     crd::{self, Project, PythonEnvironment, User, Workspace},
+    leader,
     metrics::Metrics,
     server::{self, Health},
     telemetry::{self, LogFormat},
@@ -81,6 +82,8 @@ enum Command {
         /// `registry.example.com/apache/airflow`).
         #[arg(long, env = "DWO_AIRFLOW_IMAGE_REPOSITORY", value_parser = image_repository)]
         airflow_image_repository: Option<String>,
+        #[command(flatten)]
+        election: ElectionFlags,
     },
     /// Print all CustomResourceDefinitions as one YAML stream, or write one file per kind.
     Crd {
@@ -127,6 +130,40 @@ struct AccessFlags {
     /// Gateway the HTTPRoutes of exposed hosts attach to: `<namespace>/<name>[/<listener>]`.
     #[arg(long, env = "DWO_ACCESS_GATEWAY", requires = "access_namespace", value_parser = parse_gateway)]
     access_gateway: Option<Gateway>,
+}
+
+/// Leader election, for running several replicas of which one reconciles.
+#[derive(clap::Args)]
+struct ElectionFlags {
+    /// Reconcile only while holding a Lease in the operator's namespace; other replicas stand
+    /// by, ready to take over.
+    #[arg(long, env = "DWO_LEADER_ELECT")]
+    leader_elect: bool,
+    /// Namespace of the Lease (default: `POD_NAMESPACE`, else the ServiceAccount's namespace).
+    #[arg(long, env = "DWO_LEADER_ELECT_NAMESPACE", requires = "leader_elect")]
+    leader_elect_namespace: Option<String>,
+    /// Name of the Lease.
+    #[arg(long, env = "DWO_LEADER_ELECT_LEASE", default_value = "dataworkspace-operator")]
+    leader_elect_lease: String,
+}
+
+impl ElectionFlags {
+    /// The Lease to contend for, when election is on.
+    fn settings(self) -> Result<Option<leader::Settings>, String> {
+        if !self.leader_elect {
+            return Ok(None);
+        }
+        let namespace = self.leader_elect_namespace.or_else(leader::own_namespace).ok_or(
+            "--leader-elect needs the Lease's namespace: --leader-elect-namespace, POD_NAMESPACE, or an in-cluster ServiceAccount",
+        )?;
+        for (flag, name) in
+            [("--leader-elect-namespace", &namespace), ("--leader-elect-lease", &self.leader_elect_lease)]
+        {
+            dataworkspace_operator::names::check_dns_label(name)
+                .map_err(|e| format!("{flag} {name:?}: {e}"))?;
+        }
+        Ok(Some(leader::Settings { namespace, name: self.leader_elect_lease, identity: leader::identity() }))
+    }
 }
 
 /// The pinned oauth2-proxy image.
@@ -216,9 +253,10 @@ fn main() -> ExitCode {
             streamlit_image,
             spark_image_repository,
             airflow_image_repository,
+            election,
         } => {
-            let access = match access.layer() {
-                Ok(access) => access,
+            let (access, election) = match access.layer().and_then(|a| Ok((a, election.settings()?))) {
+                Ok(settings) => settings,
                 Err(e) => {
                     eprintln!("error: {e}");
                     return ExitCode::FAILURE;
@@ -243,7 +281,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(run(listen_address, config)) {
+            match runtime.block_on(run(listen_address, config, election)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     error!("{e}");
@@ -278,7 +316,11 @@ fn write_crds(output_dir: Option<PathBuf>) -> Result<(), Box<dyn std::error::Err
     Ok(())
 }
 
-async fn run(listen_address: SocketAddr, config: Config) -> Result<(), String> {
+async fn run(
+    listen_address: SocketAddr,
+    config: Config,
+    election: Option<leader::Settings>,
+) -> Result<(), String> {
     let client = kube::Client::try_default()
         .await
         .map_err(|e| format!("cannot configure the Kubernetes client (kubeconfig or in-cluster): {e}"))?;
@@ -293,17 +335,74 @@ async fn run(listen_address: SocketAddr, config: Config) -> Result<(), String> {
 
     let shutdown = shutdown_signal().shared();
     let metrics = Arc::new(Metrics::default());
-    let health = Health { metrics: metrics.clone(), ready: Arc::default() };
+    let health = Health { metrics: metrics.clone(), ready: Arc::default(), standby: Arc::default() };
     let server = tokio::spawn(server::serve(listen_address, health.clone(), shutdown.clone()));
 
-    // Ready once every cache has its initial list (the controllers flip it).
-    controller::run(client, metrics, config, health.ready.clone(), shutdown).await;
+    let outcome = match election {
+        None => {
+            metrics.leader.set(1);
+            // Ready once every cache has its initial list (the controllers flip it).
+            controller::run(client, metrics.clone(), config, health.ready.clone(), shutdown.clone()).await;
+            Ok(())
+        }
+        Some(settings) => lead(client, settings, metrics.clone(), config, &health, shutdown.clone()).await,
+    };
     health.ready.store(false, Ordering::Relaxed);
-
+    health.standby.store(false, Ordering::Relaxed);
+    metrics.leader.set(0);
+    if outcome.is_err() {
+        // No shutdown signal ends the HTTP endpoint: the process ends here.
+        server.abort();
+        return outcome;
+    }
     match server.await {
-        Ok(Ok(())) => Ok(()),
+        Ok(Ok(())) => outcome,
         Ok(Err(e)) => Err(format!("the HTTP endpoint on {listen_address} failed: {e}")),
         Err(e) => Err(format!("the HTTP endpoint task failed: {e}")),
+    }
+}
+
+/// Waits for the leader Lease, then runs the controllers while holding it. A lost Lease stops
+/// the controllers and ends the process with an error (its restart stands by again); a
+/// shutdown stops them and hands the Lease over.
+async fn lead<F>(
+    client: kube::Client,
+    settings: leader::Settings,
+    metrics: Arc<Metrics>,
+    config: Config,
+    health: &Health,
+    shutdown: F,
+) -> Result<(), String>
+where
+    F: std::future::Future<Output = ()> + Clone + Send + Sync + 'static,
+{
+    let mut elector = leader::Elector::new(client.clone(), settings);
+    info!(identity = elector.identity(), "waiting for the leader Lease");
+    health.standby.store(true, Ordering::Relaxed);
+    tokio::select! {
+        () = elector.acquire() => {}
+        () = shutdown.clone() => return Ok(()),
+    }
+    health.standby.store(false, Ordering::Relaxed);
+    metrics.leader.set(1);
+    let (stop, stopped) = futures::channel::oneshot::channel::<()>();
+    let stopped = stopped.map(drop).shared();
+    let controllers = controller::run(client, metrics, config, health.ready.clone(), stopped);
+    let holding = async {
+        let lost = tokio::select! {
+            reason = elector.hold() => Some(reason),
+            () = shutdown => None,
+        };
+        let _ = stop.send(());
+        lost
+    };
+    let ((), lost) = tokio::join!(controllers, holding);
+    match lost {
+        Some(reason) => Err(format!("lost the leader Lease ({reason}); the controllers stopped")),
+        None => {
+            elector.release().await;
+            Ok(())
+        }
     }
 }
 

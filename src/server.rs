@@ -20,6 +20,9 @@ pub struct Health {
     pub metrics: Arc<Metrics>,
     /// Set once the CRDs were found, the controllers started and every cache synced.
     pub ready: Arc<AtomicBool>,
+    /// Set while this replica waits for the leader Lease: it is healthy and ready to take
+    /// over, so `/readyz` answers 200 (`standby`) and a rollout of the replicas completes.
+    pub standby: Arc<AtomicBool>,
 }
 
 /// The routes.
@@ -41,6 +44,8 @@ async fn metrics(State(health): State<Health>) -> impl IntoResponse {
 async fn readyz(State(health): State<Health>) -> impl IntoResponse {
     if health.ready.load(Ordering::Relaxed) {
         (StatusCode::OK, "ready")
+    } else if health.standby.load(Ordering::Relaxed) {
+        (StatusCode::OK, "standby")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "starting")
     }

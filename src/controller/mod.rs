@@ -250,6 +250,7 @@ pub async fn run<F>(
 {
     let mut feeds = Feeds::new(&client, config.access.as_ref().is_some_and(|a| a.gateway.is_some()));
     let ctx = Arc::new(Context::new(client, metrics, config, feeds.caches()));
+    ctx.metrics.observe(ctx.caches.clone());
     for (fence, flag) in [
         (&policies::APPROVAL, &ctx.approval_enforced),
         (&policies::SPARK_EXECUTORS, &ctx.spark_fenced),

@@ -93,8 +93,10 @@ impl Env {
             .map_err(|e| unreachable(e.to_string()))?;
 
         // What an installation provides: CRDs and roles; and what the cluster lacks: volumes.
-        kubectl(&["apply", "--server-side", "-f", &repo.join("crds").to_string_lossy()])?;
-        kubectl(&["apply", "--server-side", "-f", &repo.join("deploy").to_string_lossy()])?;
+        // The GitOps rendering of the chart: CRDs, roles, admission policies, and the operator's
+        // ServiceAccount and least-privilege ClusterRole (its Deployment's pods are simulated by
+        // kwok; the operator under test is this suite's own process).
+        kubectl(&["apply", "--server-side", "-k", &repo.join("deploy").to_string_lossy()])?;
         kubectl(&[
             "apply",
             "--server-side",
