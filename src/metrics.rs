@@ -22,6 +22,9 @@ use prometheus_client::{
 
 use crate::controller::Caches;
 
+/// The prefix of every metric name.
+const PREFIX: &str = "dataworkspace";
+
 /// Labels of per-kind metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
@@ -69,7 +72,7 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("dataworkspace");
+        let mut registry = Registry::with_prefix(PREFIX);
         let reconciliations = Family::<KindLabels, Counter>::default();
         let failures = Family::<FailureLabels, Counter>::default();
         let duration = Family::<KindLabels, Histogram>::new_with_constructor(|| {
@@ -249,7 +252,9 @@ impl Counts {
 /// A quantity as a number (cores, bytes, counts), for a gauge.
 fn quantity(text: &str) -> Option<f64> {
     let (negative, mantissa, scale) = crate::controller::apply::quantity_value(text)?;
-    let value = mantissa as f64 * 10f64.powi(-scale);
+    // Divided rather than multiplied by a negative power: 87 / 10 prints as 8.7.
+    let value =
+        if scale > 0 { mantissa as f64 / 10f64.powi(scale) } else { mantissa as f64 * 10f64.powi(-scale) };
     Some(if negative { -value } else { value })
 }
 
@@ -283,33 +288,28 @@ impl Counts {
     /// Writes the gauges.
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let counts = self;
+        gauge_family(&mut encoder, "workspaces", "Workspaces, by readiness", &counts.workspaces)?;
         gauge_family(
             &mut encoder,
-            "dataworkspace_workspaces",
-            "Workspaces, by readiness",
-            &counts.workspaces,
-        )?;
-        gauge_family(
-            &mut encoder,
-            "dataworkspace_projects",
+            "projects",
             "Projects per workspace, by runtime and phase",
             &counts.projects,
         )?;
         gauge_family(
             &mut encoder,
-            "dataworkspace_environments_pending_approval",
+            "environments_pending_approval",
             "PythonEnvironments waiting for an admin's approval, per workspace",
             &counts.pending,
         )?;
         gauge_family(
             &mut encoder,
-            "dataworkspace_quota_used",
+            "quota_used",
             "Quota in use per workspace and resource (cores, bytes or a count)",
             &counts.used,
         )?;
         gauge_family(
             &mut encoder,
-            "dataworkspace_quota_hard",
+            "quota_hard",
             "Quota per workspace and resource (cores, bytes or a count)",
             &counts.hard,
         )
@@ -369,7 +369,7 @@ mod tests {
         });
         let counts = Counts::of([&ws, &stranger], &projects, &envs);
         let mut text = String::new();
-        let mut registry = Registry::default();
+        let mut registry = Registry::with_prefix(PREFIX);
         registry.register_collector(Box::new(Arc::new(Fixed(counts))));
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         for line in [
@@ -407,7 +407,7 @@ mod tests {
         metrics.api_writes.get_or_create(&WriteLabels { resource: "Secret".into() }).inc();
         metrics.watch_errors.get_or_create(&KindLabels { kind: "Project" }).inc();
         let mut text = metrics.encode();
-        let mut registry = Registry::default();
+        let mut registry = Registry::with_prefix(PREFIX);
         let (ws, _) = crate::fixtures::example_workspace();
         registry.register_collector(Box::new(Arc::new(Fixed(Counts::of([&ws], [], [])))));
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();

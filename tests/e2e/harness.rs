@@ -70,6 +70,37 @@ pub struct Operator {
     pub address: SocketAddr,
 }
 
+impl Operator {
+    /// Sends `signal` (`KILL`, `TERM`) and waits for the process to end; its exit status.
+    pub fn signal(&mut self, signal: &str) -> Result<std::process::ExitStatus, String> {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args([&format!("-{signal}"), &pid]).status().context("kill")?;
+        self.child.wait().context("waiting for the operator")
+    }
+
+    /// The exit status, if the process has ended.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        if self.exited().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Waits until the operator at `address` answers `/readyz` with 200.
+pub async fn wait_ready(address: SocketAddr) -> TestResult {
+    wait_until(WAIT, "the operator's /readyz to answer 200", || async move {
+        Ok(http_get(address, "/readyz").map(|(code, _)| code == 200).unwrap_or(false))
+    })
+    .await
+}
+
 impl Env {
     /// Connects and prepares the cluster, or explains why it cannot.
     pub async fn setup() -> Result<Arc<Env>, String> {
@@ -96,7 +127,14 @@ impl Env {
         // The GitOps rendering of the chart: CRDs, roles, admission policies, and the operator's
         // ServiceAccount and least-privilege ClusterRole (its Deployment's pods are simulated by
         // kwok; the operator under test is this suite's own process).
-        kubectl(&["apply", "--server-side", "-k", &repo.join("deploy").to_string_lossy()])?;
+        // (Forced: on a cluster kept from an earlier run, Helm may own these fields.)
+        kubectl(&[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-k",
+            &repo.join("deploy").to_string_lossy(),
+        ])?;
         kubectl(&[
             "apply",
             "--server-side",
@@ -134,35 +172,43 @@ impl Env {
 
     /// Starts the operator binary with extra `run` flags and waits until it reports ready.
     pub async fn start_operator_with(&self, flags: &[&str]) -> TestResult {
+        let operator = self.spawn_operator(flags, &[], "operator.log")?;
+        let address = operator.address;
+        *self.operator.lock().unwrap() = Some(operator);
+        wait_ready(address).await
+    }
+
+    /// Starts another operator process (not the suite's own) with extra `run` flags and
+    /// environment, logging to `target/e2e/<log>`; it is not waited for.
+    pub fn spawn_operator(
+        &self,
+        flags: &[&str],
+        envs: &[(&str, &str)],
+        log: &str,
+    ) -> Result<Operator, String> {
         let address = free_address()?;
-        let log_path = self.operator_log();
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&log_path)
+            .open(self.out_dir.join(log))
             .context("opening the operator log")?;
         let child = Command::new(env!("CARGO_BIN_EXE_dataworkspace-operator"))
             .args(["run", "--listen-address", &address.to_string()])
             .args(flags)
             .env("RUST_LOG", "info,dataworkspace_operator=debug")
+            .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().context("log file")?)
             .stderr(log)
             .spawn()
             .context("starting the operator binary")?;
-        *self.operator.lock().unwrap() = Some(Operator { child, address });
-        wait_until(WAIT, "the operator's /readyz to answer 200", || async move {
-            Ok(http_get(address, "/readyz").map(|(code, _)| code == 200).unwrap_or(false))
-        })
-        .await
+        Ok(Operator { child, address })
     }
 
     /// Stops the operator (SIGTERM, then waits for it to exit).
     pub fn stop_operator(&self) -> TestResult {
         if let Some(mut operator) = self.operator.lock().unwrap().take() {
-            let pid = operator.child.id().to_string();
-            Command::new("kill").args(["-TERM", &pid]).status().context("kill -TERM")?;
-            let status = operator.child.wait().context("waiting for the operator")?;
+            let status = operator.signal("TERM")?;
             ensure!(status.success(), "the operator exited with {status} after SIGTERM");
         }
         Ok(())

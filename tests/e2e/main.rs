@@ -6,6 +6,7 @@ mod airflow;
 mod cluster;
 mod environments;
 mod harness;
+mod install;
 mod manifests;
 mod notebook;
 mod operator;
@@ -62,6 +63,8 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         cluster::strangers_cannot_create_pods,
         cluster::restricted_namespace_rejects_privileged_pods,
         manifests::crds_are_established,
+        // First: nothing else has touched what the harness applied from deploy/.
+        install::gitops_rendering_shows_no_diff,
         manifests::examples_apply,
         manifests::invalid_examples_are_rejected_with_their_message,
         operator::sets_status_on_every_kind,
@@ -88,6 +91,9 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         tenancy::operator_identity_is_fenced_in,
         tenancy::permissions_match_the_committed_table,
         tenancy::team_groups_and_foreign_bindings_follow_the_flags,
+        install::helm_installs_and_upgrades_cleanly,
+        install::least_privilege_identity_converges_the_examples,
+        install::one_replica_leads_and_another_takes_over,
         // Last: it restarts the operator and checks that nothing is written for all of the above.
         operator::survives_a_restart_without_writing,
     ]

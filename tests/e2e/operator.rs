@@ -147,16 +147,40 @@ pub async fn serves_metrics_and_health(scope: Scope) -> TestResult {
         let (code, _) = http_get(address, path)?;
         ensure!(code == 200, "{path} answered {code}");
     }
-    let (code, body) = http_get(address, "/metrics")?;
+    let (code, _) = http_get(address, "/metrics")?;
     ensure!(code == 200, "/metrics answered {code}");
-    ensure!(
-        body.contains("dataworkspace_reconciliations_total{kind=\"Workspace\"}"),
-        "no reconcile counter:\n{body}"
-    );
-    ensure!(
-        body.contains("dataworkspace_reconcile_duration_seconds_bucket"),
-        "no duration histogram:\n{body}"
-    );
+    // The pass counters, and the inventory of the examples (applied earlier): the analytics
+    // workspace's projects by runtime, its environments awaiting approval, its quota.
+    let wanted = [
+        r#"dataworkspace_reconciliations_total{kind="Workspace"}"#,
+        r#"dataworkspace_reconcile_duration_seconds_bucket{le="+Inf",kind="Project"}"#,
+        "dataworkspace_leader 1",
+        r#"dataworkspace_workspaces{ready="true"}"#,
+        r#"dataworkspace_projects{workspace="analytics",runtime="Airflow",phase="#,
+        r#"dataworkspace_projects{workspace="analytics",runtime="Spark",phase="#,
+        r#"dataworkspace_projects{workspace="analytics",runtime="Notebook",phase="#,
+        r#"dataworkspace_projects{workspace="analytics",runtime="Streamlit",phase="#,
+        r#"dataworkspace_environments_pending_approval{workspace="analytics"}"#,
+        r#"dataworkspace_quota_hard{workspace="analytics",resource="requests.cpu"} 16.0"#,
+        r#"dataworkspace_quota_hard{workspace="analytics",resource="requests.memory"} 68719476736.0"#,
+        r#"dataworkspace_quota_used{workspace="analytics",resource="requests.cpu"}"#,
+    ];
+    wait_until(WAIT, "the examples' inventory on /metrics", || async move {
+        let (_, body) = http_get(address, "/metrics")?;
+        Ok(wanted.iter().all(|w| body.contains(w)))
+    })
+    .await
+    .map_err(|e| {
+        let body = http_get(address, "/metrics").map(|(_, b)| b).unwrap_or_default();
+        let missing: Vec<&&str> = wanted.iter().filter(|w| !body.contains(**w)).collect();
+        format!(
+            "{e}; missing {missing:?} in:\n{}",
+            body.lines()
+                .filter(|l| l.contains("workspace") || l.contains("quota"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })?;
     Ok(())
 }
 
