@@ -9,6 +9,7 @@ mod harness;
 mod manifests;
 mod notebook;
 mod operator;
+mod plugin;
 mod spark;
 mod streamlit;
 mod tenancy;
@@ -88,6 +89,8 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         tenancy::operator_identity_is_fenced_in,
         tenancy::permissions_match_the_committed_table,
         tenancy::team_groups_and_foreign_bindings_follow_the_flags,
+        plugin::runtime_lists_pinned_then_recent_with_live_phases,
+        plugin::approve_and_reject_go_through_admission,
         // Last: it restarts the operator and checks that nothing is written for all of the above.
         operator::survives_a_restart_without_writing,
     ]
