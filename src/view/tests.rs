@@ -356,3 +356,27 @@ fn reasons_are_bounded_and_printable(#[case] text: &str, #[case] expected: Resul
 fn a_reason_of_exactly_the_limit_is_accepted() {
     assert!(approval::checked_text("--reason", &"é".repeat(approval::TEXT_LIMIT)).is_ok());
 }
+
+proptest::proptest! {
+    /// Text from the command line never panics the check, and what it accepts is one bounded,
+    /// printable line.
+    #[test]
+    fn any_text_is_checked_without_panicking(text in "\\PC*|.*[\\x00-\\x1f\\x7f].*") {
+        if let Ok(checked) = approval::checked_text("--reason", &text) {
+            proptest::prop_assert!(!checked.is_empty() && checked.chars().count() <= approval::TEXT_LIMIT);
+            proptest::prop_assert!(!checked.chars().any(char::is_control));
+        }
+    }
+
+    /// Quantities from status never panic the usage view.
+    #[test]
+    fn any_quantity_parses_without_panicking(text in ".{0,40}") {
+        let _ = usage::quantity(&text);
+    }
+
+    /// Any age prints.
+    #[test]
+    fn any_age_prints(seconds in proptest::num::i64::ANY) {
+        proptest::prop_assert!(!Age(seconds).to_string().is_empty());
+    }
+}
