@@ -1,6 +1,7 @@
 //! Data Workspace Operator: Workspaces, Users, PythonEnvironments and Projects on Kubernetes.
 //!
-//! `crd` holds the types, `controller` the reconcilers, and the rest the parts they share.
+//! `crd` holds the types, `controller` the reconcilers, `view` what the kubectl plugin shows,
+//! and the rest the parts they share.
 
 pub mod build;
 pub mod conditions;
@@ -16,3 +17,4 @@ pub mod names;
 pub mod runtime;
 pub mod server;
 pub mod telemetry;
+pub mod view;

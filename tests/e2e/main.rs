@@ -10,6 +10,7 @@ mod install;
 mod manifests;
 mod notebook;
 mod operator;
+mod plugin;
 mod spark;
 mod streamlit;
 mod tenancy;
@@ -94,6 +95,8 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         install::helm_installs_and_upgrades_cleanly,
         install::least_privilege_identity_converges_the_examples,
         install::one_replica_leads_and_another_takes_over,
+        plugin::runtime_lists_pinned_then_recent_with_live_phases,
+        plugin::approve_and_reject_go_through_admission,
         // Last: it restarts the operator and checks that nothing is written for all of the above.
         operator::survives_a_restart_without_writing,
     ]
