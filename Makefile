@@ -3,7 +3,7 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: help build lint crds deploy test test-unit test-chart test-process test-e2e bench tools cluster-up cluster-down cluster-env sandbox sandbox-down
+.PHONY: help build lint crds deploy test test-unit test-chart test-image test-process test-e2e bench tools cluster-up cluster-down cluster-env sandbox sandbox-down
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -22,7 +22,7 @@ crds: ## Regenerate crds/ from the Rust types, and the chart's copy and deploy/ 
 deploy: ## Render the chart's default values into deploy/ (the GitOps manifests).
 	hack/render-deploy.sh
 
-test: lint test-unit test-chart test-process test-e2e ## Lint, unit tests, the chart, the process tests, then the e2e suite on a fresh local control plane.
+test: lint test-unit test-chart test-image test-process test-e2e ## Lint, unit tests, the chart, the image's static binary, the process tests, then the e2e suite on a fresh local control plane.
 
 test-unit: ## Unit tests, CRD drift and example checks (no cluster needed).
 	$(CARGO) test --locked --lib --bins --test crds --test examples --test workspace_props
@@ -30,6 +30,9 @@ test-unit: ## Unit tests, CRD drift and example checks (no cluster needed).
 test-chart: ## The Helm chart with the pinned helm: lint, goldens (deploy/ is the default rendering), schema, CRDs.
 	hack/build-tools.sh helm >/dev/null
 	$(CARGO) test --locked --test chart
+
+test-image: ## The container image's executable, built as the Dockerfile builds it: static, and it runs.
+	hack/check-image.sh
 
 test-process: ## Runs generated configurations with the real software: JupyterLab (a venv cached from PyPI), oauth2-proxy and a mock identity provider (built from Go modules), the Python environment build (PyPI), Streamlit and Spark (PyPI; Java from the distribution), Airflow (PyPI; PostgreSQL from the distribution).
 	hack/java.sh

@@ -305,7 +305,8 @@ fn parse_cidr(value: &str) -> Result<String, String> {
 
 fn write_crds(output_dir: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>> {
     match output_dir {
-        None => print!("{}", crd::all_yaml()?),
+        // Written, not printed: a closed pipe (`| head`) is an error to report, not a panic.
+        None => std::io::Write::write_all(&mut std::io::stdout().lock(), crd::all_yaml()?.as_bytes())?,
         Some(dir) => {
             std::fs::create_dir_all(&dir)?;
             for definition in crd::all() {
