@@ -5,6 +5,7 @@ mod access;
 mod airflow;
 mod cluster;
 mod environments;
+mod faults;
 mod harness;
 mod install;
 mod manifests;
@@ -99,6 +100,8 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         plugin::approve_and_reject_go_through_admission,
         // Last: it restarts the operator and checks that nothing is written for all of the above.
         operator::survives_a_restart_without_writing,
+        // After everything: what the suite left behind holds no Secret value outside its Secret.
+        faults::no_secret_value_appears_outside_its_secret,
     ]
 }
 
