@@ -19,12 +19,15 @@ rm -f "${chart}"/files/crds/*.yaml
 cp crds/*.yaml "${chart}/files/crds/"
 
 header="# Generated from ${chart} by hack/render-deploy.sh (make deploy); do not edit."
+# For Kubernetes 1.36 and newer, which serve MutatingAdmissionPolicy v1 (the PythonEnvironment
+# requester policy); Helm on an older cluster leaves that policy out.
+api_versions=(--api-versions admissionregistration.k8s.io/v1/MutatingAdmissionPolicy)
 render() {
 	local file="$1"
 	shift
 	{
 		echo "${header}"
-		"${helm}" template "${release}" "${chart}" --namespace "${namespace}" "$@"
+		"${helm}" template "${release}" "${chart}" --namespace "${namespace}" "${api_versions[@]}" "$@"
 	} >"${out}/${file}"
 }
 render crds.yaml --show-only templates/crds.yaml

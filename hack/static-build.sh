@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the operator as one static x86_64 Linux executable: the build the container image
+# Builds the operator as one static Linux executable: the build the container image
 # runs (Dockerfile), with the same flags, so it can be checked without a container engine.
 # glibc's static C runtime (crt-static) needs no other target than the toolchain's own; the
 # operator resolves no host names in a cluster (the API server is reached by the address
@@ -9,7 +9,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 profile="${1:-release}"
-target=x86_64-unknown-linux-gnu
+# The machine's own architecture (x86_64 or aarch64): the image is built per platform.
+target="$(uname -m)-unknown-linux-gnu"
 RUSTFLAGS="-C target-feature=+crt-static" \
 	cargo build --locked --profile "${profile}" --target "${target}" --bin dataworkspace-operator >&2
 dir="${profile}"

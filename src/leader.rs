@@ -107,7 +107,7 @@ impl Elector {
     pub async fn acquire(&mut self) {
         let mut last_holder = None;
         loop {
-            match self.try_acquire_or_renew().await {
+            match self.attempt(RENEW_DEADLINE).await {
                 Ok(Verdict::Free | Verdict::Ours) => {
                     info!(lease = %self.settings.name, identity = %self.settings.identity, "leading");
                     return;
@@ -133,7 +133,10 @@ impl Elector {
         let mut wait = RENEW_PERIOD;
         loop {
             tokio::time::sleep(wait).await;
-            match self.try_acquire_or_renew().await {
+            // A renewal that hangs (the API server unreachable, a connection stalled) is cut off
+            // at the deadline: the kube client has no read timeout of its own.
+            let left = RENEW_DEADLINE.saturating_sub(last_renewed.elapsed());
+            match self.attempt(left).await {
                 Ok(Verdict::Free | Verdict::Ours) => {
                     last_renewed = Instant::now();
                     wait = RENEW_PERIOD;
@@ -181,6 +184,13 @@ impl Elector {
         }
     }
 
+    /// One [`Self::try_acquire_or_renew`], given at most `limit`.
+    async fn attempt(&mut self, limit: Duration) -> Result<Verdict, String> {
+        tokio::time::timeout(limit, self.try_acquire_or_renew())
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {} ms", limit.as_millis())))
+    }
+
     /// Reads the Lease and takes or renews it when [`judge`] allows; the write carries the
     /// `resourceVersion` read, so a concurrent candidate's write makes ours fail (409) and we
     /// report the Lease as held.
@@ -211,8 +221,10 @@ impl Elector {
                 self.observed = Some((Record::of(written.spec.as_ref()), Instant::now()));
                 Ok(verdict)
             }
+            // Someone wrote the Lease since we read it: read it again (at once while leading,
+            // where this counts against the renew deadline) rather than guess who holds it.
             Err(kube::Error::Api(s)) if s.code == 409 => {
-                Ok(Verdict::Held(record.holder.unwrap_or_else(|| "another candidate".into())))
+                Err("the Lease changed while it was being written (conflict)".into())
             }
             Err(e) => Err(describe(e)),
         }
@@ -230,6 +242,8 @@ impl Elector {
                 name: Some(self.settings.name.clone()),
                 namespace: Some(self.settings.namespace.clone()),
                 labels: Some(labels),
+                // A replace writes the whole object: keep what others annotated.
+                annotations: current.and_then(|l| l.metadata.annotations.clone()),
                 resource_version: current.and_then(|l| l.metadata.resource_version.clone()),
                 ..ObjectMeta::default()
             },

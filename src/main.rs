@@ -339,33 +339,28 @@ async fn run(
     let health = Health { metrics: metrics.clone(), ready: Arc::default(), standby: Arc::default() };
     let server = tokio::spawn(server::serve(listen_address, health.clone(), shutdown.clone()));
 
-    let outcome = match election {
+    match election {
         None => {
             metrics.leader.set(1);
             // Ready once every cache has its initial list (the controllers flip it).
             controller::run(client, metrics.clone(), config, health.ready.clone(), shutdown.clone()).await;
-            Ok(())
         }
         Some(settings) => lead(client, settings, metrics.clone(), config, &health, shutdown.clone()).await,
-    };
+    }
     health.ready.store(false, Ordering::Relaxed);
     health.standby.store(false, Ordering::Relaxed);
     metrics.leader.set(0);
-    if outcome.is_err() {
-        // No shutdown signal ends the HTTP endpoint: the process ends here.
-        server.abort();
-        return outcome;
-    }
     match server.await {
-        Ok(Ok(())) => outcome,
+        Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(format!("the HTTP endpoint on {listen_address} failed: {e}")),
         Err(e) => Err(format!("the HTTP endpoint task failed: {e}")),
     }
 }
 
-/// Waits for the leader Lease, then runs the controllers while holding it. A lost Lease stops
-/// the controllers and ends the process with an error (its restart stands by again); a
-/// shutdown stops them and hands the Lease over.
+/// Waits for the leader Lease, then runs the controllers while holding it. On a shutdown the
+/// controllers stop (their running passes finish) while the Lease is still renewed, then it is
+/// handed over. A lost Lease ends the process at once (exit 1, its restart stands by again):
+/// another replica may already lead, so not even a running pass may finish.
 async fn lead<F>(
     client: kube::Client,
     settings: leader::Settings,
@@ -373,8 +368,7 @@ async fn lead<F>(
     config: Config,
     health: &Health,
     shutdown: F,
-) -> Result<(), String>
-where
+) where
     F: std::future::Future<Output = ()> + Clone + Send + Sync + 'static,
 {
     let mut elector = leader::Elector::new(client.clone(), settings);
@@ -382,29 +376,19 @@ where
     health.standby.store(true, Ordering::Relaxed);
     tokio::select! {
         () = elector.acquire() => {}
-        () = shutdown.clone() => return Ok(()),
+        () = shutdown.clone() => return,
     }
     health.standby.store(false, Ordering::Relaxed);
     metrics.leader.set(1);
-    let (stop, stopped) = futures::channel::oneshot::channel::<()>();
-    let stopped = stopped.map(drop).shared();
-    let controllers = controller::run(client, metrics, config, health.ready.clone(), stopped);
-    let holding = async {
-        let lost = tokio::select! {
-            reason = elector.hold() => Some(reason),
-            () = shutdown => None,
-        };
-        let _ = stop.send(());
-        lost
-    };
-    let ((), lost) = tokio::join!(controllers, holding);
-    match lost {
-        Some(reason) => Err(format!("lost the leader Lease ({reason}); the controllers stopped")),
-        None => {
-            elector.release().await;
-            Ok(())
+    let controllers = controller::run(client, metrics, config, health.ready.clone(), shutdown);
+    tokio::select! {
+        () = controllers => {}
+        reason = elector.hold() => {
+            error!("lost the leader Lease ({reason}); exiting at once");
+            std::process::exit(1);
         }
     }
+    elector.release().await;
 }
 
 /// The access layer's namespace must exist, and with a Gateway, the HTTPRoute kind too: the

@@ -48,8 +48,12 @@ fn run_helm(args: &[&str]) -> Result<String, String> {
     }
 }
 
+/// The API version Helm looks for before it renders the PythonEnvironment requester policy
+/// (Kubernetes 1.36 and newer).
+const MAP: &str = "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy";
+
 fn template(extra: &[&str]) -> Result<String, String> {
-    let mut args = vec!["template", RELEASE, CHART, "--namespace", NAMESPACE];
+    let mut args = vec!["template", RELEASE, CHART, "--namespace", NAMESPACE, "--api-versions", MAP];
     args.extend_from_slice(extra);
     run_helm(&args)
 }
@@ -156,13 +160,39 @@ fn the_schema_refuses_wrong_values_with_their_path() {
         assert!(err.contains("values don't meet the specifications of the schema"), "{set}: {err}");
         assert!(err.contains(path), "{set}: the error does not name {path}: {err}");
     }
-    // Several replicas without leader election would reconcile twice.
-    let err =
-        template(&["--set", "replicas=3", "--set", "leaderElection.enabled=false"]).expect_err("replicas");
-    assert!(err.contains("leaderElection"), "{err}");
+    // Values that would widen what the operator may do, or let two replicas reconcile at once.
+    for sets in [
+        &["access.namespace=kube-system"][..],
+        &["access.namespace=default"],
+        &["operator.namespacePrefix="],
+        &["replicas=3", "leaderElection.enabled=false"],
+        &["replicas=2", "leaderElection.enabled=null"],
+        &["podLabels.app\\.kubernetes\\.io/name=other"],
+        &["priorityClassName=x\nhostPID: true"],
+    ] {
+        let args: Vec<&str> = sets.iter().flat_map(|s| ["--set", s]).collect();
+        let err = template(&args).expect_err(&format!("{sets:?} accepted"));
+        assert!(err.contains("values don't meet the specifications of the schema"), "{sets:?}: {err}");
+    }
+    let err = template(&["--set", "access.enabled=true,access.namespace=dataworkspace-system,access.domain=data.example.com,access.issuerUrl=https://id.example.com,access.clientId=c,access.clientSecretName=s"])
+        .expect_err("access in the operator's namespace");
+    assert!(err.contains("must not be the operator's own namespace"), "{err}");
     // The access layer needs its settings.
     let err = template(&["--set", "access.enabled=true"]).expect_err("access");
     assert!(err.contains("access.domain is required"), "{err}");
+}
+
+/// On a cluster without MutatingAdmissionPolicy v1 (before 1.36) the chart still installs: the
+/// requester policy is left out (the operator then builds no environment and says so).
+#[test]
+fn the_requester_policy_needs_its_api() {
+    let kinds = |out: &str| documents(out).iter().map(|d| kind(d).to_string()).collect::<Vec<_>>();
+    let with = kinds(&template(&[]).unwrap());
+    assert!(with.iter().any(|k| k == "MutatingAdmissionPolicy"));
+    let without = run_helm(&["template", RELEASE, CHART, "--namespace", NAMESPACE]).unwrap();
+    let without = kinds(&without);
+    assert!(!without.iter().any(|k| k.starts_with("MutatingAdmissionPolicy")), "{without:?}");
+    assert_eq!(with.len(), without.len() + 2);
 }
 
 #[test]

@@ -251,6 +251,11 @@ pub async fn run<F>(
     let mut feeds = Feeds::new(&client, config.access.as_ref().is_some_and(|a| a.gateway.is_some()));
     let ctx = Arc::new(Context::new(client, metrics, config, feeds.caches()));
     ctx.metrics.observe(ctx.caches.clone());
+    if policies::installed(&ctx.client, &policies::GUARD).await == Some(false) {
+        warn!(
+            "the admission policy dataworkspace-operator-guard is not installed: nothing but RBAC limits where this operator writes (install the chart's admission policies)"
+        );
+    }
     for (fence, flag) in [
         (&policies::APPROVAL, &ctx.approval_enforced),
         (&policies::SPARK_EXECUTORS, &ctx.spark_fenced),

@@ -37,6 +37,17 @@ pub const APPROVAL: Fence = Fence {
     ],
 };
 
+/// What the operator's own identity may write (the defence in depth behind its RBAC): checked
+/// once at start, and only reported — a development run without it is legitimate, a production
+/// install without it is one bug away from writing anywhere its ClusterRole reaches.
+pub const GUARD: Fence = Fence {
+    what: "operator guard",
+    objects: &[
+        ("ValidatingAdmissionPolicy", "dataworkspace-operator-guard"),
+        ("ValidatingAdmissionPolicyBinding", "dataworkspace-operator-guard"),
+    ],
+};
+
 /// What a Spark driver's identity may do with pods.
 pub const SPARK_EXECUTORS: Fence = Fence {
     what: "Spark executor",

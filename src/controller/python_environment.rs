@@ -145,7 +145,14 @@ pub async fn reconcile(env: Arc<PythonEnvironment>, ctx: Arc<Context>) -> Result
     let name = env.name_any();
     let workspace = super::resolve::workspace_of(&namespace, &ctx.caches, &ctx.config)?;
     let hash = python_env::spec_hash(&env.spec);
-    let requester = env.annotations().get(ANNOTATION_REQUESTED_BY).cloned();
+    // A username as the API server authenticated it (stamped by the requester policy). Where
+    // that policy is missing anyone may write the annotation: a value no username could be
+    // (control characters, unbounded) is not copied into status, where admins' tools show it.
+    let requester = env
+        .annotations()
+        .get(ANNOTATION_REQUESTED_BY)
+        .filter(|r| r.len() <= 512 && !r.chars().any(char::is_control))
+        .cloned();
     let mut status = PythonEnvironmentStatus {
         requester: requester.clone(),
         spec_hash: Some(hash.clone()),

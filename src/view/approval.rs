@@ -38,7 +38,26 @@ pub enum DecisionError {
         /// The generation its status describes.
         observed: String,
     },
+    /// What the environment installs now is not what the approver reviewed: it changed in
+    /// between (or the wrong hash was given). Nothing is approved.
+    #[error(
+        "pythonenvironment {name} now installs a spec with hash {current}, not the {reviewed} you reviewed: review it again (kubectl dataworkspace envs -o wide) and approve that hash"
+    )]
+    NotReviewed {
+        /// The environment.
+        name: String,
+        /// The hash the approver named.
+        reviewed: String,
+        /// The hash of its current spec.
+        current: String,
+    },
+    /// A reviewed hash that cannot name a spec.
+    #[error("--spec-hash must be the spec hash shown by `envs -o wide`: at least 12 hexadecimal digits")]
+    InvalidHash,
 }
+
+/// Fewest leading digits of a spec hash an approver may give.
+pub const HASH_PREFIX_MIN: usize = 12;
 
 /// A checked reason or comment: trimmed, at most [`TEXT_LIMIT`] characters, no control
 /// characters (no line breaks or escape sequences that would rewrite a terminal showing it).
@@ -86,14 +105,28 @@ pub struct DecisionSpec {
     pub rejection: Option<Rejection>,
 }
 
-/// `approver` approves the environment's current spec.
+/// `approver` approves the environment's current spec, which must be the one they reviewed:
+/// `reviewed` is its hash (or at least its first [`HASH_PREFIX_MIN`] digits), as `envs -o wide`
+/// showed it. A developer who changes what is installed between the review and the approval
+/// changes the hash, and nothing is approved.
 pub fn approve(
     env: &PythonEnvironment,
     approver: &str,
+    reviewed: &str,
     comment: Option<&str>,
 ) -> Result<DecisionPatch, DecisionError> {
     let comment = comment.map(|c| checked_text("--comment", c)).transpose()?;
+    let reviewed = reviewed.trim().to_ascii_lowercase();
+    if reviewed.len() < HASH_PREFIX_MIN
+        || reviewed.len() > 64
+        || !reviewed.chars().all(|c| c.is_ascii_hexdigit())
+    {
+        return Err(DecisionError::InvalidHash);
+    }
     let spec_hash = current_hash(env)?;
+    if !spec_hash.starts_with(&reviewed) {
+        return Err(DecisionError::NotReviewed { name: env.name_any(), reviewed, current: spec_hash });
+    }
     Ok(patch(env, Some(Approval { approved_by: approver.into(), spec_hash, comment }), None))
 }
 

@@ -211,7 +211,7 @@ status:
   observedGeneration: 1
   phase: PendingApproval
   requester: eve@example.com
-  specHash: abc
+  specHash: 3f1c9a0b7e2d44aa
   conditions: [{type: Approved, status: 'False', reason: ApprovalStale, message: '', lastTransitionTime: '2026-03-02T11:00:00Z'}]
 ---
 metadata: {name: arrow, namespace: dw-a, generation: 2, creationTimestamp: '2026-03-01T11:00:00Z'}
@@ -304,12 +304,14 @@ fn pending(generation: i64, observed: Option<i64>) -> PythonEnvironment {
 
 #[test]
 fn an_approval_names_the_approver_and_the_reported_hash_and_clears_a_rejection() {
-    let patch = approval::approve(&pending(1, Some(1)), "alice@example.com", Some(" looks fine ")).unwrap();
+    let patch =
+        approval::approve(&pending(1, Some(1)), "alice@example.com", "3F1C9A0B7E2D", Some(" looks fine "))
+            .unwrap();
     assert_eq!(
         serde_json::to_value(&patch).unwrap(),
         serde_json::json!({
             "metadata": {"resourceVersion": "42"},
-            "spec": {"approval": {"approvedBy": "alice@example.com", "specHash": "abc", "comment": "looks fine"}, "rejection": null}
+            "spec": {"approval": {"approvedBy": "alice@example.com", "specHash": "3f1c9a0b7e2d44aa", "comment": "looks fine"}, "rejection": null}
         })
     );
 }
@@ -321,16 +323,27 @@ fn a_rejection_names_the_rejecter_and_the_reason_and_clears_an_approval() {
         serde_json::to_value(&patch).unwrap(),
         serde_json::json!({
             "metadata": {"resourceVersion": "42"},
-            "spec": {"approval": null, "rejection": {"rejectedBy": "alice@example.com", "specHash": "abc", "reason": "unpinned versions"}}
+            "spec": {"approval": null, "rejection": {"rejectedBy": "alice@example.com", "specHash": "3f1c9a0b7e2d44aa", "reason": "unpinned versions"}}
         })
     );
+}
+
+/// An approval names the spec the approver reviewed: a spec changed since (another hash), or a
+/// hash too short to name one, approves nothing.
+#[rstest]
+#[case::changed_since("0000000000000000", "now installs a spec with hash 3f1c9a0b7e2d44aa")]
+#[case::too_short("3f1c9a", "at least 12 hexadecimal digits")]
+#[case::not_hex("3f1c9a0b7e2z", "at least 12 hexadecimal digits")]
+fn an_approval_needs_the_reviewed_hash(#[case] reviewed: &str, #[case] message: &str) {
+    let error = approval::approve(&pending(1, Some(1)), "alice@example.com", reviewed, None).unwrap_err();
+    assert!(error.to_string().contains(message), "{error}");
 }
 
 #[rstest]
 #[case::status_behind(pending(2, Some(1)))]
 #[case::no_status_generation(pending(1, None))]
 fn no_decision_before_the_operator_hashed_the_current_spec(#[case] env: PythonEnvironment) {
-    let error = approval::approve(&env, "alice@example.com", None).unwrap_err();
+    let error = approval::approve(&env, "alice@example.com", "3f1c9a0b7e2d44aa", None).unwrap_err();
     assert!(matches!(error, DecisionError::NotObserved { .. }), "{error}");
     assert!(error.to_string().contains("wait a moment and retry"), "{error}");
 }

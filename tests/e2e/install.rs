@@ -226,7 +226,48 @@ pub async fn least_privilege_identity_converges_the_examples(scope: Scope) -> Te
     result
 }
 
+/// What the chart's ClusterRole grants beyond what a converging pass exercises, and what the
+/// guard policy refuses although RBAC would allow it.
+fn rights_and_fences() -> TestResult {
+    let can = |args: &[&str]| -> Result<bool, String> {
+        let mut all = vec!["auth", "can-i"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--as", OPERATOR_USER]);
+        let output =
+            std::process::Command::new("kubectl").args(&all).output().context("kubectl auth can-i")?;
+        Ok(String::from_utf8_lossy(&output.stdout).trim() == "yes")
+    };
+    // Scaling to zero when an environment's approval is withdrawn.
+    ensure!(
+        can(&["patch", "deployments", "--subresource=scale", "-n", "dw-x"])?,
+        "no patch on deployments/scale"
+    );
+    ensure!(
+        can(&["patch", "statefulsets", "--subresource=scale", "-n", "dw-x"])?,
+        "no patch on statefulsets/scale"
+    );
+    for (verb, resource) in
+        [("delete", "namespaces"), ("create", "pods"), ("escalate", "clusterroles"), ("impersonate", "users")]
+    {
+        ensure!(!can(&[verb, resource])?, "the operator may {verb} {resource}");
+    }
+    ensure!(!can(&["bind", "clusterroles/cluster-admin"])?, "the operator may bind cluster-admin");
+    // The guard: RBAC lets it write Jobs and ServiceAccounts anywhere; the policy does not.
+    let job = "apiVersion: batch/v1\nkind: Job\nmetadata: {name: guard-probe, namespace: kube-system}\nspec: {template: {spec: {restartPolicy: Never, containers: [{name: c, image: busybox}]}}}\n";
+    let refused = kubectl_with_input(&["create", "--dry-run=server", "--as", OPERATOR_USER, "-f", "-"], job)
+        .expect_err("a Job in kube-system was admitted for the operator");
+    ensure!(refused.contains("the operator may write only into workspace namespaces"), "{refused}");
+    let account =
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: guard-probe, namespace: kube-system}\n";
+    let refused =
+        kubectl_with_input(&["create", "--dry-run=server", "--as", OPERATOR_USER, "-f", "-"], account)
+            .expect_err("a ServiceAccount in kube-system was admitted for the operator");
+    ensure!(refused.contains("workspace namespaces"), "{refused}");
+    Ok(())
+}
+
 async fn converges_and_reports_a_missing_rule(scope: &Scope) -> TestResult {
+    rights_and_fences()?;
     let client = scope.env.client.clone();
     let name = scope.env.unique("lp");
     let namespace = format!("dw-{name}");

@@ -209,14 +209,32 @@ pub async fn approve_and_reject_go_through_admission(scope: Scope) -> TestResult
     let by_developer =
         plugin_fails(&["reject", "wanted", "-n", &ns, "--as", &developer, "--reason", "no"], 1)?;
     ensure!(by_developer.contains("'approve' verb"), "{by_developer}");
-    let own = plugin_fails(&["approve", "own", "-n", &ns, "--as", &admin], 1)?;
+    let hash = |e: PythonEnvironment| e.status.and_then(|s| s.spec_hash).unwrap_or_default();
+    let own_hash = hash(envs.get("own").await.context("own")?);
+    let own = plugin_fails(&["approve", "own", "-n", &ns, "--as", &admin, "--spec-hash", &own_hash], 1)?;
     ensure!(own.contains("requester cannot approve"), "{own}");
+    // A hash other than the current spec's (the spec changed after the review) approves nothing.
+    let stale =
+        plugin_fails(&["approve", "wanted", "-n", &ns, "--as", &admin, "--spec-hash", "000000000000"], 1)?;
+    ensure!(stale.contains("review it again"), "{stale}");
     // A reason with a line break is a usage error, refused before any request.
     let output = plugin(&["reject", "unpinned", "-n", &ns, "--as", &admin, "--reason", "one\ntwo"])?;
     ensure!(output.status.code() == Some(2), "exit {} for a bad reason", output.status);
 
     // The admin approves one and rejects the other: the operator builds one, rejects the other.
-    let approved = plugin_ok(&["approve", "wanted", "-n", &ns, "--as", &admin, "--comment", "fine"])?;
+    let wanted_hash = hash(envs.get("wanted").await.context("wanted")?);
+    let approved = plugin_ok(&[
+        "approve",
+        "wanted",
+        "-n",
+        &ns,
+        "--as",
+        &admin,
+        "--spec-hash",
+        &wanted_hash[..12],
+        "--comment",
+        "fine",
+    ])?;
     ensure!(approved.contains("wanted approved"), "{approved}");
     let rejected =
         plugin_ok(&["reject", "unpinned", "-n", &ns, "--as", &admin, "--reason", "pin every version"])?;

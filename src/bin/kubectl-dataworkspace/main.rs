@@ -93,9 +93,10 @@ enum Command {
     /// Each of your workspaces' use of its quota.
     #[command(after_help = "Examples:\n  kubectl dataworkspace usage\n  kubectl dataworkspace usage -A")]
     Usage(ViewArgs),
-    /// Approve a Python environment's current spec (as yourself; the API server checks you may).
+    /// Approve the Python environment spec you reviewed (as yourself; the API server checks you
+    /// may).
     #[command(
-        after_help = "Examples:\n  kubectl dataworkspace approve pandas -n dw-analytics\n  kubectl dataworkspace approve pandas -n dw-analytics --comment 'versions pinned'"
+        after_help = "Examples:\n  kubectl dataworkspace envs -o wide          # review: packages, and the SPEC HASH\n  kubectl dataworkspace approve pandas -n dw-analytics --spec-hash 3f1c9a0b7e2d\n  kubectl dataworkspace approve pandas -n dw-analytics --spec-hash 3f1c9a0b7e2d --comment 'versions pinned'"
     )]
     Approve {
         /// Name of the PythonEnvironment.
@@ -103,6 +104,10 @@ enum Command {
         /// Its namespace (default: the context's namespace).
         #[arg(short, long)]
         namespace: Option<String>,
+        /// The spec hash you reviewed (`envs -o wide`; at least its first 12 digits). If what the
+        /// environment installs changed since, nothing is approved.
+        #[arg(long)]
+        spec_hash: String,
         /// Why it is approved (at most 1024 characters, one line).
         #[arg(long)]
         comment: Option<String>,
@@ -203,8 +208,14 @@ fn main() -> ExitCode {
 }
 
 fn fail(message: &str) -> ExitCode {
-    eprintln!("error: {message}");
+    eprintln!("error: {}", printer::terminal_safe(message));
     ExitCode::FAILURE
+}
+
+/// Writes to stdout; a closed pipe (`| head`) ends the output quietly instead of panicking.
+fn out(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
@@ -239,10 +250,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let rows = usage::rows(&scope, &workspaces);
             show(&args, &scope.notices, rows.is_empty(), "quota usage", |p| p.usage(user.as_deref(), &rows))
         }
-        Command::Approve { env, namespace, comment } => {
+        Command::Approve { env, namespace, spec_hash, comment } => {
             let namespace = namespace.unwrap_or(default_namespace);
             decide(&client, "approve", &env, &namespace, |env, me| {
-                approval::approve(env, me, comment.as_deref())
+                approval::approve(env, me, &spec_hash, comment.as_deref())
             })
             .await
         }
@@ -345,12 +356,12 @@ fn show(
     let colour = printer::use_colour(output, std::io::stdout().is_terminal(), no_color.as_deref());
     let text = print(&Printer { output, colour }).map_err(Failure::Print)?;
     for notice in notices {
-        eprintln!("warning: {notice}");
+        eprintln!("warning: {}", printer::terminal_safe(notice));
     }
     if empty && matches!(output, Output::Table | Output::Wide) {
         eprintln!("No {what} found.");
     }
-    print!("{text}");
+    out(&text);
     Ok(())
 }
 
@@ -392,6 +403,9 @@ async fn decide(
         }
     })?;
     let past = if verb == "approve" { "approved" } else { "rejected" };
-    println!("pythonenvironment.dataworkspace.io/{name} {past} (spec hash {hash}) as {username}");
+    out(&format!(
+        "pythonenvironment.dataworkspace.io/{name} {past} (spec hash {hash}) as {}\n",
+        printer::terminal_safe(&username)
+    ));
     Ok(())
 }

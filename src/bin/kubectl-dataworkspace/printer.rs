@@ -210,10 +210,34 @@ fn state_colour(state: &str) -> Option<Colour> {
     }
 }
 
+/// Text as it may reach a terminal: control characters (C0, DEL, C1, which start escape
+/// sequences that repaint or retitle a terminal or write its clipboard) and the characters that
+/// reorder text (bidirectional overrides and isolates) are shown as `\u{..}` escapes. Names,
+/// messages and requesters come from tenants, so nothing reaches the terminal raw.
+pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    std::borrow::Cow::Owned(
+        text.chars()
+            .map(|c| if unsafe_char(c) { format!("\\u{{{:04x}}}", u32::from(c)) } else { c.to_string() })
+            .collect(),
+    )
+}
+
 /// Columns as kubectl aligns them: each as wide as its widest cell plus three spaces, six at
 /// least, the last one not padded. Widths count characters, and colour codes wrap the padded
 /// text, so colour never shifts a column.
 fn table(headers: &[&str], rows: &[Vec<Cell>], colour: bool) -> String {
+    let rows: Vec<Vec<Cell>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| Cell(terminal_safe(&c.0).into_owned(), c.1)).collect())
+        .collect();
+    let rows = &rows;
     let width = |column: usize| {
         let cells = rows.iter().map(|r| r[column].0.chars().count());
         (cells.chain([headers[column].len()]).max().unwrap_or(0) + 3).max(6)
@@ -246,6 +270,20 @@ fn table(headers: &[&str], rows: &[Vec<Cell>], colour: bool) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn tenant_text_never_reaches_the_terminal_raw() {
+        use super::terminal_safe;
+        assert_eq!(terminal_safe("alice@example.com"), "alice@example.com");
+        // An OSC 52 clipboard write, a CSI repaint, a C1 CSI and a right-to-left override.
+        for evil in
+            ["\u{1b}]52;c;ZXZpbA==\u{7}", "a\u{1b}[2Jb", "x\u{9b}2Jy", "safe\u{202e}exe.txt", "new\nline"]
+        {
+            let shown = terminal_safe(evil);
+            assert!(!shown.chars().any(|c| c.is_control() || c == '\u{202e}'), "{evil:?} -> {shown:?}");
+            assert!(shown.contains("\\u{"), "{shown}");
+        }
+    }
+
     use dataworkspace_operator::{
         crd::{Project, PythonEnvironment, User, Workspace},
         view::{
