@@ -59,6 +59,13 @@ fn helm(args: &[&str]) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
+/// `helm upgrade` of the release with `extra` flags, waiting until it is rolled out.
+fn helm_upgrade(chart: &str, extra: &[&str]) -> Result<String, String> {
+    let mut args = vec!["upgrade", RELEASE, chart, "--namespace", NAMESPACE, "--wait", "--timeout", "120s"];
+    args.extend_from_slice(extra);
+    helm(&args)
+}
+
 /// The operator's Deployment, rolled out: every replica updated and available.
 async fn rolled_out(deployments: &Api<Deployment>, replicas: i32) -> Result<Deployment, String> {
     wait_for(
@@ -85,18 +92,7 @@ pub async fn helm_installs_and_upgrades_cleanly(scope: Scope) -> TestResult {
     // Helm), with the same default values: nothing changes but Helm's own labels.
     let before = deployments.get(RELEASE).await.context("the Deployment applied from deploy/")?;
     // `upgrade --install` installs on a fresh cluster (the suite's), and reruns on a kept one.
-    helm(&[
-        "upgrade",
-        "--install",
-        RELEASE,
-        &chart,
-        "--namespace",
-        NAMESPACE,
-        "--take-ownership",
-        "--wait",
-        "--timeout",
-        "120s",
-    ])?;
+    helm_upgrade(&chart, &["--install", "--take-ownership"])?;
     let installed = rolled_out(&deployments, 2).await?;
     ensure!(
         installed.metadata.generation == before.metadata.generation,
@@ -110,18 +106,7 @@ pub async fn helm_installs_and_upgrades_cleanly(scope: Scope) -> TestResult {
     // A changed values file: more replicas, text logs, a pod label; the Deployment rolls.
     let values = scope.env.out_dir.join("upgrade-values.yaml");
     fs::write(&values, "replicas: 3\nlogFormat: text\npodLabels:\n  rollout: second\n").context("values")?;
-    helm(&[
-        "upgrade",
-        RELEASE,
-        &chart,
-        "--namespace",
-        NAMESPACE,
-        "--values",
-        &values.to_string_lossy(),
-        "--wait",
-        "--timeout",
-        "120s",
-    ])?;
+    helm_upgrade(&chart, &["--values", &values.to_string_lossy()])?;
     let upgraded = rolled_out(&deployments, 3).await?;
     let template = upgraded.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
     let labels = template.metadata.and_then(|m| m.labels).unwrap_or_default();
@@ -140,17 +125,7 @@ pub async fn helm_installs_and_upgrades_cleanly(scope: Scope) -> TestResult {
     ensure!(crd.contains("\"helm.sh/resource-policy\":\"keep\""), "CRD annotations: {crd}");
 
     // Back to the defaults, for the rest of the suite.
-    helm(&[
-        "upgrade",
-        RELEASE,
-        &chart,
-        "--namespace",
-        NAMESPACE,
-        "--reset-values",
-        "--wait",
-        "--timeout",
-        "120s",
-    ])?;
+    helm_upgrade(&chart, &["--reset-values"])?;
     rolled_out(&deployments, 2).await?;
     Ok(())
 }
