@@ -12,6 +12,8 @@
 #   logs [N]     print the last N (default 50) lines of every component log
 #   audit-log    print the path of the API server's audit log (with DWO_AUDIT=1)
 #   kubectl ...  run the pinned kubectl against the cluster
+#   restart C [S]  kill component C (etcd, kube-apiserver, ...), wait S seconds (default 3), start
+#                it again as it ran: a fault for the fault tests
 #
 # Environment: DWO_CLUSTER_NAME (default dwo), DWO_CLUSTER_DIR (default <repo>/target/cluster),
 # DWO_CLUSTER_NODES (default 2), DWO_CLUSTER_TIMEOUT (seconds for `up`, default 300),
@@ -414,6 +416,37 @@ do_down() {
 	log "cluster '${CLUSTER_NAME}' is down"
 }
 
+# Kills one component (etcd, kube-apiserver, …) of the running cluster, waits `down` seconds,
+# and starts it again with exactly its command line, environment and working directory (read
+# from /proc), detached like kwokctl starts it, its pid file updated: a fault to inject. Waits
+# until the API server answers again.
+do_restart() {
+	local component="$1" down="${2:-3}" pidfile pid cwd deadline
+	pidfile="${CLUSTER_STATE_DIR}/pids/${component}.pid"
+	[[ -f "${pidfile}" ]] || die "no component ${component} in cluster '${CLUSTER_NAME}' (see ${CLUSTER_STATE_DIR}/pids)"
+	pid="$(tr -dc '0-9' <"${pidfile}")"
+	alive "${pid}" || die "${component} (pid ${pid}) is not running"
+	local -a command environment
+	mapfile -d '' command <"/proc/${pid}/cmdline"
+	mapfile -d '' environment <"/proc/${pid}/environ"
+	cwd="$(readlink "/proc/${pid}/cwd")"
+	# Killed, not stopped: a crash, and the outage starts at once (a terminated API server keeps
+	# serving its open watches while it drains).
+	log "killing ${component} (pid ${pid}); down for ${down}s"
+	kill -KILL "${pid}"
+	for _ in $(seq 1 50); do alive "${pid}" || break; sleep 0.2; done
+	sleep "${down}"
+	(cd "${cwd}" && exec setsid env -i "${environment[@]}" "${command[@]}" \
+		>>"${CLUSTER_STATE_DIR}/logs/${component}.log" 2>&1 </dev/null) &
+	echo $! >"${pidfile}"
+	log "started ${component} again (pid $!)"
+	deadline=$((SECONDS + 60))
+	until apiserver_ready; do
+		[[ ${SECONDS} -lt ${deadline} ]] || die "the API server did not answer within 60s of restarting ${component}"
+		sleep 0.5
+	done
+}
+
 do_env() {
 	printf 'export KUBECONFIG=%q\n' "${KUBECONFIG_PATH}"
 	printf 'export KUBECACHEDIR=%q\n' "${KUBE_CACHE_DIR}"
@@ -442,6 +475,10 @@ case "${cmd}" in
 up) lock_cluster "${UP_TIMEOUT}"; do_up ;;
 down) lock_cluster 60; do_down ;;
 env) do_env ;;
+restart)
+	[[ $# -ge 1 ]] || die "usage: $0 restart <component> [seconds down]"
+	do_restart "$@"
+	;;
 status)
 	if [[ -x "${BIN_DIR}/kubectl" ]] && healthy; then
 		log "cluster '${CLUSTER_NAME}' is up: ${KUBECONFIG_PATH}"

@@ -205,6 +205,95 @@ pub async fn killed_at_random_it_converges_without_orphans_or_new_keys(scope: Sc
     result
 }
 
+/// Restarts a control-plane component of the suite's cluster (down for a few seconds).
+fn restart(scope: &Scope, component: &str) -> TestResult {
+    let output = std::process::Command::new(scope.env.repo.join("hack/cluster.sh"))
+        .args(["restart", component, "3"])
+        .output()
+        .context("hack/cluster.sh restart")?;
+    ensure!(output.status.success(), "restarting {component}: {}", String::from_utf8_lossy(&output.stderr));
+    Ok(())
+}
+
+/// The API server, then etcd, each killed and down for 3 s while Workspaces roll out: the
+/// operator keeps running (it reconnects by itself) and everything converges.
+pub async fn api_server_and_etcd_restarts_are_survived(scope: Scope) -> TestResult {
+    let client = scope.env.client.clone();
+    let address = scope.env.operator_address().ok_or("the operator is not running")?;
+    let (_, before) = crate::harness::http_get(address, "/metrics")?;
+    let workspaces: Api<Workspace> = Api::all(client.clone());
+    let mut report = String::new();
+    let mut all = Vec::new();
+    for component in ["kube-apiserver", "etcd"] {
+        let prefix = scope.env.unique("outage");
+        let names: Vec<String> = (0..10).map(|i| format!("{prefix}-{i}")).collect();
+        let input: String = names
+            .iter()
+            .map(|n| format!("apiVersion: dataworkspace.io/v1alpha1\nkind: Workspace\nmetadata: {{name: {n}}}\nspec: {{studio: {{stopped: true}}}}\n"))
+            .collect::<Vec<_>>()
+            .join("---\n");
+        kubectl_with_input(&["apply", "-f", "-"], &input)?;
+        let killed = Instant::now();
+        restart(&scope, component)?;
+        let back = killed.elapsed();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let listed = match workspaces.list(&ListParams::default()).await {
+                Ok(list) => list.items,
+                Err(_) => Vec::new(), // the API server may still settle
+            };
+            let ready = names
+                .iter()
+                .filter(|n| {
+                    listed.iter().any(|w| {
+                        w.metadata.name.as_deref() == Some(n.as_str())
+                            && w.status.as_ref().is_some_and(|s| {
+                                s.observed_generation == w.metadata.generation
+                                    && s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                            })
+                    })
+                })
+                .count();
+            if ready == names.len() {
+                break;
+            }
+            ensure!(!scope.env.operator_exited(), "the operator exited after {component} restarted");
+            ensure!(
+                Instant::now() < deadline,
+                "{ready}/{} Workspaces Ready 120 s after {component} came back",
+                names.len()
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        report += &format!(
+            "{component} killed mid-rollout of {} Workspaces: answering again after {:.1} s, all converged {:.1} s after the kill; ",
+            names.len(),
+            back.as_secs_f64(),
+            killed.elapsed().as_secs_f64()
+        );
+        all.extend(names);
+    }
+    ensure!(!scope.env.operator_exited(), "the operator exited");
+    let (code, after) = crate::harness::http_get(address, "/metrics")?;
+    ensure!(code == 200, "/metrics answered {code} after the outages");
+    let errors = |text: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with("dataworkspace_watch_errors_total"))
+            .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+            .sum()
+    };
+    report += &format!(
+        "operator still running (0 restarts), {} watch errors seen and recovered\n",
+        errors(&after) - errors(&before)
+    );
+    eprint!("{report}");
+    fs::write(scope.env.out_dir.join("outages.txt"), &report).context("report")?;
+    for name in &all {
+        let _ = workspaces.delete(name, &DeleteParams::default()).await;
+    }
+    Ok(())
+}
+
 /// The generated Secrets of the tenants (the Notebooks' tokens), by namespace/name: UID and a
 /// digest of their data, as first seen.
 async fn record_keys(

@@ -214,6 +214,11 @@ impl Env {
         Ok(())
     }
 
+    /// Whether the suite's operator process has ended by itself.
+    pub fn operator_exited(&self) -> bool {
+        self.operator.lock().unwrap().as_mut().is_none_or(|o| o.exited().is_some())
+    }
+
     /// The address of the running operator's HTTP endpoint.
     pub fn operator_address(&self) -> Option<SocketAddr> {
         self.operator.lock().unwrap().as_ref().map(|o| o.address)

@@ -99,6 +99,7 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         plugin::runtime_lists_pinned_then_recent_with_live_phases,
         plugin::approve_and_reject_go_through_admission,
         faults::killed_at_random_it_converges_without_orphans_or_new_keys,
+        faults::api_server_and_etcd_restarts_are_survived,
         // Last: it restarts the operator and checks that nothing is written for all of the above.
         operator::survives_a_restart_without_writing,
         // After everything: what the suite left behind holds no Secret value outside its Secret.
