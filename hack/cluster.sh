@@ -418,32 +418,65 @@ do_down() {
 
 # Kills one component (etcd, kube-apiserver, …) of the running cluster, waits `down` seconds,
 # and starts it again with exactly its command line, environment and working directory (read
-# from /proc), detached like kwokctl starts it, its pid file updated: a fault to inject. Waits
-# until the API server answers again.
-do_restart() {
-	local component="$1" down="${2:-3}" pidfile pid cwd deadline
-	pidfile="${CLUSTER_STATE_DIR}/pids/${component}.pid"
-	[[ -f "${pidfile}" ]] || die "no component ${component} in cluster '${CLUSTER_NAME}' (see ${CLUSTER_STATE_DIR}/pids)"
-	pid="$(tr -dc '0-9' <"${pidfile}")"
-	alive "${pid}" || die "${component} (pid ${pid}) is not running"
+# from /proc beforehand), detached like kwokctl starts it, its pid file updated: a fault to
+# inject. Waits until the API server answers again, then supervises the other components for a
+# while: kube-controller-manager and kube-scheduler exit when they lose their leader lease during
+# the outage, as they are built to (a kubelet or systemd restarts them; here this does).
+save_component() { # component: its command line, environment and working directory
+	local component="$1" pid dir="${CLUSTER_STATE_DIR}/restart/$1"
+	pid="$(tr -dc '0-9' <"${CLUSTER_STATE_DIR}/pids/${component}.pid")"
+	alive "${pid}" || return 0
+	mkdir -p "${dir}"
+	cp "/proc/${pid}/cmdline" "${dir}/cmdline"
+	cp "/proc/${pid}/environ" "${dir}/environ"
+	readlink "/proc/${pid}/cwd" >"${dir}/cwd"
+}
+start_component() {
+	local component="$1" dir="${CLUSTER_STATE_DIR}/restart/$1" cwd
 	local -a command environment
-	mapfile -d '' command <"/proc/${pid}/cmdline"
-	mapfile -d '' environment <"/proc/${pid}/environ"
-	cwd="$(readlink "/proc/${pid}/cwd")"
+	mapfile -d '' command <"${dir}/cmdline"
+	mapfile -d '' environment <"${dir}/environ"
+	cwd="$(cat "${dir}/cwd")"
+	(cd "${cwd}" && exec setsid env -i "${environment[@]}" "${command[@]}" \
+		>>"${CLUSTER_STATE_DIR}/logs/${component}.log" 2>&1 </dev/null) &
+	echo $! >"${CLUSTER_STATE_DIR}/pids/${component}.pid"
+	log "started ${component} (pid $!)"
+}
+component_alive() {
+	local pid
+	pid="$(tr -dc '0-9' <"${CLUSTER_STATE_DIR}/pids/$1.pid")"
+	[[ -n "${pid}" ]] && alive "${pid}"
+}
+do_restart() {
+	local component="$1" down="${2:-3}" f other pid deadline
+	[[ -f "${CLUSTER_STATE_DIR}/pids/${component}.pid" ]] ||
+		die "no component ${component} in cluster '${CLUSTER_NAME}' (see ${CLUSTER_STATE_DIR}/pids)"
+	component_alive "${component}" || die "${component} is not running"
+	local -a components=()
+	for f in "${CLUSTER_STATE_DIR}"/pids/*.pid; do
+		other="$(basename "${f}" .pid)"
+		save_component "${other}"
+		components+=("${other}")
+	done
+	pid="$(tr -dc '0-9' <"${CLUSTER_STATE_DIR}/pids/${component}.pid")"
 	# Killed, not stopped: a crash, and the outage starts at once (a terminated API server keeps
 	# serving its open watches while it drains).
 	log "killing ${component} (pid ${pid}); down for ${down}s"
 	kill -KILL "${pid}"
 	for _ in $(seq 1 50); do alive "${pid}" || break; sleep 0.2; done
 	sleep "${down}"
-	(cd "${cwd}" && exec setsid env -i "${environment[@]}" "${command[@]}" \
-		>>"${CLUSTER_STATE_DIR}/logs/${component}.log" 2>&1 </dev/null) &
-	echo $! >"${pidfile}"
-	log "started ${component} again (pid $!)"
+	start_component "${component}"
 	deadline=$((SECONDS + 60))
 	until apiserver_ready; do
 		[[ ${SECONDS} -lt ${deadline} ]] || die "the API server did not answer within 60s of restarting ${component}"
 		sleep 0.5
+	done
+	deadline=$((SECONDS + 20))
+	while [[ ${SECONDS} -lt ${deadline} ]]; do
+		for other in "${components[@]}"; do
+			component_alive "${other}" || start_component "${other}"
+		done
+		sleep 1
 	done
 }
 

@@ -1,10 +1,12 @@
-//! Reconciles Users: the platform-admin binding, and status — the workspaces and roles the user
-//! has, their pinned projects with phase, and their recent projects.
+//! Reconciles Users: the platform-admin binding, the right of the person to read their own User
+//! (where their workspaces, roles and pinned projects are listed, for the kubectl plugin and
+//! tools like it), and status — the workspaces and roles the user has, their pinned projects
+//! with phase, and their recent projects.
 
 use std::{collections::BTreeSet, sync::Arc};
 
 use k8s_openapi::{
-    api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject},
+    api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject},
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
 use kube::{
@@ -47,13 +49,8 @@ pub fn controller(feeds: &mut Feeds, ctx: &Arc<Context>) -> Controller<Deseriali
     let (same_name, by_workspace, by_phase, by_existence) =
         (ctx.caches.clone(), ctx.caches.clone(), ctx.caches.clone(), ctx.caches.clone());
     root(&mut feeds.users)
-        .watches_stream(feeds.cluster_role_bindings.subscribe(), |binding| {
-            binding
-                .owner_references()
-                .iter()
-                .find(|o| o.kind == "User" && o.api_version.starts_with("dataworkspace.io/"))
-                .map(|o| ObjectRef::new(&o.name))
-        })
+        .watches_stream(feeds.cluster_role_bindings.subscribe(), |binding| owning_user(&binding))
+        .watches_stream(feeds.cluster_roles.subscribe(), |role| owning_user(&role))
         // Users sharing a username are refused together, and freed together.
         .watches_stream(feeds.users.subscribe_when(username), move |changed| match &changed.0 {
             Ok(changed) => users_sharing_username(&valid(&same_name.users), changed),
@@ -73,6 +70,17 @@ pub fn controller(feeds: &mut Feeds, ctx: &Arc<Context>) -> Controller<Deseriali
             }
             Err(_) => Vec::new(),
         })
+}
+
+/// The User owning a cluster-scoped child.
+fn owning_user<K: kube::Resource>(child: &K) -> Option<ObjectRef<DeserializeGuard<User>>> {
+    child
+        .meta()
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.kind == "User" && o.api_version.starts_with("dataworkspace.io/"))
+        .map(|o| ObjectRef::new(&o.name))
 }
 
 /// What Users sharing a username react to.
@@ -201,6 +209,51 @@ pub fn admin_binding(user: &User) -> ClusterRoleBinding {
     }
 }
 
+/// Name of the ClusterRole, and of its binding, that let a person read their own User.
+pub fn self_reader_name(user: &str) -> String {
+    format!("dataworkspace-user-{user}")
+}
+
+/// What lets a bound person read their own User (and nothing else): a ClusterRole granting `get`
+/// on that one User, bound to their username. Their User's status lists their workspaces, roles
+/// and namespaces, which is all a person needs to find their projects without listing anything
+/// cluster-wide.
+pub fn self_reader(user: &User) -> (ClusterRole, ClusterRoleBinding) {
+    let name = user.name_any();
+    let metadata = ObjectMeta {
+        name: Some(self_reader_name(&name)),
+        labels: Some(labels("user", &name, "self-reader")),
+        owner_references: Some(vec![owner_reference(user)]),
+        ..ObjectMeta::default()
+    };
+    let role = ClusterRole {
+        metadata: metadata.clone(),
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(vec![crate::crd::GROUP.into()]),
+            resources: Some(vec!["users".into()]),
+            resource_names: Some(vec![name.clone()]),
+            verbs: vec!["get".into()],
+            ..PolicyRule::default()
+        }]),
+        ..ClusterRole::default()
+    };
+    let binding = ClusterRoleBinding {
+        metadata,
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: self_reader_name(&name),
+        },
+        subjects: Some(vec![Subject {
+            kind: "User".into(),
+            name: user.spec.username.clone(),
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            namespace: None,
+        }]),
+    };
+    (role, binding)
+}
+
 /// One pass over a User.
 pub async fn reconcile(user: Arc<User>, ctx: Arc<Context>) -> Result<Action> {
     if user.metadata.deletion_timestamp.is_some() {
@@ -215,6 +268,17 @@ pub async fn reconcile(user: Arc<User>, ctx: Arc<Context>) -> Result<Action> {
         apply_cluster(&ctx, &admin_binding(&user)).await?;
     } else {
         delete_cluster_if_managed::<ClusterRoleBinding>(&ctx, &admin_binding_name(&user.name_any())).await?;
+    }
+    // ServiceAccounts are not people: they get no self-reader (their workspaces bind them as
+    // usual).
+    if refusal.is_none() && !user.spec.username.starts_with("system:serviceaccount:") {
+        let (role, binding) = self_reader(&user);
+        apply_cluster(&ctx, &role).await?;
+        apply_cluster(&ctx, &binding).await?;
+    } else {
+        let name = self_reader_name(&user.name_any());
+        delete_cluster_if_managed::<ClusterRoleBinding>(&ctx, &name).await?;
+        delete_cluster_if_managed::<ClusterRole>(&ctx, &name).await?;
     }
     let workspaces = valid(&ctx.caches.workspaces);
     let projects = valid(&ctx.caches.projects);
@@ -451,6 +515,26 @@ mod tests {
         assert_eq!(membership(&DeserializeGuard(Ok(workspace.clone()))), before);
         workspace.spec.members.pop();
         assert_ne!(membership(&DeserializeGuard(Ok(workspace))), before);
+    }
+
+    #[test]
+    fn a_person_may_read_their_own_user_and_nothing_else() {
+        let (user, _, _) = fixture();
+        let (role, binding) = self_reader(&user);
+        let name = user.name_any();
+        assert_eq!(role.metadata.name.as_deref(), Some(format!("dataworkspace-user-{name}").as_str()));
+        let rules = role.rules.unwrap();
+        assert_eq!(rules.len(), 1);
+        assert_eq!(rules[0].resources.as_deref(), Some(&["users".to_string()][..]));
+        assert_eq!(rules[0].resource_names.as_deref(), Some(&[name.clone()][..]));
+        assert_eq!(rules[0].verbs, vec!["get".to_string()]);
+        assert_eq!(binding.role_ref.name, role.metadata.name.unwrap());
+        let subjects = binding.subjects.unwrap();
+        assert_eq!(
+            (subjects[0].kind.as_str(), subjects[0].name.as_str()),
+            ("User", user.spec.username.as_str())
+        );
+        assert_eq!(binding.metadata.owner_references.unwrap()[0].kind, "User");
     }
 
     #[test]

@@ -109,6 +109,22 @@ fn groups_text(groups: &[String]) -> String {
     }
 }
 
+/// The view of a person who may read only their own User (not list Users or Workspaces): the
+/// workspaces, roles and namespaces the operator lists in that User's status.
+pub fn of_own_user(user: &User) -> Scope<'_> {
+    let workspaces = user
+        .status
+        .iter()
+        .flat_map(|s| s.workspaces.iter())
+        .map(|w| WorkspaceInScope {
+            name: w.workspace.clone(),
+            namespace: w.namespace.clone().unwrap_or_else(|| workspace_namespace(&w.workspace, None)),
+            role: Some(w.role),
+        })
+        .collect();
+    Scope { user: Some(user), workspaces, notices: Vec::new() }
+}
+
 /// The namespace a Workspace owns: as reported, or as it will be named.
 pub fn namespace_of(workspace: &Workspace) -> String {
     workspace

@@ -13,7 +13,7 @@ use dataworkspace_operator::crd::{Project, PythonEnvironment, User, Workspace, p
 
 use crate::{
     Scope, ensure,
-    harness::{Context, TestResult, WAIT, kubectl_with_input, wait_for, wait_until},
+    harness::{Context, TestResult, WAIT, kubectl, kubectl_with_input, wait_for, wait_until},
     notebook::phase,
     workspaces::{can_i, create_user, from_yaml, ready},
 };
@@ -159,9 +159,23 @@ pub async fn runtime_lists_pinned_then_recent_with_live_phases(scope: Scope) -> 
             && stranger.contains("system:masters"),
         "{stranger}"
     );
-    // A member who may not list Users across the cluster is told what the view needs.
-    let member = plugin_fails(&["runtime", "--as", &username], 1)?;
-    ensure!(member.contains("you may not list") && member.contains("forbidden"), "{member}");
+    // A member who may not list Users across the cluster: the same view, from their own User
+    // (which the operator lets each bound person read) and their workspaces' namespaces.
+    wait_until(WAIT, "the member's right to read their own User", || async {
+        Ok(kubectl(&["auth", "can-i", "get", &format!("users.dataworkspace.io/{user}"), "--as", &username])
+            .is_ok_and(|o| o.trim() == "yes"))
+    })
+    .await?;
+    let member = normalize(plugin_ok(&["runtime", "--as", &username, "--now", &now])?);
+    ensure!(member == table, "the member's own view differs from --user's:\n{member}\n{table}");
+    // Their right is to their own User only: not to list Users, nor to read another's.
+    ensure!(
+        kubectl(&["auth", "can-i", "list", "users.dataworkspace.io", "--as", &username]).is_err(),
+        "a member may list Users"
+    );
+    // `-A` still needs the rights to list everything, and says so.
+    let everything = plugin_fails(&["runtime", "-A", "--as", &username], 1)?;
+    ensure!(everything.contains("you may not list") && everything.contains("forbidden"), "{everything}");
     Ok(())
 }
 

@@ -18,9 +18,15 @@ use dataworkspace_operator::{
         usage,
     },
 };
-use k8s_openapi::{api::authentication::v1::SelfSubjectReview, jiff::Timestamp};
+use k8s_openapi::{
+    api::{
+        authentication::v1::SelfSubjectReview,
+        authorization::v1::{SelfSubjectRulesReview, SelfSubjectRulesReviewSpec},
+    },
+    jiff::Timestamp,
+};
 use kube::{
-    Api, Client, Config, Resource,
+    Api, Client, Config, Resource, ResourceExt,
     api::{ListParams, Patch, PatchParams, PostParams},
     config::KubeConfigOptions,
 };
@@ -222,33 +228,85 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let (client, default_namespace) = connect(&cli.global).await?;
     let now = cli.global.now.unwrap_or_else(Timestamp::now);
     match cli.command {
+        // A member who may not list Users sees their own workspaces, from their own User.
         Command::Runtime(args) => {
-            let (users, workspaces, projects) = tokio::try_join!(
-                list::<User>(&client),
-                list::<Workspace>(&client),
-                list::<Project>(&client)
-            )?;
-            let (user, scope) = resolve(&client, &args, &users, &workspaces).await?;
-            let rows = runtime::rows(&scope, &projects, now);
-            show(&args, &scope.notices, rows.is_empty(), "projects", |p| p.runtime(user.as_deref(), &rows))
+            if let Some(user) = own_user_instead(&client, &args).await? {
+                let scope = scope::of_own_user(&user);
+                let projects = list_in::<Project>(&client, &scope).await?;
+                let rows = runtime::rows(&scope, &projects, now);
+                show(&args, &scope.notices, rows.is_empty(), "projects", |p| {
+                    p.runtime(Some(&user.name_any()), &rows)
+                })
+            } else {
+                let (users, workspaces, projects) = tokio::try_join!(
+                    list::<User>(&client),
+                    list::<Workspace>(&client),
+                    list::<Project>(&client)
+                )?;
+                let (user, scope) = resolve(&client, &args, &users, &workspaces).await?;
+                let rows = runtime::rows(&scope, &projects, now);
+                show(&args, &scope.notices, rows.is_empty(), "projects", |p| {
+                    p.runtime(user.as_deref(), &rows)
+                })
+            }
         }
         Command::Envs(args) => {
-            let (users, workspaces, environments) = tokio::try_join!(
-                list::<User>(&client),
-                list::<Workspace>(&client),
-                list::<PythonEnvironment>(&client)
-            )?;
-            let (user, scope) = resolve(&client, &args, &users, &workspaces).await?;
-            let rows = envs::rows(&scope, &environments, now);
-            show(&args, &scope.notices, rows.is_empty(), "Python environments", |p| {
-                p.envs(user.as_deref(), &rows)
-            })
+            if let Some(user) = own_user_instead(&client, &args).await? {
+                let scope = scope::of_own_user(&user);
+                let environments = list_in::<PythonEnvironment>(&client, &scope).await?;
+                let rows = envs::rows(&scope, &environments, now);
+                show(&args, &scope.notices, rows.is_empty(), "Python environments", |p| {
+                    p.envs(Some(&user.name_any()), &rows)
+                })
+            } else {
+                let (users, workspaces, environments) = tokio::try_join!(
+                    list::<User>(&client),
+                    list::<Workspace>(&client),
+                    list::<PythonEnvironment>(&client)
+                )?;
+                let (user, scope) = resolve(&client, &args, &users, &workspaces).await?;
+                let rows = envs::rows(&scope, &environments, now);
+                show(&args, &scope.notices, rows.is_empty(), "Python environments", |p| {
+                    p.envs(user.as_deref(), &rows)
+                })
+            }
         }
         Command::Usage(args) => {
-            let (users, workspaces) = tokio::try_join!(list::<User>(&client), list::<Workspace>(&client))?;
-            let (user, scope) = resolve(&client, &args, &users, &workspaces).await?;
-            let rows = usage::rows(&scope, &workspaces);
-            show(&args, &scope.notices, rows.is_empty(), "quota usage", |p| p.usage(user.as_deref(), &rows))
+            if let Some(user) = own_user_instead(&client, &args).await? {
+                let mut scope = scope::of_own_user(&user);
+                let mut workspaces = Vec::new();
+                for ws in &scope.workspaces {
+                    match Api::<Workspace>::all(client.clone()).get(&ws.name).await {
+                        Ok(workspace) => workspaces.push(workspace),
+                        Err(kube::Error::Api(status)) if status.code == 403 || status.code == 404 => {}
+                        Err(e) => return Err(Failure::Get(get_failure("workspace", &ws.name, "", &e))),
+                    }
+                }
+                let hidden: Vec<String> = scope
+                    .workspaces
+                    .iter()
+                    .filter(|w| !workspaces.iter().any(|x| x.name_any() == w.name))
+                    .map(|w| w.name.clone())
+                    .collect();
+                if !hidden.is_empty() {
+                    scope.notices.push(format!(
+                        "the usage of {} is not shown: viewers may not read their Workspace object",
+                        hidden.join(", ")
+                    ));
+                }
+                let rows = usage::rows(&scope, &workspaces);
+                show(&args, &scope.notices, rows.is_empty(), "quota usage", |p| {
+                    p.usage(Some(&user.name_any()), &rows)
+                })
+            } else {
+                let (users, workspaces) =
+                    tokio::try_join!(list::<User>(&client), list::<Workspace>(&client))?;
+                let (user, scope) = resolve(&client, &args, &users, &workspaces).await?;
+                let rows = usage::rows(&scope, &workspaces);
+                show(&args, &scope.notices, rows.is_empty(), "quota usage", |p| {
+                    p.usage(user.as_deref(), &rows)
+                })
+            }
         }
         Command::Approve { env, namespace, spec_hash, comment } => {
             let namespace = namespace.unwrap_or(default_namespace);
@@ -295,6 +353,68 @@ async fn who_am_i(client: &Client) -> Result<(String, Vec<String>), Failure> {
         .map_err(|e| Failure::WhoAmI(e.to_string()))?;
     let info = review.status.and_then(|s| s.user_info).unwrap_or_default();
     Ok((info.username.unwrap_or_default(), info.groups.unwrap_or_default()))
+}
+
+/// For a view of the caller's own workspaces (no `--user`, no `-A`) by someone who may not list
+/// Users: their own User, which the operator lets each bound person read (the ClusterRole
+/// `dataworkspace-user-<name>`; a SelfSubjectRulesReview names it). `None` when Users can be
+/// listed (the full view applies) or the view asks for more than one's own.
+async fn own_user_instead(client: &Client, args: &ViewArgs) -> Result<Option<User>, Failure> {
+    if args.user.is_some() || args.all_workspaces {
+        return Ok(None);
+    }
+    match Api::<User>::all(client.clone()).list_metadata(&ListParams::default().limit(1)).await {
+        Err(kube::Error::Api(status)) if status.code == 403 => {}
+        _ => return Ok(None),
+    }
+    let (username, groups) = who_am_i(client).await?;
+    let review = SelfSubjectRulesReview {
+        spec: SelfSubjectRulesReviewSpec { namespace: Some("default".into()) },
+        ..SelfSubjectRulesReview::default()
+    };
+    let review = Api::<SelfSubjectRulesReview>::all(client.clone())
+        .create(&PostParams::default(), &review)
+        .await
+        .map_err(|e| Failure::WhoAmI(format!("cannot review your rights (SelfSubjectRulesReview): {e}")))?;
+    let names: Vec<String> = review
+        .status
+        .map(|s| s.resource_rules)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| {
+            r.api_groups.iter().flatten().any(|g| g == dataworkspace_operator::crd::GROUP)
+                && r.resources.iter().flatten().any(|k| k == "users")
+                && r.verbs.iter().any(|v| v == "get" || v == "*")
+        })
+        .flat_map(|r| r.resource_names.unwrap_or_default())
+        .collect();
+    for name in names {
+        if let Ok(user) = Api::<User>::all(client.clone()).get(&name).await
+            && user.spec.username == username
+        {
+            return Ok(Some(user));
+        }
+    }
+    Err(Failure::Scope(ScopeError::NoUser { username, groups }))
+}
+
+/// The objects of a kind in each namespace of a view (what a member may list).
+async fn list_in<K>(client: &Client, scope: &scope::Scope<'_>) -> Result<Vec<K>, Failure>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let mut all = Vec::new();
+    for ws in &scope.workspaces {
+        let api = Api::<K>::namespaced(client.clone(), &ws.namespace);
+        let listed = api.list(&ListParams::default()).await.map_err(|e| {
+            Failure::List(listing_failure(&format!("{} in {}", plural::<K>(), ws.namespace), &e))
+        })?;
+        all.extend(listed.items);
+    }
+    Ok(all)
 }
 
 /// Every object of a kind the caller may list, across namespaces.
