@@ -4,6 +4,7 @@
 mod access;
 mod airflow;
 mod cluster;
+mod console;
 mod environments;
 mod harness;
 mod install;
@@ -97,6 +98,8 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         install::one_replica_leads_and_another_takes_over,
         plugin::runtime_lists_pinned_then_recent_with_live_phases,
         plugin::approve_and_reject_go_through_admission,
+        console::each_person_sees_exactly_their_workspaces,
+        console::a_browser_signs_in_through_the_proxy_and_sees_each_area,
         // Last: it restarts the operator and checks that nothing is written for all of the above.
         operator::survives_a_restart_without_writing,
     ]
