@@ -39,7 +39,8 @@ test-process: ## Runs generated configurations with the real software: JupyterLa
 	hack/postgres.sh >/dev/null
 	$(CARGO) test --locked --test notebook_process --test access_process --test python_env_process --test streamlit_process --test spark_process --test airflow_process
 
-test-e2e: ## The e2e suite on a freshly started local control plane, stopped afterwards.
+test-e2e: ## The e2e suite on a freshly started local control plane, stopped afterwards (installs chromium for the console's browser test when missing).
+	hack/chromium.sh >/dev/null
 	hack/e2e.sh
 
 bench: ## Scale benchmark: 50 Workspaces × 10 Notebook Projects + 50 Users (other sizes: hack/bench.sh N M U).

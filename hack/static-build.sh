@@ -5,14 +5,16 @@
 # operator resolves no host names in a cluster (the API server is reached by the address
 # Kubernetes injects), so static glibc's name-service limits do not apply.
 #
-# Usage: hack/static-build.sh [cargo profile]   (default: release); prints the binary's path.
+# The web console (dataworkspace-console) is built the same way, beside it, for the same image.
+#
+# Usage: hack/static-build.sh [cargo profile]   (default: release); prints the operator's path.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 profile="${1:-release}"
 # The machine's own architecture (x86_64 or aarch64): the image is built per platform.
 target="$(uname -m)-unknown-linux-gnu"
 RUSTFLAGS="-C target-feature=+crt-static" \
-	cargo build --locked --profile "${profile}" --target "${target}" --bin dataworkspace-operator >&2
+	cargo build --locked --profile "${profile}" --target "${target}" --bin dataworkspace-operator --bin dataworkspace-console >&2
 dir="${profile}"
 [[ "${profile}" == dev ]] && dir=debug
 echo "target/${target}/${dir}/dataworkspace-operator"

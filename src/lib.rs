@@ -1,7 +1,8 @@
 //! Data Workspace Operator: Workspaces, Users, PythonEnvironments and Projects on Kubernetes.
 //!
-//! `crd` holds the types, `controller` the reconcilers, `view` what the kubectl plugin shows,
-//! and the rest the parts they share.
+//! `crd` holds the types, `controller` the reconcilers, `view` what the kubectl plugin and the
+//! web console show, `signature` how the console knows a request came through its proxy, and
+//! the rest the parts they share.
 
 pub mod build;
 pub mod conditions;
@@ -16,5 +17,6 @@ pub mod metrics;
 pub mod names;
 pub mod runtime;
 pub mod server;
+pub mod signature;
 pub mod telemetry;
 pub mod view;

@@ -393,3 +393,187 @@ proptest::proptest! {
         proptest::prop_assert!(!Age(seconds).to_string().is_empty());
     }
 }
+
+/// The console's people: by user, by team, a disabled platform admin, a platform admin, a
+/// stranger, nobody, and two Users sharing an e-mail address.
+mod console {
+    use rstest::rstest;
+
+    use super::{docs, now};
+    use crate::{
+        crd::{Project, User, Workspace, common::Role},
+        view::{console, runtime},
+    };
+
+    fn users() -> Vec<User> {
+        docs(
+            r#"
+metadata: {name: alice}
+spec: {username: alice, email: Alice@Example.com, teams: [eng]}
+---
+metadata: {name: bob}
+spec: {username: bob, email: bob@example.com}
+---
+metadata: {name: dan}
+spec: {username: dan, email: dan@example.com, admin: true, disabled: true}
+---
+metadata: {name: root}
+spec: {username: root, email: root@example.com, admin: true}
+---
+metadata: {name: zed}
+spec: {username: zed, email: zed@example.com}
+---
+metadata: {name: twin1}
+spec: {username: twin1, email: twin@example.com}
+---
+metadata: {name: twin2}
+spec: {username: twin2, email: TWIN@example.com}
+"#,
+        )
+    }
+
+    fn workspaces() -> Vec<Workspace> {
+        docs(
+            r#"
+metadata: {name: a}
+spec:
+  members: [{team: eng, role: developer}, {user: bob, role: admin}, {user: dan, role: viewer}]
+  variables: {REGION: eu-west-1}
+  secrets: [{name: TOKEN, secretRef: {name: creds, key: token}}]
+status: {namespace: dw-a}
+---
+metadata: {name: b}
+spec: {members: [{user: bob, role: viewer}]}
+---
+metadata: {name: c}
+spec: {members: [{team: ops, role: admin}]}
+"#,
+        )
+    }
+
+    fn projects() -> Vec<Project> {
+        docs(
+            r#"
+metadata: {name: etl, namespace: dw-a}
+spec: {runtime: Airflow, airflow: {}}
+---
+metadata: {name: other, namespace: dw-b}
+spec: {runtime: Notebook, notebook: {}}
+---
+metadata: {name: hidden, namespace: dw-c}
+spec: {runtime: Spark, spark: {}}
+"#,
+        )
+    }
+
+    #[rstest]
+    #[case::member_by_team("alice@example.com", &[("a", Some(Role::Developer))], false, None)]
+    #[case::email_in_any_case(" ALICE@example.COM ", &[("a", Some(Role::Developer))], false, None)]
+    #[case::member_by_user("bob@example.com", &[("a", Some(Role::Admin)), ("b", Some(Role::Viewer))], false, None)]
+    #[case::disabled_user_even_an_admin("dan@example.com", &[], false, Some("disabled"))]
+    #[case::platform_admin("root@example.com", &[("a", None), ("b", None), ("c", None)], true, None)]
+    #[case::stranger_with_a_user("zed@example.com", &[], false, Some("member of no workspace"))]
+    #[case::nobody("nobody@example.com", &[], false, Some("No User has the e-mail address nobody@example.com"))]
+    #[case::shared_address("twin@example.com", &[], false, Some("twin1, twin2 all have"))]
+    fn who_sees_which_workspaces(
+        #[case] email: &str,
+        #[case] expected: &[(&str, Option<Role>)],
+        #[case] platform_admin: bool,
+        #[case] notice: Option<&str>,
+    ) {
+        let (users, workspaces) = (users(), workspaces());
+        let person = console::identify(email, &users, &workspaces);
+        let seen: Vec<(&str, Option<Role>)> =
+            person.scope.workspaces.iter().map(|w| (w.name.as_str(), w.role)).collect();
+        assert_eq!(seen, expected, "{email}: {:?}", person.scope.notices);
+        assert_eq!(person.platform_admin, platform_admin);
+        if let Some(notice) = notice {
+            assert!(person.scope.notices.iter().any(|n| n.contains(notice)), "{:?}", person.scope.notices);
+        }
+        // The Runtime area shows the projects of exactly these workspaces.
+        let rows = runtime::rows(&person.scope, &projects(), now());
+        let mut namespaces: Vec<String> = rows.iter().map(|r| r.workspace.clone()).collect();
+        namespaces.dedup();
+        let names: Vec<&str> = expected.iter().map(|(w, _)| *w).collect();
+        assert_eq!(namespaces, names, "{email}");
+    }
+
+    #[rstest]
+    #[case::workspace_admin("bob@example.com", &["a"])]
+    #[case::developer("alice@example.com", &[])]
+    #[case::platform_admin("root@example.com", &["a", "b", "c"])]
+    #[case::disabled("dan@example.com", &[])]
+    fn the_admin_area_is_for_workspace_and_platform_admins(#[case] email: &str, #[case] expected: &[&str]) {
+        let (users, workspaces) = (users(), workspaces());
+        let person = console::identify(email, &users, &workspaces);
+        let cards = console::admin(&person, &users, &workspaces, &projects(), &[], now());
+        let shown: Vec<&str> = cards.iter().map(|c| c.workspace.as_str()).collect();
+        assert_eq!(shown, expected);
+    }
+
+    #[test]
+    fn the_admin_area_resolves_members_teams_and_access_as_the_operator_binds() {
+        let (users, workspaces) = (users(), workspaces());
+        let person = console::identify("bob@example.com", &users, &workspaces);
+        let card = console::admin(&person, &users, &workspaces, &projects(), &[], now()).remove(0);
+        type Shown<'a> = (Option<&'a str>, Option<&'a str>, Role, Vec<&'a str>);
+        let members: Vec<Shown<'_>> = card
+            .members
+            .iter()
+            .map(|m| {
+                (m.user.as_deref(), m.team.as_deref(), m.role, m.people.iter().map(String::as_str).collect())
+            })
+            .collect();
+        assert_eq!(
+            members,
+            [
+                (None, Some("eng"), Role::Developer, vec!["alice"]),
+                (Some("bob"), None, Role::Admin, vec!["bob"]),
+                // Disabled: declared, but binds nobody.
+                (Some("dan"), None, Role::Viewer, vec![]),
+            ]
+        );
+        assert_eq!(card.studio_access, ["alice", "bob"], "developers and admins by default");
+        assert_eq!(card.app_access[0].people, ["alice", "bob"]);
+        assert_eq!(card.projects.get(&("Airflow".into(), "Unknown".into())), Some(&1));
+    }
+
+    #[test]
+    fn the_studio_area_shows_variables_and_only_the_names_of_secrets() {
+        let (users, workspaces) = (users(), workspaces());
+        let person = console::identify("alice@example.com", &users, &workspaces);
+        let cards = console::studio(&person.scope, &workspaces, &[], now());
+        assert_eq!(cards.len(), 1);
+        assert_eq!(cards[0].variables, [("REGION".to_string(), "eu-west-1".to_string())]);
+        assert_eq!(cards[0].secrets[0].name, "TOKEN");
+        let json = serde_json::to_string(&cards).unwrap();
+        assert!(!json.contains("creds") && !json.contains("token\""), "no Secret reference details: {json}");
+    }
+
+    #[rstest]
+    #[case("https://etl.example.com/ui?x=1", Some("https://etl.example.com/ui?x=1"))]
+    #[case("http://10.0.0.1:8080/", Some("http://10.0.0.1:8080/"))]
+    #[case("javascript:alert(1)", None)]
+    #[case("JavaScript:alert(1)", None)]
+    #[case("data:text/html,<script>", None)]
+    #[case("//evil.example.com/", None)]
+    #[case("/relative", None)]
+    #[case("file:///etc/passwd", None)]
+    #[case("", None)]
+    fn only_http_links_are_links(#[case] url: &str, #[case] expected: Option<&str>) {
+        assert_eq!(console::safe_link(url).as_deref(), expected);
+    }
+
+    proptest::proptest! {
+        /// Whatever the proxy passes as an e-mail address, identifying never panics and a link
+        /// the console renders is http(s).
+        #[test]
+        fn any_address_and_link_is_handled(email in ".{0,60}", url in ".{0,60}") {
+            let (users, workspaces) = (users(), workspaces());
+            let _ = console::identify(&email, &users, &workspaces);
+            if let Some(link) = console::safe_link(&url) {
+                proptest::prop_assert!(link.starts_with("http://") || link.starts_with("https://"));
+            }
+        }
+    }
+}

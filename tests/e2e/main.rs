@@ -4,6 +4,7 @@
 mod access;
 mod airflow;
 mod cluster;
+mod console;
 mod environments;
 mod faults;
 mod harness;
@@ -98,6 +99,8 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         install::one_replica_leads_and_another_takes_over,
         plugin::runtime_lists_pinned_then_recent_with_live_phases,
         plugin::approve_and_reject_go_through_admission,
+        console::each_person_sees_exactly_their_workspaces,
+        console::a_browser_signs_in_through_the_proxy_and_sees_each_area,
         faults::killed_at_random_it_converges_without_orphans_or_new_keys,
         faults::api_server_and_etcd_restarts_are_survived,
         // Last: it restarts the operator and checks that nothing is written for all of the above.

@@ -371,7 +371,7 @@ pub fn resolve_members(
 }
 
 /// Who may open the Studio server: the access list, or every developer and admin.
-fn studio_access(
+pub fn studio_access(
     access: Option<&AccessList>,
     people: &BTreeMap<Role, Vec<Person>>,
     users: &[Valid<User>],
