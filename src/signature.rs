@@ -73,13 +73,20 @@ pub struct Signed<'a> {
 pub struct Key(hmac::Key);
 
 impl Key {
-    /// The key of a secret. Surrounding whitespace (a trailing newline of a mounted file) is
-    /// not part of it; an empty secret is refused.
+    /// The key of a secret (`sha256:<key>` or `<key>`). The proxy uses the text after the colon
+    /// exactly as written, so a key with whitespace (a trailing newline of a file) would sign
+    /// with other bytes than ours read: refused with a message, as are keys shorter than 32
+    /// characters and keys with another colon.
     pub fn new(secret: &str) -> Result<Key, String> {
-        let secret = secret.trim();
         let secret = secret.strip_prefix("sha256:").unwrap_or(secret);
-        if secret.is_empty() {
-            return Err("the signature key is empty".into());
+        if secret.chars().any(char::is_whitespace) {
+            return Err("the signature key contains whitespace (a trailing newline?); the proxy signs with the key exactly as written, so write it without".into());
+        }
+        if secret.contains(':') {
+            return Err("the signature key must be `sha256:<key>` or `<key>`, the key without ':'".into());
+        }
+        if secret.len() < 32 {
+            return Err("the signature key must be at least 32 characters (for example 32 random bytes, base64-encoded)".into());
         }
         Ok(Key(hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes())))
     }
@@ -179,29 +186,29 @@ mod tests {
 
     #[test]
     fn a_signature_of_the_shared_key_is_accepted() {
-        let key = Key::new("sha256:s3cret\n").unwrap();
+        let key = Key::new("sha256:0123456789abcdef0123456789abcdef").unwrap();
         assert_eq!(key.verify(get("/runtime"), &lookup(&signed(&key, "alice@example.com"))), Ok(()));
     }
 
     #[test]
     fn a_request_without_a_signature_is_refused() {
-        let key = Key::new("s3cret").unwrap();
+        let key = Key::new("0123456789abcdef0123456789abcdef").unwrap();
         let headers: Headers = vec![("X-Forwarded-Email", "alice@example.com".into())];
         assert_eq!(key.verify(get("/runtime"), &lookup(&headers)), Err(Refusal::Missing));
     }
 
     #[test]
     fn a_signature_of_another_key_is_refused() {
-        let forged = signed(&Key::new("guess").unwrap(), "alice@example.com");
+        let forged = signed(&Key::new("guessguessguessguessguessguess00").unwrap(), "alice@example.com");
         assert_eq!(
-            Key::new("s3cret").unwrap().verify(get("/runtime"), &lookup(&forged)),
+            Key::new("0123456789abcdef0123456789abcdef").unwrap().verify(get("/runtime"), &lookup(&forged)),
             Err(Refusal::Mismatch)
         );
     }
 
     #[test]
     fn a_changed_email_path_or_second_email_is_refused() {
-        let key = Key::new("s3cret").unwrap();
+        let key = Key::new("0123456789abcdef0123456789abcdef").unwrap();
         let mut headers = signed(&key, "alice@example.com");
         headers[0].1 = "admin@example.com".into();
         assert_eq!(key.verify(get("/runtime"), &lookup(&headers)), Err(Refusal::Mismatch));
@@ -216,13 +223,18 @@ mod tests {
 
     #[test]
     fn malformed_signatures_are_refused() {
-        let key = Key::new("s3cret").unwrap();
+        let key = Key::new("0123456789abcdef0123456789abcdef").unwrap();
         for bad in ["", "sha256", "sha1 AAAA", "sha256 not*base64", "sha256"] {
             let headers: Headers = vec![("GAP-Signature", bad.into())];
             assert_eq!(key.verify(get("/"), &lookup(&headers)), Err(Refusal::Malformed), "{bad:?}");
         }
         assert!(Key::new(" \n").is_err());
         assert!(Key::new("sha256:").is_err());
+        // The proxy signs with the bytes after the colon as written: a newline is refused, not
+        // trimmed, and so are short keys.
+        assert!(Key::new("sha256:0123456789abcdef0123456789abcdef\n").err().unwrap().contains("whitespace"));
+        assert!(Key::new("short").err().unwrap().contains("at least 32"));
+        assert!(Key::new("sha1:0123456789abcdef0123456789abcdef").is_err());
     }
 
     /// The message laid out as oauth2-proxy's hmacauth lays it out: empty lines for absent
@@ -241,7 +253,7 @@ mod tests {
         /// Any header value and path is checked without panicking.
         #[test]
         fn anything_is_checked_without_panicking(value in ".{0,80}", path in ".{0,40}") {
-            let key = Key::new("k").unwrap();
+            let key = Key::new("0123456789abcdef0123456789abcdef").unwrap();
             let headers: Headers = vec![("GAP-Signature", value)];
             let _ = key.verify(Signed { method: "GET", path: &path, query: Some(&path), body: b"" }, &lookup(&headers));
         }

@@ -51,7 +51,7 @@ impl Person<'_> {
 /// The person with e-mail address `email`: the one User whose `spec.email` is it (compared
 /// lower-cased, as the access proxies compare), with the plugin's scope of that User. Nobody,
 /// several Users, or a User the operator does not bind sees no workspace, and is told why.
-pub fn identify<'a>(email: &str, users: &'a [User], workspaces: &[Workspace]) -> Person<'a> {
+pub fn identify<'a>(email: &str, users: &'a [User], workspaces: &[Workspace], config: &Config) -> Person<'a> {
     let email = email.trim().to_ascii_lowercase();
     let nothing = |notice: String| Person {
         email: email.clone(),
@@ -78,10 +78,10 @@ pub fn identify<'a>(email: &str, users: &'a [User], workspaces: &[Workspace]) ->
         }
     };
     let shared: Vec<Valid<User>> = users.iter().cloned().map(Valid::from).collect();
-    let bound = identity::refusal(user, &identity::claims(&shared), &Config::default()).is_none();
+    let bound = identity::refusal(user, &identity::claims(&shared), config).is_none();
     let platform_admin = bound && user.spec.admin;
     let breadth = if platform_admin { Breadth::All } else { Breadth::Member };
-    match scope::resolve(Viewer::User(&user.name_any()), breadth, users, workspaces) {
+    match scope::resolve(Viewer::User(&user.name_any()), breadth, users, workspaces, config) {
         Ok(scope) => Person { email, scope, platform_admin },
         Err(error) => nothing(error.to_string()),
     }
@@ -262,9 +262,10 @@ pub fn admin(
     projects: &[Project],
     environments: &[PythonEnvironment],
     now: Timestamp,
+    config: &Config,
 ) -> Vec<AdminCard> {
     let valid: Vec<Valid<User>> = users.iter().cloned().map(Valid::from).collect();
-    let identities = Identities::new(&valid, &Config::default());
+    let identities = Identities::new(&valid, config);
     let envs = envs::rows(&person.scope, environments, now);
     let usage = usage::rows(&person.scope, workspaces);
     person

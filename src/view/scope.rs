@@ -14,7 +14,6 @@ use crate::{
         workspace::validate::resolve_members,
     },
     crd::{User, Workspace, common::Role},
-    names::workspace_namespace,
 };
 
 /// Who the view is for.
@@ -118,20 +117,18 @@ pub fn of_own_user(user: &User) -> Scope<'_> {
         .flat_map(|s| s.workspaces.iter())
         .map(|w| WorkspaceInScope {
             name: w.workspace.clone(),
-            namespace: w.namespace.clone().unwrap_or_else(|| workspace_namespace(&w.workspace, None)),
+            namespace: w.namespace.clone().unwrap_or_default(),
             role: Some(w.role),
         })
         .collect();
     Scope { user: Some(user), workspaces, notices: Vec::new() }
 }
 
-/// The namespace a Workspace owns: as reported, or as it will be named.
+/// The namespace a Workspace owns, as its status reports it — or none (empty) while it owns
+/// none: a Workspace refused its namespace (another's, or a retained one) must not show what
+/// lives there.
 pub fn namespace_of(workspace: &Workspace) -> String {
-    workspace
-        .status
-        .as_ref()
-        .and_then(|s| s.namespace.clone())
-        .unwrap_or_else(|| workspace_namespace(&workspace.name_any(), workspace.spec.namespace.as_deref()))
+    workspace.status.as_ref().and_then(|s| s.namespace.clone()).unwrap_or_default()
 }
 
 /// Resolves who the view is for and which workspaces it covers. Membership follows the
@@ -143,6 +140,7 @@ pub fn resolve<'a>(
     breadth: Breadth,
     users: &'a [User],
     workspaces: &[Workspace],
+    config: &Config,
 ) -> Result<Scope<'a>, ScopeError> {
     let user = match viewer {
         Viewer::User(name) => Some(
@@ -173,13 +171,12 @@ pub fn resolve<'a>(
     let roles = match user {
         Some(user) => {
             let shared: Vec<Valid<User>> = users.iter().cloned().map(Valid::from).collect();
-            // The operator's username prefix is its own setting; the refusals that matter here
-            // (disabled, shared or reserved usernames) do not depend on it.
-            let config = Config::default();
-            if let Some(refusal) = identity::refusal(user, &identity::claims(&shared), &config) {
+            // `config` carries the operator's identity settings (its username prefix and team
+            // groups), so that whom it refuses to bind sees nothing here either.
+            if let Some(refusal) = identity::refusal(user, &identity::claims(&shared), config) {
                 notices.push(format!("User {}: {}", user.name_any(), refusal.message(&user.spec.username)));
             }
-            roles_of(user, &Identities::new(&shared, &config), workspaces)
+            roles_of(user, &Identities::new(&shared, config), workspaces)
         }
         None => BTreeMap::new(),
     };

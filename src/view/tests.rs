@@ -12,6 +12,7 @@ use super::{
     scope::{self, Breadth, ScopeError, Viewer},
     usage,
 };
+use crate::config::Config;
 use crate::crd::{Project, PythonEnvironment, User, Workspace, common::Role};
 
 fn docs<K: serde::de::DeserializeOwned>(yaml: &str) -> Vec<K> {
@@ -60,11 +61,30 @@ status: {namespace: dw-a}
 ---
 metadata: {name: b}
 spec: {members: [{user: zed, role: viewer}]}
+status: {namespace: dw-b}
 ---
 metadata: {name: c}
 spec: {namespace: analytics, members: [{user: alice, role: admin}, {team: eng, role: viewer}]}
+status: {namespace: analytics}
 "#,
     )
+}
+
+/// A Workspace that owns no namespace (refused the one it names: another's, or a retained one)
+/// shows nothing that lives there, though its members still see the workspace.
+#[test]
+fn a_workspace_without_its_namespace_shows_nothing_of_it() {
+    let users = users();
+    let mut workspaces = workspaces();
+    for ws in &mut workspaces {
+        ws.status = None;
+    }
+    let scope =
+        scope::resolve(Viewer::User("alice"), Breadth::Member, &users, &workspaces, &Config::default())
+            .unwrap();
+    assert!(!scope.workspaces.is_empty());
+    assert!(scope.workspaces.iter().all(|w| w.namespace.is_empty()), "{:?}", scope.workspaces);
+    assert!(runtime::rows(&scope, &projects(), now()).is_empty());
 }
 
 fn projects() -> Vec<Project> {
@@ -107,7 +127,7 @@ spec: {runtime: Notebook, notebook: {}}
 /// The rows as `<listing> <workspace>/<project>`.
 fn listed(viewer: Viewer<'_>, breadth: Breadth) -> Result<Vec<String>, ScopeError> {
     let (users, workspaces) = (users(), workspaces());
-    let scope = scope::resolve(viewer, breadth, &users, &workspaces)?;
+    let scope = scope::resolve(viewer, breadth, &users, &workspaces, &Config::default())?;
     Ok(runtime::rows(&scope, &projects(), now())
         .into_iter()
         .map(|r| format!("{:?} {}/{}", r.listing, r.workspace, r.project).to_lowercase())
@@ -175,7 +195,8 @@ fn a_caller_without_a_user_is_told_their_groups() {
 #[case::shared_username("dave", "is also claimed by User dave2")]
 fn why_nothing_is_shown_is_a_notice(#[case] user: &str, #[case] notice: &str) {
     let (users, workspaces) = (users(), workspaces());
-    let scope = scope::resolve(Viewer::User(user), Breadth::Member, &users, &workspaces).unwrap();
+    let scope =
+        scope::resolve(Viewer::User(user), Breadth::Member, &users, &workspaces, &Config::default()).unwrap();
     assert!(scope.workspaces.is_empty(), "{:?}", scope.workspaces);
     assert!(scope.notices.iter().any(|n| n.contains(notice)), "{:?}", scope.notices);
 }
@@ -183,7 +204,9 @@ fn why_nothing_is_shown_is_a_notice(#[case] user: &str, #[case] notice: &str) {
 #[test]
 fn rows_carry_the_live_state_role_and_age() {
     let (users, workspaces) = (users(), workspaces());
-    let scope = scope::resolve(Viewer::User("alice"), Breadth::Member, &users, &workspaces).unwrap();
+    let scope =
+        scope::resolve(Viewer::User("alice"), Breadth::Member, &users, &workspaces, &Config::default())
+            .unwrap();
     let rows = runtime::rows(&scope, &projects(), now());
     let etl = &rows[0];
     assert_eq!(etl.listing, Listing::Pinned);
@@ -236,7 +259,9 @@ spec: {packages: [six]}
 #[test]
 fn environments_show_their_approval_state_within_scope() {
     let (users, workspaces) = (users(), workspaces());
-    let scope = scope::resolve(Viewer::User("alice"), Breadth::Member, &users, &workspaces).unwrap();
+    let scope =
+        scope::resolve(Viewer::User("alice"), Breadth::Member, &users, &workspaces, &Config::default())
+            .unwrap();
     let rows = envs::rows(&scope, &environments(), now());
     let shown: Vec<(&str, &str, Option<&str>, bool)> =
         rows.iter().map(|r| (r.name.as_str(), r.state.as_str(), r.reason.as_deref(), r.stale)).collect();
@@ -272,7 +297,8 @@ status: {usage: {pods: {used: '3', hard: '10'}}}
 "#,
     );
     let users = users();
-    let scope = scope::resolve(Viewer::User("eve"), Breadth::Member, &users, &workspaces).unwrap();
+    let scope = scope::resolve(Viewer::User("eve"), Breadth::Member, &users, &workspaces, &Config::default())
+        .unwrap();
     let rows = usage::rows(&scope, &workspaces);
     let shown: Vec<(&str, &str, Option<u64>)> =
         rows.iter().map(|r| (r.workspace.as_str(), r.resource.as_str(), r.percent)).collect();
@@ -401,9 +427,30 @@ mod console {
 
     use super::{docs, now};
     use crate::{
+        config::Config,
         crd::{Project, User, Workspace, common::Role},
         view::{console, runtime},
     };
+
+    /// Whom the operator does not bind under its own settings (a username without its
+    /// `--username-prefix`) sees nothing here either, platform admin or not.
+    #[test]
+    fn the_operators_identity_settings_decide_too() {
+        let users = users();
+        let workspaces = workspaces();
+        let config = Config { username_prefix: Some("oidc:".into()), ..Config::default() };
+        for user in &users {
+            let Some(email) = user.spec.email.as_deref() else { continue };
+            let person = console::identify(email, &users, &workspaces, &config);
+            if !user.spec.username.starts_with("oidc:") {
+                assert!(
+                    person.scope.workspaces.is_empty() && !person.platform_admin,
+                    "{email}: {:?}",
+                    person.scope.workspaces
+                );
+            }
+        }
+    }
 
     fn users() -> Vec<User> {
         docs(
@@ -444,9 +491,11 @@ status: {namespace: dw-a}
 ---
 metadata: {name: b}
 spec: {members: [{user: bob, role: viewer}]}
+status: {namespace: dw-b}
 ---
 metadata: {name: c}
 spec: {members: [{team: ops, role: admin}]}
+status: {namespace: dw-c}
 "#,
         )
     }
@@ -482,7 +531,7 @@ spec: {runtime: Spark, spark: {}}
         #[case] notice: Option<&str>,
     ) {
         let (users, workspaces) = (users(), workspaces());
-        let person = console::identify(email, &users, &workspaces);
+        let person = console::identify(email, &users, &workspaces, &Config::default());
         let seen: Vec<(&str, Option<Role>)> =
             person.scope.workspaces.iter().map(|w| (w.name.as_str(), w.role)).collect();
         assert_eq!(seen, expected, "{email}: {:?}", person.scope.notices);
@@ -505,8 +554,8 @@ spec: {runtime: Spark, spark: {}}
     #[case::disabled("dan@example.com", &[])]
     fn the_admin_area_is_for_workspace_and_platform_admins(#[case] email: &str, #[case] expected: &[&str]) {
         let (users, workspaces) = (users(), workspaces());
-        let person = console::identify(email, &users, &workspaces);
-        let cards = console::admin(&person, &users, &workspaces, &projects(), &[], now());
+        let person = console::identify(email, &users, &workspaces, &Config::default());
+        let cards = console::admin(&person, &users, &workspaces, &projects(), &[], now(), &Config::default());
         let shown: Vec<&str> = cards.iter().map(|c| c.workspace.as_str()).collect();
         assert_eq!(shown, expected);
     }
@@ -514,8 +563,9 @@ spec: {runtime: Spark, spark: {}}
     #[test]
     fn the_admin_area_resolves_members_teams_and_access_as_the_operator_binds() {
         let (users, workspaces) = (users(), workspaces());
-        let person = console::identify("bob@example.com", &users, &workspaces);
-        let card = console::admin(&person, &users, &workspaces, &projects(), &[], now()).remove(0);
+        let person = console::identify("bob@example.com", &users, &workspaces, &Config::default());
+        let card = console::admin(&person, &users, &workspaces, &projects(), &[], now(), &Config::default())
+            .remove(0);
         type Shown<'a> = (Option<&'a str>, Option<&'a str>, Role, Vec<&'a str>);
         let members: Vec<Shown<'_>> = card
             .members
@@ -541,7 +591,7 @@ spec: {runtime: Spark, spark: {}}
     #[test]
     fn the_studio_area_shows_variables_and_only_the_names_of_secrets() {
         let (users, workspaces) = (users(), workspaces());
-        let person = console::identify("alice@example.com", &users, &workspaces);
+        let person = console::identify("alice@example.com", &users, &workspaces, &Config::default());
         let cards = console::studio(&person.scope, &workspaces, &[], now());
         assert_eq!(cards.len(), 1);
         assert_eq!(cards[0].variables, [("REGION".to_string(), "eu-west-1".to_string())]);
@@ -570,7 +620,7 @@ spec: {runtime: Spark, spark: {}}
         #[test]
         fn any_address_and_link_is_handled(email in ".{0,60}", url in ".{0,60}") {
             let (users, workspaces) = (users(), workspaces());
-            let _ = console::identify(&email, &users, &workspaces);
+            let _ = console::identify(&email, &users, &workspaces, &Config::default());
             if let Some(link) = console::safe_link(&url) {
                 proptest::prop_assert!(link.starts_with("http://") || link.starts_with("https://"));
             }

@@ -17,13 +17,12 @@ mod pages;
 use std::{
     convert::Infallible,
     fmt::Debug,
-    hash::Hash,
     net::SocketAddr,
     path::PathBuf,
     process::ExitCode,
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -52,6 +51,7 @@ use k8s_openapi::{api::core::v1::Event, jiff::Timestamp};
 use kube::{
     Api, Client, Resource, ResourceExt,
     api::ListParams,
+    core::DeserializeGuard,
     runtime::{
         WatchStreamExt,
         reflector::{self, Store},
@@ -93,16 +93,35 @@ struct Args {
     /// Log format.
     #[arg(long, env = "DWC_LOG_FORMAT", value_enum, default_value = "json")]
     log_format: LogFormat,
+    /// The operator's `--username-prefix`: a User whose username lacks it is bound to nothing
+    /// by the operator, so it sees nothing here either. Set it exactly as the operator's.
+    #[arg(long, env = "DWO_USERNAME_PREFIX")]
+    username_prefix: Option<String>,
+    /// The operator's `--team-group-prefix` (set it exactly as the operator's).
+    #[arg(long, env = "DWO_TEAM_GROUP_PREFIX")]
+    team_group_prefix: Option<String>,
 }
+
+/// How long a kind's watch may fail before the console stops answering from its cache (an
+/// access decision on a stale cache could show a removed member their old workspace).
+const STALE_AFTER: Duration = Duration::from_secs(60);
+/// Live-refresh streams open at once; more are refused (429), and a page then simply does not
+/// refresh itself.
+const STREAMS: usize = 256;
 
 /// What every handler shares.
 struct Console {
-    users: Store<User>,
-    workspaces: Store<Workspace>,
-    projects: Store<Project>,
-    environments: Store<PythonEnvironment>,
+    users: Store<DeserializeGuard<User>>,
+    workspaces: Store<DeserializeGuard<Workspace>>,
+    projects: Store<DeserializeGuard<Project>>,
+    environments: Store<DeserializeGuard<PythonEnvironment>>,
     client: Client,
     key: Key,
+    /// The operator's identity settings, so that whom it does not bind sees nothing here.
+    identity: dataworkspace_operator::config::Config,
+    /// When each kind's watch began failing (seconds since the epoch; 0 while it works).
+    failing: Arc<[AtomicU64; 4]>,
+    streams: Arc<tokio::sync::Semaphore>,
     ready: AtomicBool,
     changes: watch::Sender<u64>,
     metrics: metrics::Metrics,
@@ -120,12 +139,19 @@ pub struct Snapshot {
 }
 
 impl Console {
+    /// Whether some kind's watch has been failing for longer than [`STALE_AFTER`].
+    fn stale(&self) -> bool {
+        let now = epoch_seconds();
+        self.failing.iter().any(|since| {
+            let since = since.load(Ordering::Relaxed);
+            since != 0 && now.saturating_sub(since) > STALE_AFTER.as_secs()
+        })
+    }
+
     fn snapshot(&self) -> Snapshot {
-        fn all<K: Resource + Clone>(store: &Store<K>) -> Vec<K>
-        where
-            K::DynamicType: Eq + Hash + Clone,
-        {
-            store.state().iter().map(|o| (**o).clone()).collect()
+        // Objects the types cannot read are left out (the operator reports them on the object).
+        fn all<K: Resource<DynamicType = ()> + Clone>(store: &Store<DeserializeGuard<K>>) -> Vec<K> {
+            store.state().iter().filter_map(|o| o.0.as_ref().ok().cloned()).collect()
         }
         Snapshot {
             users: all(&self.users),
@@ -161,13 +187,22 @@ async fn run(args: Args) -> Result<(), String> {
     let key = Key::new(&secret).map_err(|e| format!("{}: {e}", args.signature_key_file.display()))?;
     let client = Client::try_default().await.map_err(|e| format!("connecting to the API server: {e}"))?;
     let (changes, _) = watch::channel(0u64);
+    let failing: Arc<[AtomicU64; 4]> = Arc::new(Default::default());
+    let identity = dataworkspace_operator::config::Config {
+        username_prefix: args.username_prefix.clone(),
+        team_group_prefix: args.team_group_prefix.clone(),
+        ..Default::default()
+    };
     let console = Arc::new(Console {
-        users: reflect(Api::all(client.clone()), changes.clone()),
-        workspaces: reflect(Api::all(client.clone()), changes.clone()),
-        projects: reflect(Api::all(client.clone()), changes.clone()),
-        environments: reflect(Api::all(client.clone()), changes.clone()),
+        users: reflect(Api::all(client.clone()), changes.clone(), failing.clone(), 0),
+        workspaces: reflect(Api::all(client.clone()), changes.clone(), failing.clone(), 1),
+        projects: reflect(Api::all(client.clone()), changes.clone(), failing.clone(), 2),
+        environments: reflect(Api::all(client.clone()), changes.clone(), failing.clone(), 3),
         client,
         key,
+        identity,
+        failing,
+        streams: Arc::new(tokio::sync::Semaphore::new(STREAMS)),
         ready: AtomicBool::new(false),
         changes,
         metrics: metrics::Metrics::default(),
@@ -211,14 +246,20 @@ async fn run(args: Args) -> Result<(), String> {
 }
 
 /// A reflector cache of one kind (managed fields dropped: never shown, half the bytes), whose
-/// every change bumps `changes`.
-fn reflect<K>(api: Api<K>, changes: watch::Sender<u64>) -> Store<K>
+/// every change bumps `changes`. Objects are read through `DeserializeGuard`, so one object the
+/// types cannot read (a tenant's, passing the schema) never stalls the kind's watch; while the
+/// watch fails, `failing[slot]` holds since when.
+fn reflect<K>(
+    api: Api<DeserializeGuard<K>>,
+    changes: watch::Sender<u64>,
+    failing: Arc<[AtomicU64; 4]>,
+    slot: usize,
+) -> Store<DeserializeGuard<K>>
 where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-    K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     let (reader, writer) = reflector::store();
-    let kind = K::kind(&K::DynamicType::default()).to_string();
+    let kind = K::kind(&()).to_string();
     let stream = watcher(api, watcher::Config::default())
         .default_backoff()
         .modify(|o| o.managed_fields_mut().clear())
@@ -227,12 +268,27 @@ where
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
             match event {
-                Ok(_) => changes.send_modify(|n| *n = n.wrapping_add(1)),
-                Err(error) => warn!(%kind, %error, "watch failed; retrying"),
+                Ok(_) => {
+                    failing[slot].store(0, Ordering::Relaxed);
+                    changes.send_modify(|n| *n = n.wrapping_add(1));
+                }
+                Err(error) => {
+                    let _ = failing[slot].compare_exchange(
+                        0,
+                        epoch_seconds(),
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
+                    warn!(%kind, %error, "watch failed; retrying");
+                }
             }
         }
     });
     reader
+}
+
+fn epoch_seconds() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 fn router(console: Shared) -> Router {
@@ -257,7 +313,7 @@ fn health_router(console: Shared) -> Router {
         .route(
             "/readyz",
             get(|State(c): State<Shared>| async move {
-                if c.ready.load(Ordering::Acquire) {
+                if c.ready.load(Ordering::Acquire) && !c.stale() {
                     (StatusCode::OK, "ok")
                 } else {
                     (StatusCode::SERVICE_UNAVAILABLE, "caches not synced yet")
@@ -307,11 +363,22 @@ async fn signed_in(State(console): State<Shared>, request: Request, next: Next) 
     if let Err(refusal) = console.key.verify(signed, &headers) {
         return refuse(refusal.reason(), &refusal.to_string());
     }
-    let emails: Vec<&str> =
-        parts.headers.get_all("x-forwarded-email").iter().filter_map(|v| v.to_str().ok()).collect();
+    // Counted before any is read, so a second, unreadable value never leaves a forged one alone.
+    let emails: Vec<&HeaderValue> = parts.headers.get_all("x-forwarded-email").iter().collect();
     let [email] = emails.as_slice() else {
         return refuse("NoIdentity", "the proxy passed no single e-mail address for this request");
     };
+    let Ok(email) = email.to_str() else {
+        return refuse("NoIdentity", "the proxy passed no single e-mail address for this request");
+    };
+    if console.stale() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CACHE_CONTROL, "no-store")],
+            "the console cannot follow the cluster right now (a watch keeps failing); try again shortly\n",
+        )
+            .into_response();
+    }
     parts.extensions.insert(Email(email.to_string()));
     let started = Instant::now();
     let response = next.run(Request::from_parts(parts, Body::from(body))).await;
@@ -351,7 +418,7 @@ async fn runtime(
     axum::Extension(Email(email)): axum::Extension<Email>,
 ) -> Response {
     let snapshot = console.snapshot();
-    let person = console::identify(&email, &snapshot.users, &snapshot.workspaces);
+    let person = console::identify(&email, &snapshot.users, &snapshot.workspaces, &console.identity);
     page(pages::runtime(&person, &snapshot))
 }
 
@@ -360,7 +427,7 @@ async fn studio(
     axum::Extension(Email(email)): axum::Extension<Email>,
 ) -> Response {
     let snapshot = console.snapshot();
-    let person = console::identify(&email, &snapshot.users, &snapshot.workspaces);
+    let person = console::identify(&email, &snapshot.users, &snapshot.workspaces, &console.identity);
     page(pages::studio(&person, &snapshot))
 }
 
@@ -369,8 +436,8 @@ async fn admin(
     axum::Extension(Email(email)): axum::Extension<Email>,
 ) -> Response {
     let snapshot = console.snapshot();
-    let person = console::identify(&email, &snapshot.users, &snapshot.workspaces);
-    page(pages::admin(&person, &snapshot))
+    let person = console::identify(&email, &snapshot.users, &snapshot.workspaces, &console.identity);
+    page(pages::admin(&person, &snapshot, &console.identity))
 }
 
 /// A project page: only for a project of one of the person's workspaces; anything else is the
@@ -381,7 +448,7 @@ async fn project(
     Path((namespace, name)): Path<(String, String)>,
 ) -> Response {
     let snapshot = console.snapshot();
-    let person = console::identify(&email, &snapshot.users, &snapshot.workspaces);
+    let person = console::identify(&email, &snapshot.users, &snapshot.workspaces, &console.identity);
     let valid = dataworkspace_operator::names::check_dns_label(&namespace).is_ok()
         && dataworkspace_operator::names::check_dns_label(&name).is_ok();
     let found = valid.then(|| person.scope.workspace_of(&namespace)).flatten().and_then(|_| {
@@ -411,13 +478,31 @@ async fn project(
 
 /// Server-Sent Events: a `change` event when the caches changed, at most every
 /// [`ANNOUNCE_EVERY`]. The page reloads itself on one (live.js).
-async fn events(State(console): State<Shared>) -> impl IntoResponse {
+/// Only for a person with a User (anyone the identity provider knows reaches the console), and
+/// at most [`STREAMS`] at once.
+async fn events(
+    State(console): State<Shared>,
+    axum::Extension(Email(email)): axum::Extension<Email>,
+) -> Response {
+    let known = {
+        let snapshot = console.snapshot();
+        console::identify(&email, &snapshot.users, &snapshot.workspaces, &console.identity)
+            .scope
+            .user
+            .is_some()
+    };
+    if !known {
+        return (StatusCode::FORBIDDEN, "live refresh is for people with a User\n").into_response();
+    }
+    let Ok(permit) = console.streams.clone().try_acquire_owned() else {
+        return (StatusCode::TOO_MANY_REQUESTS, "too many live pages open; reload by hand\n").into_response();
+    };
     let receiver = console.changes.subscribe();
-    let stream = futures::stream::unfold(receiver, |mut receiver| async move {
+    let stream = futures::stream::unfold((receiver, permit), |(mut receiver, permit)| async move {
         receiver.changed().await.ok()?;
         tokio::time::sleep(ANNOUNCE_EVERY).await;
         receiver.borrow_and_update();
-        Some((Ok::<_, Infallible>(SseEvent::default().event("change").data("")), receiver))
+        Some((Ok::<_, Infallible>(SseEvent::default().event("change").data("")), (receiver, permit)))
     });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
 }

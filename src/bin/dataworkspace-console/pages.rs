@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use dataworkspace_operator::config::Config;
 use dataworkspace_operator::{
     crd::{Project, common::Role},
     view::{
@@ -234,7 +235,7 @@ pub fn studio(person: &Person<'_>, snapshot: &Snapshot) -> Markup {
     layout(person, Area::Studio, "Studio", content)
 }
 
-pub fn admin(person: &Person<'_>, snapshot: &Snapshot) -> Markup {
+pub fn admin(person: &Person<'_>, snapshot: &Snapshot, identity: &Config) -> Markup {
     let cards = console::admin(
         person,
         &snapshot.users,
@@ -242,6 +243,7 @@ pub fn admin(person: &Person<'_>, snapshot: &Snapshot) -> Markup {
         &snapshot.projects,
         &snapshot.environments,
         snapshot.now,
+        identity,
     );
     let content = html! {
         h1 { "Admin" }

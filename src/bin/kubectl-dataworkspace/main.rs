@@ -9,6 +9,9 @@ mod printer;
 use std::{io::IsTerminal, process::ExitCode};
 
 use clap::{Args, CommandFactory, Parser, Subcommand, error::ErrorKind};
+// The operator's identity settings are its own flags; the refusals that decide a view here
+// (disabled, shared or reserved usernames) do not depend on them.
+use dataworkspace_operator::config::Config as IdentityConfig;
 use dataworkspace_operator::{
     crd::{Project, PythonEnvironment, User, Workspace},
     view::{
@@ -448,7 +451,9 @@ async fn resolve<'a>(
 ) -> Result<(Option<String>, scope::Scope<'a>), Failure> {
     let breadth = if args.all_workspaces { Breadth::All } else { Breadth::Member };
     let scope = match &args.user {
-        Some(name) => scope::resolve(Viewer::User(name), breadth, users, workspaces)?,
+        Some(name) => {
+            scope::resolve(Viewer::User(name), breadth, users, workspaces, &IdentityConfig::default())?
+        }
         None => {
             let (username, groups) = who_am_i(client).await?;
             scope::resolve(
@@ -456,6 +461,7 @@ async fn resolve<'a>(
                 breadth,
                 users,
                 workspaces,
+                &IdentityConfig::default(),
             )?
         }
     };

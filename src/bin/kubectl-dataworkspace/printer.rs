@@ -382,7 +382,9 @@ status:
 
     fn runtime_rows() -> Vec<runtime::RuntimeRow> {
         let (users, workspaces): (Vec<User>, Vec<Workspace>) = (docs(USERS), docs(WORKSPACES));
-        let scope = scope::resolve(Viewer::User("alice"), Breadth::Member, &users, &workspaces).unwrap();
+        let scope =
+            scope::resolve(Viewer::User("alice"), Breadth::Member, &users, &workspaces, &Default::default())
+                .unwrap();
         runtime::rows(&scope, &docs::<Project>(PROJECTS), now())
     }
 
@@ -425,7 +427,9 @@ status:
     #[test]
     fn envs_table() {
         let (users, workspaces): (Vec<User>, Vec<Workspace>) = (docs(USERS), docs(WORKSPACES));
-        let scope = scope::resolve(Viewer::User("alice"), Breadth::Member, &users, &workspaces).unwrap();
+        let scope =
+            scope::resolve(Viewer::User("alice"), Breadth::Member, &users, &workspaces, &Default::default())
+                .unwrap();
         let rows = envs::rows(&scope, &docs::<PythonEnvironment>(ENVIRONMENTS), now());
         insta::assert_snapshot!("envs-table", printer(Output::Table).envs(None, &rows).unwrap());
         insta::assert_snapshot!("envs-wide", printer(Output::Wide).envs(None, &rows).unwrap());
@@ -434,7 +438,9 @@ status:
     #[test]
     fn usage_table() {
         let (users, workspaces): (Vec<User>, Vec<Workspace>) = (docs(USERS), docs(WORKSPACES));
-        let scope = scope::resolve(Viewer::User("alice"), Breadth::Member, &users, &workspaces).unwrap();
+        let scope =
+            scope::resolve(Viewer::User("alice"), Breadth::Member, &users, &workspaces, &Default::default())
+                .unwrap();
         let rows = usage::rows(&scope, &workspaces);
         insta::assert_snapshot!("usage-table", printer(Output::Table).usage(None, &rows).unwrap());
     }
