@@ -231,48 +231,20 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let (client, default_namespace) = connect(&cli.global).await?;
     let now = cli.global.now.unwrap_or_else(Timestamp::now);
     match cli.command {
-        // A member who may not list Users sees their own workspaces, from their own User.
         Command::Runtime(args) => {
-            if let Some(user) = own_user_instead(&client, &args).await? {
-                let scope = scope::of_own_user(&user);
-                let projects = list_in::<Project>(&client, &scope).await?;
-                let rows = runtime::rows(&scope, &projects, now);
-                show(&args, &scope.notices, rows.is_empty(), "projects", |p| {
-                    p.runtime(Some(&user.name_any()), &rows)
-                })
-            } else {
-                let (users, workspaces, projects) = tokio::try_join!(
-                    list::<User>(&client),
-                    list::<Workspace>(&client),
-                    list::<Project>(&client)
-                )?;
-                let (user, scope) = resolve(&client, &args, &users, &workspaces).await?;
-                let rows = runtime::rows(&scope, &projects, now);
-                show(&args, &scope.notices, rows.is_empty(), "projects", |p| {
-                    p.runtime(user.as_deref(), &rows)
-                })
-            }
+            let (user, notices, rows) = namespaced_view::<Project, _>(&client, &args, |scope, projects| {
+                runtime::rows(scope, projects, now)
+            })
+            .await?;
+            show(&args, &notices, rows.is_empty(), "projects", |p| p.runtime(user.as_deref(), &rows))
         }
         Command::Envs(args) => {
-            if let Some(user) = own_user_instead(&client, &args).await? {
-                let scope = scope::of_own_user(&user);
-                let environments = list_in::<PythonEnvironment>(&client, &scope).await?;
-                let rows = envs::rows(&scope, &environments, now);
-                show(&args, &scope.notices, rows.is_empty(), "Python environments", |p| {
-                    p.envs(Some(&user.name_any()), &rows)
+            let (user, notices, rows) =
+                namespaced_view::<PythonEnvironment, _>(&client, &args, |scope, envs| {
+                    envs::rows(scope, envs, now)
                 })
-            } else {
-                let (users, workspaces, environments) = tokio::try_join!(
-                    list::<User>(&client),
-                    list::<Workspace>(&client),
-                    list::<PythonEnvironment>(&client)
-                )?;
-                let (user, scope) = resolve(&client, &args, &users, &workspaces).await?;
-                let rows = envs::rows(&scope, &environments, now);
-                show(&args, &scope.notices, rows.is_empty(), "Python environments", |p| {
-                    p.envs(user.as_deref(), &rows)
-                })
-            }
+                .await?;
+            show(&args, &notices, rows.is_empty(), "Python environments", |p| p.envs(user.as_deref(), &rows))
         }
         Command::Usage(args) => {
             if let Some(user) = own_user_instead(&client, &args).await? {
@@ -356,6 +328,32 @@ async fn who_am_i(client: &Client) -> Result<(String, Vec<String>), Failure> {
         .map_err(|e| Failure::WhoAmI(e.to_string()))?;
     let info = review.status.and_then(|s| s.user_info).unwrap_or_default();
     Ok((info.username.unwrap_or_default(), info.groups.unwrap_or_default()))
+}
+
+/// A view of namespaced objects: the User it is for, what the person should be told, and the
+/// rows `rows` makes of the scope and the objects it covers. A member who may not list Users
+/// gets their own workspaces, from their own User, and only their namespaces are listed;
+/// anyone else gets the scope resolved from the cluster-wide lists.
+async fn namespaced_view<K, R>(
+    client: &Client,
+    args: &ViewArgs,
+    rows: impl Fn(&scope::Scope<'_>, &[K]) -> Vec<R>,
+) -> Result<(Option<String>, Vec<String>, Vec<R>), Failure>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    if let Some(user) = own_user_instead(client, args).await? {
+        let scope = scope::of_own_user(&user);
+        let objects = list_in::<K>(client, &scope).await?;
+        return Ok((Some(user.name_any()), scope.notices.clone(), rows(&scope, &objects)));
+    }
+    let (users, workspaces, objects) =
+        tokio::try_join!(list::<User>(client), list::<Workspace>(client), list::<K>(client))?;
+    let (user, scope) = resolve(client, args, &users, &workspaces).await?;
+    Ok((user, scope.notices.clone(), rows(&scope, &objects)))
 }
 
 /// For a view of the caller's own workspaces (no `--user`, no `-A`) by someone who may not list
