@@ -10,7 +10,9 @@
 #
 # Prints a summary and appends it to docs/benchmarks/<date>-projects.md (DWO_BENCH_RESULTS=<file>
 # to write elsewhere, DWO_BENCH_RESULTS=- not at all). Environment: DWO_BENCH_TIMEOUT (seconds to
-# wait for convergence, default 1800), DWO_BENCH_KEEP=1 (leave the cluster and operator running).
+# wait for convergence, default 1800), DWO_BENCH_KEEP=1 (leave the cluster and operator running),
+# DWO_BENCH_OPERATOR_ARGS (more flags of `dataworkspace-operator run`, such as
+# `--api-write-rate 0`; recorded in the results).
 #
 # Method, in order:
 #  1. A cluster of its own (DWO_CLUSTER_NAME=dwo-bench under target/) with the API server's audit
@@ -75,6 +77,7 @@ for k in $(seq 1 "${M}"); do
 	esac
 done
 TIMEOUT="${DWO_BENCH_TIMEOUT:-1800}"
+OPERATOR_ARGS="${DWO_BENCH_OPERATOR_ARGS:-}"
 QUIET=10
 LISTEN=127.0.0.1:18383
 OPERATOR_USER=system:serviceaccount:dataworkspace-system:dataworkspace-operator
@@ -209,8 +212,9 @@ cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.1f", ($14 + $15) / h
 audit_offset() { stat -c %s "${AUDIT_LOG}"; }
 
 start_operator() {
+	# shellcheck disable=SC2086 # flags, split on purpose
 	KUBECONFIG="${WORK}/operator.kubeconfig" target/release/dataworkspace-operator run --listen-address "${LISTEN}" \
-		>>"${WORK}/operator.log" 2>&1 &
+		${OPERATOR_ARGS} >>"${WORK}/operator.log" 2>&1 &
 	operator=$!
 	until curl -sf "http://${LISTEN}/readyz" >/dev/null; do
 		kill -0 "${operator}" 2>/dev/null || { log "ERROR: the operator exited; see ${WORK}/operator.log"; exit 1; }
@@ -320,6 +324,7 @@ gets="$(count get)" lists="$(count list)" watches="$(count watch)" writes="$(cou
 creates="$(count create)" updates="$(count update)" patches="$(count patch)" deletes="$(count 'delete|deletecollection')"
 failed="$(failed_writes)"
 own_writes="$(metric dataworkspace_api_writes_total)"
+write_wait="$(metric dataworkspace_api_write_wait_seconds_total)"
 failures="$(metric dataworkspace_reconcile_failures_total)"
 failure_reasons="$(awk 'index($0, "dataworkspace_reconcile_failures_total{") == 1 && $NF > 0 { sub(/^[^{]*/, ""); printf "%s %s; ", $1, $2 }' "${WORK}/metrics.txt")"
 minimum=$((15 * N + 7 * P_NB + 5 * P_ST + 8 * P_SP + 23 * P_AF + 4 * U))
@@ -452,8 +457,8 @@ model="$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
 	kinds="Notebook Projects"
 	[[ "${MIX}" != 1 ]] || kinds="Projects (${P_NB} Notebook, ${P_ST} Streamlit, ${P_SP} Spark Connect, ${P_AF} Airflow)"
 	printf '\n## %s × %s %s, %s Users — %s\n\n' "${N} Workspaces" "${M}" "${kinds}" "${U}" "$(date -u '+%Y-%m-%d %H:%M UTC')"
-	printf 'Command: `%shack/bench.sh %s %s %s`. Operator %s (release build), Kubernetes %s, etcd %s, kwok %s, %s.\n' \
-		"$([[ "${MIX}" == 1 ]] && echo 'DWO_BENCH_MIX=1 ')" "${N}" "${M}" "${U}" "${commit}" "${K8S_VERSION}" "${ETCD_VERSION}" "${KWOK_VERSION}" "$(rustc --version | cut -d' ' -f1-2)"
+	printf 'Command: `%s%shack/bench.sh %s %s %s`. Operator %s (release build, default flags unless named), Kubernetes %s, etcd %s, kwok %s, %s.\n' \
+		"$([[ "${MIX}" == 1 ]] && echo 'DWO_BENCH_MIX=1 ')" "$([[ -n "${OPERATOR_ARGS}" ]] && echo "DWO_BENCH_OPERATOR_ARGS='${OPERATOR_ARGS}' ")" "${N}" "${M}" "${U}" "${commit}" "${K8S_VERSION}" "${ETCD_VERSION}" "${KWOK_VERSION}" "$(rustc --version | cut -d' ' -f1-2)"
 	printf 'Machine: %s cores (%s), %s memory, shared with other work (load average at the end: %s). One run.\n\n' \
 		"${cores}" "${model}" "${memory}" "$(cut -d' ' -f1-3 /proc/loadavg)"
 	printf '| Figure | Value |\n|---|---|\n'
@@ -485,6 +490,7 @@ model="$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
 	printf '| Failed passes | %s%s |\n' "${failures}" "${failure_reasons:+ (${failure_reasons%; })}"
 	printf '| GETs per pass | %s (target 0: %s) |\n' "$(pct "${gets}" "${passes_total}")" "$(yes_no "$([[ ${gets} -eq 0 ]] && echo 1)")"
 	printf '| Operator CPU time to quiet | %s s |\n' "${cpu}"
+	printf '| Time writes waited for the client-side write limit (sum over writes) | %s s |\n' "${write_wait}"
 	printf '| Peak RSS (VmHWM) / RSS when quiet | %s MiB / %s MiB (%s KiB per root object) |\n' "$(mib "${hwm}")" "$(mib "${rss}")" "$(awk -v h="${hwm}" -v o="${objects}" 'BEGIN { printf "%.1f", h / o }')"
 	printf '| What the operator caches (compact JSON) | %s MiB; peak RSS %s× that |\n' "$(mib "${cached_kib}")" "$(pct "${hwm}" "${cached_kib}")"
 	if [[ -n "${change}" ]]; then

@@ -108,9 +108,74 @@ pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Conditio
     conditions.iter().find(|c| c.type_ == type_)
 }
 
+/// `Ready=False` reasons of an object on its way up (its pods or proxies starting, a database
+/// it waits for, a build running): expected after a create or a change, not a fault.
+pub const PROGRESS_REASONS: &[&str] =
+    &["Starting", "ProxyStarting", "WaitingForDatabase", "WaitingForMigration", "Building"];
+
+/// Whether an Event is due for a change of `Ready` from `before` to `after`, and of which kind.
+/// Events announce transitions: `Ready=True` is Normal; `Ready=False` is a Warning, unless its
+/// reason is progress ([`PROGRESS_REASONS`]), which is Normal — and an object's first `Ready`
+/// that is only progress is no news at all (its creation is): no Event, so a new object costs
+/// one Event when it comes up, not two.
+pub fn transition_event(before: Option<&Condition>, after: &Condition) -> Option<EventKind> {
+    if before.is_some_and(|b| b.status == after.status && b.reason == after.reason) {
+        return None;
+    }
+    let progress = after.status != "True" && PROGRESS_REASONS.contains(&after.reason.as_str());
+    match (after.status == "True", progress, before) {
+        (true, _, _) => Some(EventKind::Normal),
+        (false, true, None) => None,
+        (false, true, Some(_)) => Some(EventKind::Normal),
+        (false, false, _) => Some(EventKind::Warning),
+    }
+}
+
+/// The type of an Event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// Normal.
+    Normal,
+    /// Warning.
+    Warning,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ready(status: &str, reason: &str) -> Condition {
+        Condition {
+            type_: READY.into(),
+            status: status.into(),
+            reason: reason.into(),
+            message: String::new(),
+            observed_generation: Some(1),
+            last_transition_time: time("2026-01-01T00:00:00Z"),
+        }
+    }
+
+    #[test]
+    fn events_announce_transitions_and_a_first_start_is_no_news() {
+        use EventKind::{Normal, Warning};
+        let starting = ready("False", "Starting");
+        let up = ready("True", "Ready");
+        let broken = ready("False", "PodsRejected");
+        assert_eq!(
+            transition_event(None, &starting),
+            None,
+            "a new object starting: its creation is the news"
+        );
+        assert_eq!(transition_event(None, &up), Some(Normal));
+        assert_eq!(transition_event(None, &broken), Some(Warning), "a first failure is announced");
+        assert_eq!(transition_event(Some(&starting), &up), Some(Normal));
+        assert_eq!(transition_event(Some(&up), &up), None, "no change, no Event");
+        assert_eq!(transition_event(Some(&up), &starting), Some(Normal), "a restart after a change");
+        assert_eq!(transition_event(Some(&up), &broken), Some(Warning));
+        assert_eq!(transition_event(Some(&broken), &starting), Some(Normal));
+        assert_eq!(transition_event(Some(&starting), &ready("False", "WaitingForDatabase")), Some(Normal));
+        assert_eq!(transition_event(Some(&starting), &starting), None);
+    }
 
     fn time(s: &str) -> Time {
         Time(s.parse().unwrap())

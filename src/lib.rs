@@ -19,4 +19,5 @@ pub mod runtime;
 pub mod server;
 pub mod signature;
 pub mod telemetry;
+pub mod throttle;
 pub mod view;

@@ -20,6 +20,7 @@ use dataworkspace_operator::{
     metrics::Metrics,
     server::{self, Health},
     telemetry::{self, LogFormat},
+    throttle,
 };
 use futures::FutureExt;
 use tracing::{error, info};
@@ -84,6 +85,8 @@ enum Command {
         airflow_image_repository: Option<String>,
         #[command(flatten)]
         election: ElectionFlags,
+        #[command(flatten)]
+        write_limit: WriteLimitFlags,
     },
     /// Print all CustomResourceDefinitions as one YAML stream, or write one file per kind.
     Crd {
@@ -164,6 +167,19 @@ impl ElectionFlags {
         }
         Ok(Some(leader::Settings { namespace, name: self.leader_elect_lease, identity: leader::identity() }))
     }
+}
+
+/// The client-side limit on write requests (see `dataworkspace_operator::throttle`).
+#[derive(clap::Args, Clone, Copy)]
+struct WriteLimitFlags {
+    /// Write requests per second the operator sends at most, on average (applies, status
+    /// writes, Events, deletes; reads come from caches): a rollout of many objects then leaves
+    /// the API server room for everyone else. 0 turns the limit off. Leader election is exempt.
+    #[arg(long, env = "DWO_API_WRITE_RATE", default_value_t = 20)]
+    api_write_rate: u32,
+    /// Write requests that may go at once after a quiet spell (at least 1).
+    #[arg(long, env = "DWO_API_WRITE_BURST", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    api_write_burst: u32,
 }
 
 /// The pinned oauth2-proxy image.
@@ -254,6 +270,7 @@ fn main() -> ExitCode {
             spark_image_repository,
             airflow_image_repository,
             election,
+            write_limit,
         } => {
             let (access, election) = match access.layer().and_then(|a| Ok((a, election.settings()?))) {
                 Ok(settings) => settings,
@@ -281,7 +298,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(run(listen_address, config, election)) {
+            match runtime.block_on(run(listen_address, config, election, write_limit)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     error!("{e}");
@@ -321,10 +338,13 @@ async fn run(
     listen_address: SocketAddr,
     config: Config,
     election: Option<leader::Settings>,
+    write_limit: WriteLimitFlags,
 ) -> Result<(), String> {
-    let client = kube::Client::try_default()
+    let client_config = kube::Config::infer()
         .await
         .map_err(|e| format!("cannot configure the Kubernetes client (kubeconfig or in-cluster): {e}"))?;
+    let metrics = Arc::new(Metrics::default());
+    let client = limited_client(client_config.clone(), write_limit, &metrics)?;
     check_crd_installed::<Workspace>(&client).await?;
     check_crd_installed::<User>(&client).await?;
     check_crd_installed::<PythonEnvironment>(&client).await?;
@@ -335,7 +355,6 @@ async fn run(
     }
 
     let shutdown = shutdown_signal().shared();
-    let metrics = Arc::new(Metrics::default());
     let health = Health { metrics: metrics.clone(), ready: Arc::default(), standby: Arc::default() };
     let server = tokio::spawn(server::serve(listen_address, health.clone(), shutdown.clone()));
 
@@ -345,7 +364,13 @@ async fn run(
             // Ready once every cache has its initial list (the controllers flip it).
             controller::run(client, metrics.clone(), config, health.ready.clone(), shutdown.clone()).await;
         }
-        Some(settings) => lead(client, settings, metrics.clone(), config, &health, shutdown.clone()).await,
+        Some(settings) => {
+            // Lease renewals never wait behind the write limit.
+            let election_client = kube::Client::try_from(client_config)
+                .map_err(|e| format!("cannot build the leader election client: {e}"))?;
+            let clients = (election_client, client);
+            lead(clients, settings, metrics.clone(), config, &health, shutdown.clone()).await
+        }
     }
     health.ready.store(false, Ordering::Relaxed);
     health.standby.store(false, Ordering::Relaxed);
@@ -362,7 +387,7 @@ async fn run(
 /// handed over. A lost Lease ends the process at once (exit 1, its restart stands by again):
 /// another replica may already lead, so not even a running pass may finish.
 async fn lead<F>(
-    client: kube::Client,
+    (election_client, client): (kube::Client, kube::Client),
     settings: leader::Settings,
     metrics: Arc<Metrics>,
     config: Config,
@@ -371,7 +396,7 @@ async fn lead<F>(
 ) where
     F: std::future::Future<Output = ()> + Clone + Send + Sync + 'static,
 {
-    let mut elector = leader::Elector::new(client.clone(), settings);
+    let mut elector = leader::Elector::new(election_client, settings);
     info!(identity = elector.identity(), "waiting for the leader Lease");
     health.standby.store(true, Ordering::Relaxed);
     tokio::select! {
@@ -389,6 +414,27 @@ async fn lead<F>(
         }
     }
     elector.release().await;
+}
+
+/// The controllers' client: its write requests wait for the limit of `--api-write-rate` (unless
+/// it is 0).
+fn limited_client(
+    config: kube::Config,
+    limit: WriteLimitFlags,
+    metrics: &Metrics,
+) -> Result<kube::Client, String> {
+    let builder = kube::client::ClientBuilder::try_from(config)
+        .map_err(|e| format!("cannot build the Kubernetes client: {e}"))?;
+    if limit.api_write_rate == 0 {
+        return Ok(builder.build());
+    }
+    info!(rate = limit.api_write_rate, burst = limit.api_write_burst, "write requests are limited");
+    let limiter =
+        throttle::Limiter::new(limit.api_write_rate, limit.api_write_burst, metrics.write_wait.clone());
+    Ok(builder
+        .with_layer(&tower::buffer::BufferLayer::new(1024))
+        .with_layer(&throttle::WriteLimitLayer(Arc::new(limiter)))
+        .build())
 }
 
 /// The access layer's namespace must exist, and with a Gateway, the HTTPRoute kind too: the

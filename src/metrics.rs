@@ -8,7 +8,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::{Arc, OnceLock},
+    sync::{Arc, OnceLock, atomic::AtomicU64},
 };
 
 use prometheus_client::{
@@ -65,6 +65,8 @@ pub struct Metrics {
     pub watch_errors: Family<KindLabels, Counter>,
     /// 1 while this replica reconciles (holds the leader Lease, or runs without election).
     pub leader: Gauge,
+    /// Seconds writes waited for the client-side write limit.
+    pub write_wait: Counter<f64, AtomicU64>,
     /// The gauges computed from the caches, once the controllers have them.
     inventory: Arc<Inventory>,
     registry: Registry,
@@ -95,6 +97,12 @@ impl Default for Metrics {
             "Errors of a controller's watches and queue, by the controller's kind",
             watch_errors.clone(),
         );
+        let write_wait = Counter::<f64, AtomicU64>::default();
+        registry.register(
+            "api_write_wait_seconds",
+            "Seconds write requests waited for the client-side write limit (--api-write-rate)",
+            write_wait.clone(),
+        );
         let leader = Gauge::default();
         registry.register(
             "leader",
@@ -110,6 +118,7 @@ impl Default for Metrics {
             status_writes,
             api_writes,
             watch_errors,
+            write_wait,
             leader,
             inventory,
             registry,

@@ -274,8 +274,9 @@ struct StatusApply<S> {
 }
 
 /// Writes `status` with the `desired` conditions merged in — unless the result equals the stored
-/// status, in which case nothing is sent. Publishes an Event when `Ready` changes. The
-/// conditions applied are the desired ones: an owned condition type no longer desired is removed.
+/// status, in which case nothing is sent. Publishes an Event when `Ready` changes (see
+/// [`conditions::transition_event`]). The conditions applied are the desired ones: an owned
+/// condition type no longer desired is removed.
 pub async fn apply_status<K: Managed>(
     ctx: &Context,
     obj: &K,
@@ -286,8 +287,8 @@ pub async fn apply_status<K: Managed>(
 }
 
 /// Like [`apply_status`] for statuses that mostly list things: a change that leaves every
-/// condition's status and reason, and the observed generation, as stored is written at most once per
-/// [`STATUS_PACE`](super::STATUS_PACE) per object. Returns how long to wait when it was held
+/// condition's status and reason, and the observed generation, as stored is written at most once
+/// per [`STATUS_PACE`](super::STATUS_PACE) per object. Returns how long to wait when it was held
 /// back; the caller requeues the object for then.
 pub async fn apply_status_paced<K: Managed>(
     ctx: &Context,
@@ -348,12 +349,13 @@ async fn write_status<K: Managed>(
     }
 
     let before = conditions::find(current.conditions(), READY);
-    let event = conditions::find(&applied, READY)
-        .filter(|after| before.is_none_or(|b| b.status != after.status || b.reason != after.reason))
-        .map(|after| {
-            let type_ = if after.status == "True" { EventType::Normal } else { EventType::Warning };
-            (type_, after.reason.clone(), after.message.clone())
-        });
+    let event = conditions::find(&applied, READY).and_then(|after| {
+        let type_ = match conditions::transition_event(before, after)? {
+            conditions::EventKind::Normal => EventType::Normal,
+            conditions::EventKind::Warning => EventType::Warning,
+        };
+        Some((type_, after.reason.clone(), after.message.clone()))
+    });
 
     status.set_conditions(applied);
     let body = StatusApply { api_version: K::api_version(&()).into_owned(), kind: K::KIND.into(), status };

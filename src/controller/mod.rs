@@ -59,9 +59,10 @@ use crate::{
 pub const RESYNC: Duration = Duration::from_secs(3600);
 /// The shortest time between two status writes of one object when only what the status lists
 /// changes (a User's workspaces and recent projects, a Workspace's project counts and usage),
-/// not a condition: a burst of changes elsewhere costs one write per object per interval, and a
-/// listing is at most this stale.
-pub const STATUS_PACE: Duration = Duration::from_secs(10);
+/// not a condition: a lone change is written at once, and a burst of changes elsewhere (a
+/// rollout of many Projects) costs one write per object per interval; a listing is at most this
+/// stale.
+pub const STATUS_PACE: Duration = Duration::from_secs(30);
 
 /// State shared by every controller.
 pub struct Context {
@@ -517,15 +518,15 @@ mod tests {
         let start = Instant::now();
         let at = |seconds: u64| start + Duration::from_secs(seconds);
         assert_eq!(pacer.wait("User/a", true, at(0)), None, "the first write goes at once");
-        assert_eq!(pacer.wait("User/a", true, at(3)), Some(Duration::from_secs(7)));
-        assert_eq!(pacer.wait("User/b", true, at(3)), None, "per object");
-        assert_eq!(pacer.wait("User/a", false, at(4)), None, "a condition change goes at once");
+        assert_eq!(pacer.wait("User/a", true, at(10)), Some(Duration::from_secs(20)));
+        assert_eq!(pacer.wait("User/b", true, at(10)), None, "per object");
+        assert_eq!(pacer.wait("User/a", false, at(15)), None, "a condition change goes at once");
         assert_eq!(
-            pacer.wait("User/a", true, at(9)),
-            Some(Duration::from_secs(5)),
+            pacer.wait("User/a", true, at(25)),
+            Some(Duration::from_secs(20)),
             "and restarts the interval"
         );
-        assert_eq!(pacer.wait("User/a", true, at(14)), None);
+        assert_eq!(pacer.wait("User/a", true, at(45)), None);
         assert_eq!(pacer.0.lock().unwrap().len(), 1, "b's write is older than the pace: forgotten");
     }
 
