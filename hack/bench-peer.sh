@@ -240,12 +240,13 @@ settle() { # who max offset
 # ${WORK}/<kind>-<N>-{window,idle}.txt.
 run() {
 	local kind="$1" n="$2" who prefix input t0 t_objects="" t_reported="" converged="" deadline
-	local off_start off_end off_idle cpu0 cpu1 cpu2 studios=0 objects=0 reported=0
+	local off_boot off_start off_end off_idle cpu0 cpu1 cpu2 studios=0 objects=0 reported=0
 	if [[ "${kind}" == kro ]]; then who="${KRO_USER}" prefix=k; else who="${OPERATOR_USER}" prefix=w; fi
 	input="${WORK}/input-${kind}-${n}.yaml"
 	if [[ "${kind}" == kro ]]; then tenants "${prefix}" "${n}" >"${input}"; else workspaces "${prefix}" "${n}" >"${input}"; fi
 	persistent_volumes "pv-${prefix}${n}" "${n}" | kubectl create -f - >/dev/null
 	log "${kind}, N=${n}: starting the controller"
+	off_boot="$(audit_offset)"
 	start_controller "${kind}"
 	if [[ "${kind}" == kro ]]; then
 		kubectl apply -f hack/bench-peer/tenant-rgd.yaml >/dev/null
@@ -284,6 +285,7 @@ run() {
 	local t_end
 	t_end="$(now)" cpu1="$(cpu_seconds)"
 	requests "${who}" "${off_start}" "${off_end}" >"${WORK}/${kind}-${n}-window.txt"
+	requests "${who}" "${off_boot}" "${off_start}" >"${WORK}/${kind}-${n}-startup.txt"
 	log "${kind}, N=${n}: quiet period of ${IDLE}s"
 	sleep "${IDLE}"
 	off_idle="$(audit_offset)" cpu2="$(cpu_seconds)"
@@ -310,6 +312,8 @@ run() {
 		echo "idle=$(wc -l <"${WORK}/${kind}-${n}-idle.txt")"
 		echo "idle_writes=$(count "${WORK}/${kind}-${n}-idle.txt" "${WRITES}")"
 		echo "idle_verbs=$(by_verb "${WORK}/${kind}-${n}-idle.txt")"
+		echo "startup=$(wc -l <"${WORK}/${kind}-${n}-startup.txt")"
+		echo "startup_verbs=$(by_verb "${WORK}/${kind}-${n}-startup.txt")"
 		echo "hwm=$(kib VmHWM)"
 		echo "rss=$(kib VmRSS)"
 		echo "cpu_window=$(awk -v a="${cpu0}" -v b="${cpu1}" 'BEGIN { printf "%.1f", b - a }')"
@@ -370,6 +374,7 @@ EOF
 	row "Writes / minimum (${min} = 16 per tenant)" "$(ratio "${a}" "${min}")" "$(ratio "${b}" "${min}")"
 	read -r a b <<<"$(both hwm)"
 	row "Peak RSS (VmHWM, MiB)" "$(mib "${a}")" "$(mib "${b}")" "$(ratio "${b}" "${a}")"
+	row "Requests at start-up, before the window (by verb)" "$(value "${k}" startup_verbs)" "$(value "${o}" startup_verbs)" ""
 	row "Idle requests by verb" "$(value "${k}" idle_verbs)" "$(value "${o}" idle_verbs)" ""
 	printf '\nWrites by resource and verb (apply to quiet):\n\n| Resource | Verb | kro | ours |\n|---|---|---|---|\n'
 	{
