@@ -83,6 +83,7 @@ cleanup() {
 	fi
 }
 trap cleanup EXIT
+trap 'log "ERROR: line ${LINENO}: ${BASH_COMMAND} failed"' ERR
 log "starting the cluster (${DWO_CLUSTER_NODES} kwok nodes, audit log on)"
 mkdir -p "${DWO_CLUSTER_DIR}"
 hack/cluster.sh up >"${DWO_CLUSTER_DIR}/peer-up.log" 2>&1 || { cat "${DWO_CLUSTER_DIR}/peer-up.log" >&2; exit 1; }
@@ -139,7 +140,8 @@ audit_offset() { stat -c %s "${AUDIT_LOG}"; }
 # requests WHO FROM TO: the requests of WHO between two byte offsets of the audit log, one line
 # each: "verb resource code object" (the method of hack/bench.sh).
 requests() {
-	tail -c +$(($2 + 1)) "${AUDIT_LOG}" | head -c $(($3 - $2)) | awk -v who="$1" '
+	# tail is cut off by head's exit (SIGPIPE) when the range ends before the file does.
+	{ tail -c +$(($2 + 1)) "${AUDIT_LOG}" || true; } | head -c $(($3 - $2)) | awk -v who="$1" '
 		function str(text, key,   s) {
 			if (!match(text, "\"" key "\":\"[^\"]*\"")) return ""
 			s = substr(text, RSTART + length(key) + 4, RLENGTH - length(key) - 5)
