@@ -13,7 +13,9 @@
 # Prints a markdown table per N and appends them to docs/benchmarks/<date>-peer.md
 # (DWO_PEER_RESULTS=<file> to write elsewhere, DWO_PEER_RESULTS=- not at all). Environment:
 # DWO_PEER_TIMEOUT (seconds each controller may take to converge one size, default 1200),
-# DWO_PEER_IDLE (the quiet period in seconds, default 60), DWO_PEER_KEEP=1 (leave the cluster).
+# DWO_PEER_IDLE (the quiet period in seconds, default 60), DWO_PEER_KEEP=1 (leave the cluster),
+# DWO_PEER_REPORT=<dir> (print the tables again from the figures a run left in <dir>, its
+# peer/ folder under the cluster directory; nothing is run).
 #
 # Method:
 #  1. One cluster of its own (DWO_CLUSTER_NAME=dwo-peer under target/), the API server's audit
@@ -69,6 +71,13 @@ log() { printf '[bench-peer %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 
+# DWO_PEER_REPORT=<dir>: print the tables again from the figures a finished run left in <dir>.
+if [[ -n "${DWO_PEER_REPORT:-}" ]]; then
+	WORK="${DWO_PEER_REPORT}"
+	REPORT_ONLY=1
+fi
+
+if [[ -z "${REPORT_ONLY:-}" ]]; then
 log "building the operator (release) and kro"
 cargo build --release --locked -q --bin dataworkspace-operator
 TOOLS="$(hack/build-tools.sh kro | tail -n1)"
@@ -114,6 +123,8 @@ persistent_volumes() { # prefix count
 	done
 }
 
+fi
+
 # --- The input ------------------------------------------------------------------------------------
 # Tenant names: <prefix><N>-<i>, so that each run has its own (namespace dw-<name>).
 workspaces() { # prefix N
@@ -135,13 +146,30 @@ tenants() { # prefix N
 kib() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/${controller}/status"; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/${controller}/stat"; }
-audit_offset() { stat -c %s "${AUDIT_LOG}"; }
+# The API server rotates its audit log at 100 MiB (audit-<time>.log beside it, all kept): an
+# offset is a position in all of them read in order, the rotated ones first, oldest first.
+audit_files() {
+	local f
+	for f in "${AUDIT_LOG%.log}"-*.log; do [[ ! -e "${f}" ]] || echo "${f}"; done
+	echo "${AUDIT_LOG}"
+}
+audit_offset() { audit_files | xargs stat -c %s | awk '{ n += $1 } END { printf "%d\n", n }'; }
+# audit_range FROM TO: the bytes between two offsets.
+audit_range() {
+	local file size base=0 from to
+	while read -r file; do
+		size="$(stat -c %s "${file}")"
+		from=$(($1 > base ? $1 - base : 0)) to=$(($2 - base < size ? $2 - base : size))
+		# tail is cut off by head's exit (SIGPIPE) when the range ends before the file does.
+		[[ ${to} -le ${from} ]] || { tail -c +$((from + 1)) "${file}" || true; } | head -c $((to - from))
+		base=$((base + size))
+	done < <(audit_files)
+}
 
 # requests WHO FROM TO: the requests of WHO between two byte offsets of the audit log, one line
 # each: "verb resource code object" (the method of hack/bench.sh).
 requests() {
-	# tail is cut off by head's exit (SIGPIPE) when the range ends before the file does.
-	{ tail -c +$(($2 + 1)) "${AUDIT_LOG}" || true; } | head -c $(($3 - $2)) | awk -v who="$1" '
+	audit_range "$2" "$3" | awk -v who="$1" '
 		function str(text, key,   s) {
 			if (!match(text, "\"" key "\":\"[^\"]*\"")) return ""
 			s = substr(text, RSTART + length(key) + 4, RLENGTH - length(key) - 5)
@@ -339,7 +367,14 @@ run() {
 }
 
 # --- Report -----------------------------------------------------------------------------------------
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "n/a"; else printf "%.2f", a / b }'; }
+# ratio A B: A / B with two significant digits at least (reads differ by orders of magnitude).
+ratio() {
+	awk -v a="$1" -v b="$2" 'BEGIN {
+		if (a == "" || b == "" || b == 0) { print "n/a"; exit }
+		r = a / b
+		if (r == 0 || r >= 0.1) printf "%.2f", r; else if (r >= 0.001) printf "%.4f", r; else printf "%.2g", r
+	}'
+}
 # value FILE KEY: one figure of a run.
 value() { sed -n "s/^$2=//p" "$1"; }
 report() { # N
@@ -392,6 +427,10 @@ EOF
 		END { for (k in keys) { split(k, p, " "); printf "| %s | %s | %d | %d |\n", p[1], p[2], a[k], b[k] } }' | sort
 }
 
+if [[ -n "${REPORT_ONLY:-}" ]]; then
+	for n in "${SIZES[@]}"; do report "${n}"; done
+	exit 0
+fi
 for n in "${SIZES[@]}"; do
 	run kro "${n}"
 	run ours "${n}"
