@@ -3,7 +3,7 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: help build lint crds deploy test test-unit test-chart test-image test-process test-e2e bench tools cluster-up cluster-down cluster-env sandbox sandbox-down
+.PHONY: help build lint crds deploy test test-unit test-chart test-image test-process test-e2e bench bench-peer tools cluster-up cluster-down cluster-env sandbox sandbox-down
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -45,6 +45,9 @@ test-e2e: ## The e2e suite on a freshly started local control plane, stopped aft
 
 bench: ## Scale benchmark: 50 Workspaces × 10 Notebook Projects + 50 Users (other sizes: hack/bench.sh N M U).
 	hack/bench.sh 50 10 50
+
+bench-peer: ## Peer benchmark against kro: 50, 200 and 500 tenants through each (other sizes: hack/bench-peer.sh N ...).
+	hack/bench-peer.sh 50 200 500
 
 tools: ## Build the pinned control-plane tools into the cache (once per machine).
 	hack/build-tools.sh

@@ -4,7 +4,8 @@
 # wrapper module hack/tools/k8s), etcd, etcdctl, etcdutl (wrapper hack/tools/etcd), kwok, kwokctl
 # (sigs.k8s.io/kwok), helm (helm.sh/helm/v3), and for the access-layer process tests
 # oauth2-proxy and a mock OpenID Connect provider (wrapper hack/tools/mockoidc), and for the
-# Python environment process test crane (go-containerregistry). Pins come from
+# Python environment process test crane (go-containerregistry), and for the peer benchmark
+# kro's controller with its CRDs (github.com/kubernetes-sigs/kro). Pins come from
 # hack/versions.env. The access component also carries the Gateway API's HTTPRoute CRD.
 #
 # Binaries go to a cache outside the work tree, one directory per set of pins:
@@ -12,7 +13,7 @@
 # Each component is rebuilt only when its fingerprint (pins, wrapper go.mod/go.sum, build flags)
 # changes, so a warm run takes seconds. Logs go to stderr; the bin dir is the last line on stdout.
 #
-# Usage: hack/build-tools.sh [--print-bin-dir] [--force] [k8s|etcd|kwok|helm|access|images ...]
+# Usage: hack/build-tools.sh [--print-bin-dir] [--force] [k8s|etcd|kwok|helm|access|images|kro ...]
 set -euo pipefail
 
 HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -42,7 +43,7 @@ while [[ $# -gt 0 ]]; do
 	--print-bin-dir) echo "${BIN_DIR}"; exit 0 ;;
 	--force) force=1 ;;
 	-h | --help) usage; exit 0 ;;
-	k8s | etcd | kwok | helm | access | images) components+=("$1") ;;
+	k8s | etcd | kwok | helm | access | images | kro) components+=("$1") ;;
 	*) usage; die "unknown argument: $1" ;;
 	esac
 	shift
@@ -74,6 +75,7 @@ fingerprint() {
 		helm) echo "${HELM_VERSION}" ;;
 		access) echo "${OAUTH2_PROXY_VERSION} ${MOCKOIDC_VERSION} ${GATEWAY_API_VERSION}"; cat "${HACK_DIR}/tools/mockoidc/go.mod" "${HACK_DIR}/tools/mockoidc/go.sum" "${HACK_DIR}/tools/mockoidc/main.go" ;;
 		images) echo "${CRANE_VERSION}" ;;
+		kro) echo "${KRO_VERSION}" ;;
 		esac
 	} | sha256sum | cut -c1-16
 }
@@ -86,6 +88,7 @@ binaries_of() {
 	helm) echo helm ;;
 	access) echo oauth2-proxy mockoidc gateway-api-httproutes.yaml ;;
 	images) echo crane ;;
+	kro) echo kro kro-crds.yaml ;;
 	esac
 }
 
@@ -207,6 +210,22 @@ build_images() {
 	# go-containerregistry has no replace directives: go install pkg@version uses its go.sum.
 	GOBIN="${staging}" go install -ldflags="-s -w" "github.com/google/go-containerregistry/cmd/crane@${CRANE_VERSION}"
 	expect_output "${CRANE_VERSION}" "${staging}/crane" version
+}
+
+build_kro() {
+	local staging="$1" dir
+	# kro has no replace directives and its go line (1.26.0) is met by the pinned toolchain: go
+	# install pkg@version uses its own go.sum. Its main package is cmd/controller; the version is
+	# stamped as kro's Makefile does.
+	GOBIN="${staging}" go install -ldflags="-s -w -X sigs.k8s.io/release-utils/version.gitVersion=${KRO_VERSION}" \
+		"github.com/kubernetes-sigs/kro/cmd/controller@${KRO_VERSION}"
+	mv "${staging}/controller" "${staging}/kro"
+	expect_output "metrics-bind-address" "${staging}/kro" --help
+	# Its CRDs (ResourceGraphDefinition, GraphRevision), as its chart installs them.
+	dir="$(cd "${staging}" && go mod download -json "github.com/kubernetes-sigs/kro@${KRO_VERSION}" |
+		sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')"
+	[[ -n "${dir}" ]] || die "kro: cannot find the module directory of ${KRO_VERSION}"
+	awk 'FNR == 1 && NR > 1 { print "---" } { print }' "${dir}"/helm/crds/*.yaml >"${staging}/kro-crds.yaml"
 }
 
 mkdir -p "${BIN_DIR}" "${STAMP_DIR}"
