@@ -108,6 +108,8 @@ mkdir -p "${DWO_CLUSTER_DIR}"
 hack/cluster.sh up >"${DWO_CLUSTER_DIR}/bench-up.log" 2>&1 || { cat "${DWO_CLUSTER_DIR}/bench-up.log" >&2; exit 1; }
 eval "$(hack/cluster.sh env)"
 AUDIT_LOG="$(hack/cluster.sh audit-log)"
+# shellcheck source=hack/lib/audit.sh
+source hack/lib/audit.sh
 rm -rf "${WORK}" && mkdir -p "${WORK}"
 
 # --- Setup: CRDs, policies, the operator's identity, storage -------------------------------------
@@ -209,7 +211,6 @@ status_field() { awk -v k="$1:" '$1 == k { print $2 " " $3 }' "/proc/${operator}
 kib() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/${operator}/status"; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.1f", ($14 + $15) / hz }' "/proc/${operator}/stat"; }
-audit_offset() { stat -c %s "${AUDIT_LOG}"; }
 
 start_operator() {
 	# shellcheck disable=SC2086 # flags, split on purpose
@@ -239,30 +240,8 @@ settle() {
 }
 
 # The operator's requests in the audit log between two byte offsets: "verb resource code object"
-# per request, one line each (see the method above).
-operator_requests() {
-	tail -c +$(($1 + 1)) "${AUDIT_LOG}" | head -c $(($2 - $1)) | awk -v who="${OPERATOR_USER}" '
-		function str(text, key,   s) {
-			if (!match(text, "\"" key "\":\"[^\"]*\"")) return ""
-			s = substr(text, RSTART + length(key) + 4, RLENGTH - length(key) - 5)
-			return s
-		}
-		index($0, "\"impersonatedUser\":{\"username\":\"" who "\"") == 0 { next }
-		{
-			stage = str($0, "stage"); verb = str($0, "verb")
-			if (verb == "watch" ? stage != "ResponseStarted" : stage != "ResponseComplete") next
-			ref = ""
-			if (match($0, /"objectRef":\{[^}]*\}/)) ref = substr($0, RSTART, RLENGTH)
-			resource = str(ref, "resource"); sub_ = str(ref, "subresource")
-			object = str(ref, "name"); if (str(ref, "namespace") != "") object = str(ref, "namespace") "/" object
-			if (resource == "") resource = "-"
-			if (sub_ != "") resource = resource "/" sub_
-			code = "-"
-			rest = substr($0, index($0, "\"responseStatus\":"))
-			if (match(rest, /"code":[0-9]+/)) code = substr(rest, RSTART + 7, RLENGTH - 7)
-			print verb, resource, code, (object == "" ? "-" : object)
-		}' >"${WORK}/requests.txt"
-}
+# per request, one line each (see the method above), into requests.txt.
+operator_requests() { audit_requests "${OPERATOR_USER}" "$1" "$2" >"${WORK}/requests.txt"; }
 # count VERB_REGEX [RESOURCE_REGEX]: requests in the last operator_requests window.
 count() { awk -v v="^($1)\$" -v r="^(${2:-.*})\$" '$1 ~ v && $2 ~ r { n++ } END { printf "%d\n", n }' "${WORK}/requests.txt"; }
 WRITES='create|update|patch|delete|deletecollection'
@@ -324,7 +303,7 @@ gets="$(count get)" lists="$(count list)" watches="$(count watch)" writes="$(cou
 creates="$(count create)" updates="$(count update)" patches="$(count patch)" deletes="$(count 'delete|deletecollection')"
 failed="$(failed_writes)"
 own_writes="$(metric dataworkspace_api_writes_total)"
-write_wait="$(metric dataworkspace_api_write_wait_seconds_total)"
+write_wait="$(awk 'index($0, "dataworkspace_api_write_wait_seconds_total") == 1 { s += $NF } END { printf "%.1f\n", s }' "${WORK}/metrics.txt")"
 failures="$(metric dataworkspace_reconcile_failures_total)"
 failure_reasons="$(awk 'index($0, "dataworkspace_reconcile_failures_total{") == 1 && $NF > 0 { sub(/^[^{]*/, ""); printf "%s %s; ", $1, $2 }' "${WORK}/metrics.txt")"
 minimum=$((15 * N + 7 * P_NB + 5 * P_ST + 8 * P_SP + 23 * P_AF + 4 * U))
@@ -453,6 +432,7 @@ commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 cores="$(nproc)"
 memory="$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
 model="$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
+# shellcheck disable=SC2016 # backquotes are markdown
 {
 	kinds="Notebook Projects"
 	[[ "${MIX}" != 1 ]] || kinds="Projects (${P_NB} Notebook, ${P_ST} Streamlit, ${P_SP} Spark Connect, ${P_AF} Airflow)"
@@ -519,6 +499,7 @@ model="$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
 cat "${WORK}/results.md"
 if [[ "${RESULTS}" != - ]]; then
 	mkdir -p "$(dirname "${RESULTS}")"
+	# shellcheck disable=SC2016 # backquotes are markdown
 	[[ -f "${RESULTS}" ]] || printf '# Scale benchmark: Workspaces × Notebook Projects + Users\n\nMeasured with `hack/bench.sh` (method and the minimum-writes formula are described at its top). Figures are what one run measured on a shared machine; they are not asserted anywhere.\n' >"${RESULTS}"
 	cat "${WORK}/results.md" >>"${RESULTS}"
 	log "results appended to ${RESULTS}"

@@ -111,13 +111,14 @@ pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Conditio
 /// `Ready=False` reasons of an object on its way up (its pods or proxies starting, a database
 /// it waits for, a build running): expected after a create or a change, not a fault.
 pub const PROGRESS_REASONS: &[&str] =
-    &["Starting", "ProxyStarting", "WaitingForDatabase", "WaitingForMigration", "Building"];
+    &["Starting", "ProxyStarting", "WaitingForDatabase", "Migrating", "WaitingForMigration", "Building"];
 
 /// Whether an Event is due for a change of `Ready` from `before` to `after`, and of which kind.
 /// Events announce transitions: `Ready=True` is Normal; `Ready=False` is a Warning, unless its
 /// reason is progress ([`PROGRESS_REASONS`]), which is Normal — and an object's first `Ready`
 /// that is only progress is no news at all (its creation is): no Event, so a new object costs
-/// one Event when it comes up, not two.
+/// one Event when it comes up, not two. (A pod that never starts leaves the object in its progress
+/// state: the reason is in the Events of its StatefulSet or Deployment and pods.)
 pub fn transition_event(before: Option<&Condition>, after: &Condition) -> Option<EventKind> {
     if before.is_some_and(|b| b.status == after.status && b.reason == after.reason) {
         return None;
@@ -175,6 +176,8 @@ mod tests {
         assert_eq!(transition_event(Some(&broken), &starting), Some(Normal));
         assert_eq!(transition_event(Some(&starting), &ready("False", "WaitingForDatabase")), Some(Normal));
         assert_eq!(transition_event(Some(&starting), &starting), None);
+        // An Airflow upgrade migrates its database: progress, not a fault.
+        assert_eq!(transition_event(Some(&up), &ready("False", "Migrating")), Some(Normal));
     }
 
     fn time(s: &str) -> Time {

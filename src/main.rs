@@ -175,10 +175,10 @@ struct WriteLimitFlags {
     /// Write requests per second the operator sends at most, on average (applies, status
     /// writes, Events, deletes; reads come from caches): a rollout of many objects then leaves
     /// the API server room for everyone else. 0 turns the limit off. Leader election is exempt.
-    #[arg(long, env = "DWO_API_WRITE_RATE", default_value_t = 20)]
+    #[arg(long, env = "DWO_API_WRITE_RATE", default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=100_000))]
     api_write_rate: u32,
     /// Write requests that may go at once after a quiet spell (at least 1).
-    #[arg(long, env = "DWO_API_WRITE_BURST", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "DWO_API_WRITE_BURST", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     api_write_burst: u32,
 }
 
@@ -344,7 +344,7 @@ async fn run(
         .await
         .map_err(|e| format!("cannot configure the Kubernetes client (kubeconfig or in-cluster): {e}"))?;
     let metrics = Arc::new(Metrics::default());
-    let client = limited_client(client_config.clone(), write_limit, &metrics)?;
+    let (client, limiter) = limited_client(client_config.clone(), write_limit, &metrics)?;
     check_crd_installed::<Workspace>(&client).await?;
     check_crd_installed::<User>(&client).await?;
     check_crd_installed::<PythonEnvironment>(&client).await?;
@@ -355,6 +355,15 @@ async fn run(
     }
 
     let shutdown = shutdown_signal().shared();
+    if let Some(limiter) = limiter {
+        // The passes still running on a shutdown finish without waiting for the limit, so the
+        // process is done (and the Lease handed over) within the grace period.
+        let stopping = shutdown.clone();
+        tokio::spawn(async move {
+            stopping.await;
+            limiter.open();
+        });
+    }
     let health = Health { metrics: metrics.clone(), ready: Arc::default(), standby: Arc::default() };
     let server = tokio::spawn(server::serve(listen_address, health.clone(), shutdown.clone()));
 
@@ -417,24 +426,28 @@ async fn lead<F>(
 }
 
 /// The controllers' client: its write requests wait for the limit of `--api-write-rate` (unless
-/// it is 0).
+/// it is 0), which is returned too, to be lifted on shutdown.
 fn limited_client(
     config: kube::Config,
     limit: WriteLimitFlags,
     metrics: &Metrics,
-) -> Result<kube::Client, String> {
+) -> Result<(kube::Client, Option<Arc<throttle::Limiter>>), String> {
     let builder = kube::client::ClientBuilder::try_from(config)
         .map_err(|e| format!("cannot build the Kubernetes client: {e}"))?;
     if limit.api_write_rate == 0 {
-        return Ok(builder.build());
+        return Ok((builder.build(), None));
     }
     info!(rate = limit.api_write_rate, burst = limit.api_write_burst, "write requests are limited");
-    let limiter =
-        throttle::Limiter::new(limit.api_write_rate, limit.api_write_burst, metrics.write_wait.clone());
-    Ok(builder
+    let limiter = Arc::new(throttle::Limiter::new(
+        limit.api_write_rate,
+        limit.api_write_burst,
+        metrics.write_wait.clone(),
+    ));
+    let client = builder
         .with_layer(&tower::buffer::BufferLayer::new(1024))
-        .with_layer(&throttle::WriteLimitLayer(Arc::new(limiter)))
-        .build())
+        .with_layer(&throttle::WriteLimitLayer(limiter.clone()))
+        .build();
+    Ok((client, Some(limiter)))
 }
 
 /// The access layer's namespace must exist, and with a Gateway, the HTTPRoute kind too: the

@@ -5,7 +5,9 @@
 //! in bursts: every request that is not a GET, HEAD or OPTIONS waits for a slot of a token
 //! bucket (the generic cell rate algorithm: a steady `rate` per second, `burst` at once after a
 //! quiet spell). Slots are handed out in arrival order, so no pass starves. Leader election uses
-//! a client of its own, outside this limit: a Lease renewal never queues behind a rollout.
+//! a client of its own, outside this limit: a Lease renewal never queues behind a rollout. On
+//! shutdown the limit is lifted ([`Limiter::open`]), so the passes still running finish within
+//! the grace period and the Lease is handed over in time.
 
 use std::{
     future::Future,
@@ -31,13 +33,23 @@ pub struct Limiter {
     next: Mutex<Option<Instant>>,
     /// Seconds writes spent waiting, for the metric.
     waited: Counter<f64, std::sync::atomic::AtomicU64>,
+    /// Set once the limit is lifted; waiters are woken through `lifted`.
+    open: std::sync::atomic::AtomicBool,
+    lifted: tokio::sync::Notify,
 }
 
 impl Limiter {
     /// `rate` writes per second on average (at least one), up to `burst` at once (at least one).
     pub fn new(rate: u32, burst: u32, waited: Counter<f64, std::sync::atomic::AtomicU64>) -> Self {
         let period = Duration::from_secs(1) / rate.max(1);
-        Self { period, tolerance: period * (burst.max(1) - 1), next: Mutex::new(None), waited }
+        Self {
+            period,
+            tolerance: period * (burst.max(1) - 1),
+            next: Mutex::new(None),
+            waited,
+            open: std::sync::atomic::AtomicBool::new(false),
+            lifted: tokio::sync::Notify::new(),
+        }
     }
 
     /// Reserves the next slot for a write arriving at `now`: when it may be sent.
@@ -48,14 +60,28 @@ impl Limiter {
         arrival.checked_sub(self.tolerance).map_or(now, |at| at.max(now))
     }
 
-    /// Waits for this write's slot.
+    /// Waits for this write's slot (not at all once the limit is lifted).
     pub async fn acquire(&self) {
+        use std::sync::atomic::Ordering;
+        let lifted = self.lifted.notified();
+        if self.open.load(Ordering::Acquire) {
+            return;
+        }
         let now = Instant::now();
         let at = self.reserve(now);
         if at > now {
-            self.waited.inc_by((at - now).as_secs_f64());
-            tokio::time::sleep_until(at).await;
+            tokio::select! {
+                () = tokio::time::sleep_until(at) => {}
+                () = lifted => {}
+            }
+            self.waited.inc_by((Instant::now() - now).as_secs_f64());
         }
+    }
+
+    /// Lifts the limit for good: every waiting write goes at once, and later ones do not wait.
+    pub fn open(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::Release);
+        self.lifted.notify_waiters();
     }
 }
 
@@ -184,5 +210,26 @@ mod tests {
         assert_eq!(Instant::now(), before, "a read does not wait");
         assert_eq!(sent.load(Ordering::SeqCst), 3);
         assert_eq!(waited.get(), 1.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lifting_the_limit_releases_every_waiter_at_once() {
+        let limiter = Arc::new(limiter(1, 1));
+        limiter.acquire().await; // the burst
+        let start = Instant::now();
+        let waiters: Vec<_> = (0..5)
+            .map(|_| {
+                let limiter = limiter.clone();
+                tokio::spawn(async move { limiter.acquire().await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        limiter.open();
+        for waiter in waiters {
+            waiter.await.unwrap();
+        }
+        assert_eq!(Instant::now() - start, Duration::from_millis(100), "none waited for its slot");
+        limiter.acquire().await;
+        assert_eq!(Instant::now() - start, Duration::from_millis(100), "nor does a later write");
     }
 }

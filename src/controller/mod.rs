@@ -313,8 +313,8 @@ pub async fn run<F>(
 /// How long a controller waits for more triggers of an object before a pass, so bursts of
 /// events (a status write, then its own watch event) cost one pass.
 const DEBOUNCE: Duration = Duration::from_millis(500);
-/// Passes running at once per controller: bounded, so a burst of changes does not flood the
-/// API server under credentials nothing throttles.
+/// Passes running at once per controller: bounded, so a burst of changes neither floods the API
+/// server (whose writes [`crate::throttle`] paces too) nor queues many passes behind that limit.
 const CONCURRENCY: u16 = 8;
 
 /// A controller over a root kind, fed by its cache: woken by spec changes and deletion, not by
