@@ -14,6 +14,8 @@
 # (DWO_PEER_RESULTS=<file> to write elsewhere, DWO_PEER_RESULTS=- not at all). Environment:
 # DWO_PEER_TIMEOUT (seconds each controller may take to converge one size, default 1200),
 # DWO_PEER_IDLE (the quiet period in seconds, default 60), DWO_PEER_KEEP=1 (leave the cluster),
+# DWO_PEER_OPERATOR_ARGS (more flags of the operator's `run`, such as `--api-write-rate 100`;
+# recorded in the results),
 # DWO_PEER_REPORT=<dir> (print the tables again from the figures a run left in <dir>, its
 # peer/ folder under the cluster directory; nothing is run).
 #
@@ -55,6 +57,7 @@ for n in "${SIZES[@]}"; do
 done
 TIMEOUT="${DWO_PEER_TIMEOUT:-1200}"
 IDLE="${DWO_PEER_IDLE:-60}"
+OPERATOR_ARGS="${DWO_PEER_OPERATOR_ARGS:-}"
 SETTLE=10
 PER_TENANT=15
 LISTEN=127.0.0.1:18384
@@ -98,6 +101,8 @@ mkdir -p "${DWO_CLUSTER_DIR}"
 hack/cluster.sh up >"${DWO_CLUSTER_DIR}/peer-up.log" 2>&1 || { cat "${DWO_CLUSTER_DIR}/peer-up.log" >&2; exit 1; }
 eval "$(hack/cluster.sh env)"
 AUDIT_LOG="$(hack/cluster.sh audit-log)"
+# shellcheck source=hack/lib/audit.sh
+source hack/lib/audit.sh
 rm -rf "${WORK}" && mkdir -p "${WORK}"
 
 # --- Setup ----------------------------------------------------------------------------------------
@@ -146,51 +151,9 @@ tenants() { # prefix N
 kib() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/${controller}/status"; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/${controller}/stat"; }
-# The API server rotates its audit log at 100 MiB (audit-<time>.log beside it, all kept): an
-# offset is a position in all of them read in order, the rotated ones first, oldest first.
-audit_files() {
-	local f
-	for f in "${AUDIT_LOG%.log}"-*.log; do [[ ! -e "${f}" ]] || echo "${f}"; done
-	echo "${AUDIT_LOG}"
-}
-audit_offset() { audit_files | xargs stat -c %s | awk '{ n += $1 } END { printf "%d\n", n }'; }
-# audit_range FROM TO: the bytes between two offsets.
-audit_range() {
-	local file size base=0 from to
-	while read -r file; do
-		size="$(stat -c %s "${file}")"
-		from=$(($1 > base ? $1 - base : 0)) to=$(($2 - base < size ? $2 - base : size))
-		# tail is cut off by head's exit (SIGPIPE) when the range ends before the file does.
-		[[ ${to} -le ${from} ]] || { tail -c +$((from + 1)) "${file}" || true; } | head -c $((to - from))
-		base=$((base + size))
-	done < <(audit_files)
-}
-
 # requests WHO FROM TO: the requests of WHO between two byte offsets of the audit log, one line
-# each: "verb resource code object" (the method of hack/bench.sh).
-requests() {
-	audit_range "$2" "$3" | awk -v who="$1" '
-		function str(text, key,   s) {
-			if (!match(text, "\"" key "\":\"[^\"]*\"")) return ""
-			s = substr(text, RSTART + length(key) + 4, RLENGTH - length(key) - 5)
-			return s
-		}
-		index($0, "\"impersonatedUser\":{\"username\":\"" who "\"") == 0 { next }
-		{
-			stage = str($0, "stage"); verb = str($0, "verb")
-			if (verb == "watch" ? stage != "ResponseStarted" : stage != "ResponseComplete") next
-			ref = ""
-			if (match($0, /"objectRef":\{[^}]*\}/)) ref = substr($0, RSTART, RLENGTH)
-			resource = str(ref, "resource"); sub_ = str(ref, "subresource")
-			object = str(ref, "name"); if (str(ref, "namespace") != "") object = str(ref, "namespace") "/" object
-			if (resource == "") resource = "-"
-			if (sub_ != "") resource = resource "/" sub_
-			code = "-"
-			rest = substr($0, index($0, "\"responseStatus\":"))
-			if (match(rest, /"code":[0-9]+/)) code = substr(rest, RSTART + 7, RLENGTH - 7)
-			print verb, resource, code, (object == "" ? "-" : object)
-		}'
-}
+# each: "verb resource code object" (hack/lib/audit.sh, as hack/bench.sh counts them).
+requests() { audit_requests "$@"; }
 WRITES='create|update|patch|delete|deletecollection'
 READS='get|list|watch'
 # count FILE VERB_REGEX: requests of those verbs in a requests file.
@@ -235,8 +198,9 @@ start_controller() { # kro|ours
 		controller=$!
 		probe="http://${KRO_PROBE}/readyz"
 	else
+		# shellcheck disable=SC2086 # flags, split on purpose
 		KUBECONFIG="${WORK}/operator.kubeconfig" target/release/dataworkspace-operator run --listen-address "${LISTEN}" \
-			--team-group-prefix team: >>"${WORK}/operator.log" 2>&1 &
+			--team-group-prefix team: ${OPERATOR_ARGS} >>"${WORK}/operator.log" 2>&1 &
 		controller=$!
 		probe="http://${LISTEN}/readyz"
 	fi
@@ -443,8 +407,8 @@ commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 [[ -z "$(git status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ]] || commit="${commit} with uncommitted changes to src/"
 {
 	printf '\n## hack/bench-peer.sh %s — %s\n\n' "${SIZES[*]}" "$(date -u '+%Y-%m-%d %H:%M UTC')"
-	printf 'Operator %s (release build, %s), kro %s, Kubernetes %s, etcd %s, kwok %s (%s nodes).\n' \
-		"${commit}" "$(rustc --version | cut -d' ' -f1-2)" "${KRO_VERSION}" "${K8S_VERSION}" "${ETCD_VERSION}" "${KWOK_VERSION}" "${DWO_CLUSTER_NODES}"
+	printf 'Operator %s (release build, %s; flags: %s), kro %s, Kubernetes %s, etcd %s, kwok %s (%s nodes).\n' \
+		"${commit}" "$(rustc --version | cut -d' ' -f1-2)" "${OPERATOR_ARGS:-the defaults}" "${KRO_VERSION}" "${K8S_VERSION}" "${ETCD_VERSION}" "${KWOK_VERSION}" "${DWO_CLUSTER_NODES}"
 	printf 'Machine: %s cores (%s), %s memory, shared with other work (load average at the end: %s). One run.\n' \
 		"$(nproc)" "$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)" \
 		"$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)" "$(cut -d' ' -f1-3 /proc/loadavg)"
