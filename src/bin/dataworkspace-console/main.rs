@@ -139,6 +139,12 @@ pub struct Snapshot {
 }
 
 impl Console {
+    /// Who the person behind `email` is, from one snapshot of the caches (their User, workspaces
+    /// and role), under the operator's identity settings.
+    fn person<'s>(&self, email: &str, snapshot: &'s Snapshot) -> console::Person<'s> {
+        console::identify(email, &snapshot.users, &snapshot.workspaces, &self.identity)
+    }
+
     /// Whether some kind's watch has been failing for longer than [`STALE_AFTER`].
     fn stale(&self) -> bool {
         let now = epoch_seconds();
@@ -418,7 +424,7 @@ async fn runtime(
     axum::Extension(Email(email)): axum::Extension<Email>,
 ) -> Response {
     let snapshot = console.snapshot();
-    let person = console::identify(&email, &snapshot.users, &snapshot.workspaces, &console.identity);
+    let person = console.person(&email, &snapshot);
     page(pages::runtime(&person, &snapshot))
 }
 
@@ -427,7 +433,7 @@ async fn studio(
     axum::Extension(Email(email)): axum::Extension<Email>,
 ) -> Response {
     let snapshot = console.snapshot();
-    let person = console::identify(&email, &snapshot.users, &snapshot.workspaces, &console.identity);
+    let person = console.person(&email, &snapshot);
     page(pages::studio(&person, &snapshot))
 }
 
@@ -436,7 +442,7 @@ async fn admin(
     axum::Extension(Email(email)): axum::Extension<Email>,
 ) -> Response {
     let snapshot = console.snapshot();
-    let person = console::identify(&email, &snapshot.users, &snapshot.workspaces, &console.identity);
+    let person = console.person(&email, &snapshot);
     page(pages::admin(&person, &snapshot, &console.identity))
 }
 
@@ -448,7 +454,7 @@ async fn project(
     Path((namespace, name)): Path<(String, String)>,
 ) -> Response {
     let snapshot = console.snapshot();
-    let person = console::identify(&email, &snapshot.users, &snapshot.workspaces, &console.identity);
+    let person = console.person(&email, &snapshot);
     let valid = dataworkspace_operator::names::check_dns_label(&namespace).is_ok()
         && dataworkspace_operator::names::check_dns_label(&name).is_ok();
     let found = valid.then(|| person.scope.workspace_of(&namespace)).flatten().and_then(|_| {
@@ -486,10 +492,7 @@ async fn events(
 ) -> Response {
     let known = {
         let snapshot = console.snapshot();
-        console::identify(&email, &snapshot.users, &snapshot.workspaces, &console.identity)
-            .scope
-            .user
-            .is_some()
+        console.person(&email, &snapshot).scope.user.is_some()
     };
     if !known {
         return (StatusCode::FORBIDDEN, "live refresh is for people with a User\n").into_response();
